@@ -1,0 +1,111 @@
+"""Held-out accuracy, log loss and time of DiffusionClassifier beside scikit-learn's classifiers.
+
+Run ``python benchmarks/accuracy.py``; it prints a table and writes
+``benchmarks/results/accuracy.md`` and ``.json``. ``--set key=value`` changes a
+DiffusionClassifier parameter (``random_state=0`` is always set), ``--datasets`` picks
+rows and ``--no-baselines`` skips the scikit-learn columns (for tuning).
+"""
+
+import argparse
+import warnings
+
+import numpy as np
+import torch
+from _suite import DATASETS, parse_settings, split, timed, write_results
+from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, log_loss
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from threadpoolctl import threadpool_limits
+
+from skdiffusion import DiffusionClassifier
+
+BASELINES = {
+    "SVC": lambda: SVC(probability=True, random_state=0),
+    "MLP": lambda: MLPClassifier(max_iter=1000, random_state=0),
+    "RF": lambda: RandomForestClassifier(random_state=0),
+    "HGB": lambda: HistGradientBoostingClassifier(random_state=0),
+    "GaussianNB": GaussianNB,
+    "QDA": lambda: QuadraticDiscriminantAnalysis(reg_param=0.01),
+    "kNN": KNeighborsClassifier,
+    "LogReg": LogisticRegression,
+}
+
+
+def evaluate(model, data):
+    """Fit and score ``model``; return accuracy, log loss and seconds."""
+    X_train, X_test, y_train, y_test = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _, fit_s = timed(model.fit, X_train, y_train)
+    proba, predict_s = timed(model.predict_proba, X_test)
+    y_pred = model.classes_.take(proba.argmax(axis=1))
+    return {
+        "accuracy": accuracy_score(y_test, y_pred),
+        "log_loss": log_loss(y_test, np.clip(proba, 1e-15, 1), labels=model.classes_),
+        "fit_s": fit_s,
+        "predict_s": predict_s,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--output", default="accuracy")
+    args = parser.parse_args()
+    settings = parse_settings(args.set)
+    baselines = {} if args.no_baselines else BASELINES
+
+    # One-time costs (torch's lazy imports, ~1 s) are paid before anything is timed.
+    DiffusionClassifier(max_iter=1, n_trials=1, random_state=0).fit(*split("iris")[::2]).predict(split("iris")[1])
+    records = []
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for name in args.datasets:
+            data = split(name)
+            diffusion = DiffusionClassifier(**{"random_state": 0, **settings})
+            records.append({"data": name, "model": "Diffusion", **evaluate(diffusion, data)})
+            for model_name, make in baselines.items():
+                model = make_pipeline(StandardScaler(), make())
+                records.append({"data": name, "model": model_name, **evaluate(model, data)})
+            shown = [r for r in records if r["data"] == name]
+            print(" ".join(f"{r['model']}={r['accuracy']:.3f}" for r in shown), f"({name})", flush=True)
+
+    table = format_table(records, settings)
+    print(table)
+    if not args.no_baselines or args.output != "accuracy":
+        write_results(args.output, table, {"settings": settings, "torch": torch.__version__, "records": records})
+
+
+def format_table(records, settings):
+    """Return markdown tables: accuracy per model, then DiffusionClassifier's details."""
+    models = list(dict.fromkeys(r["model"] for r in records))
+    names = list(dict.fromkeys(r["data"] for r in records))
+    by = {(r["data"], r["model"]): r for r in records}
+    lines = [f"DiffusionClassifier settings: random_state=0 {settings or ''}".rstrip(), ""]
+    lines += ["| data | " + " | ".join(models) + " | best other |", "|---" * (len(models) + 2) + "|"]
+    for name in names:
+        others = [by[name, m]["accuracy"] for m in models if m != "Diffusion"]
+        best = f"{max(others):.3f}" if others else "-"
+        lines.append(f"| {name} | " + " | ".join(f"{by[name, m]['accuracy']:.3f}" for m in models) + f" | {best} |")
+    lines += ["", "| data | model | accuracy | log loss | fit s | predict s |", "|---|---|---|---|---|---|"]
+    for r in records:
+        if r["model"] in ("Diffusion", "MLP", "SVC"):
+            lines.append(
+                f"| {r['data']} | {r['model']} | {r['accuracy']:.3f} | {r['log_loss']:.3f} "
+                f"| {r['fit_s']:.2f} | {r['predict_s']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

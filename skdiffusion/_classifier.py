@@ -1,0 +1,466 @@
+"""DiffusionClassifier: a class-conditional diffusion model as a scikit-learn classifier."""
+
+import contextlib
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._denoisers import build_denoiser, check_denoiser
+from ._sampling import ancestral_sample
+from ._schedule import BETA_SCHEDULES, as_tensor, make_alphas_cumprod
+from ._scoring import mean_errors, timestep_grid, trial_noise
+from ._training import LOSSES, train_denoiser, training_timestep_probs, validation_draws
+
+
+@contextlib.contextmanager
+def _torch_threads(n_threads):
+    """Run the block with ``n_threads`` torch threads, then restore the caller's setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class DiffusionClassifier(ClassifierMixin, BaseEstimator):
+    """Classifier that applies Bayes' rule to a class-conditional diffusion model.
+
+    ``fit`` trains a conditional denoiser ``eps_theta(x_t, t, y)`` with the DDPM
+    noise-prediction loss on standardised features. ``predict_proba`` noises each sample
+    ``n_trials`` times, at evenly spaced timesteps with noise shared by all samples and all
+    classes, asks the denoiser for that noise under every class, and turns the mean
+    denoising errors into class probabilities::
+
+        log p(x | c) ~= -n_features * Error_c + const          (the ELBO, uniform weights)
+        p(c | x) = softmax_c( log p(c) - n_features * Error_c )
+
+    where ``Error_c`` is the mean over trials of the per-feature mean of the loss
+    ``(eps - eps_theta(x_t, t, c))**2``: ``n_features * Error_c`` is the squared error
+    summed over features, as in Li et al. (2023).
+
+    Read more in the :ref:`User Guide <user_guide>`.
+
+    Parameters
+    ----------
+    denoiser : None, nn.Module class or callable, or nn.Module instance, default=None
+        The conditional denoiser. None builds a :class:`~skdiffusion.MLPDenoiser` sized
+        from the data. A class or callable is called as ``denoiser(n_features, n_classes)``
+        and must return an ``nn.Module``. An instance is copied by ``fit`` (the copy is
+        trained; the instance is never changed). The module must compute
+        ``forward(x_t, t, y) -> eps_hat`` with ``eps_hat.shape == x_t.shape``, for
+        ``x_t`` of shape (n, n_features), integer timesteps ``t`` of shape (n,) and class
+        indices ``y`` of shape (n,) in ``range(n_classes)``.
+    n_trials : int, default=32
+        Monte Carlo trials per sample in ``predict_proba``: each trial is one timestep and
+        one noise draw, shared by every class.
+    max_iter : int, default=1000
+        Maximum number of optimizer steps (minibatches) in ``fit``.
+    batch_size : int, default=256
+        Minibatch size of training; capped at the number of training samples.
+    learning_rate : float, default=5e-3
+        Initial learning rate of Adam; it decays to a tenth along a cosine over
+        ``max_iter`` steps.
+    priors : array-like of shape (n_classes,), default=None
+        Prior probabilities of the classes. None: the class frequencies seen in ``fit``.
+    noise_schedule : {"linear", "cosine"}, default="linear"
+        The beta schedule of the forward process: DDPM's linear one (Ho et al., 2020) or
+        the cosine one of Nichol & Dhariwal (2021).
+    n_diffusion_steps : int, default=1000
+        Number of timesteps ``T`` of the forward process.
+    loss : {"l2", "l1", "huber"}, default="l2"
+        Per-element denoising loss, used both to train and to score.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data, stop when its denoising
+        loss (on fixed noise draws) stops improving, and keep the best weights.
+    validation_fraction : float, default=0.1
+        Fraction of the training data held out when ``early_stopping`` is True.
+    tol : float, default=1e-4
+        Improvement of the loss (the held-out loss with early stopping, otherwise the
+        training loss averaged over 50 steps) below which a check counts as no progress.
+    n_iter_no_change : int, default=10
+        Number of checks (one every 50 steps) without progress after which training
+        stops as converged.
+    warm_start : bool, default=False
+        Continue training the fitted denoiser on the next call to ``fit``, for up to
+        ``max_iter`` more steps, instead of starting afresh.
+    device : str or torch.device, default="cpu"
+        Torch device to train and predict on, e.g. ``"cuda"``. A pickled model is stored
+        on the CPU and loads on machines without the device.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weights, the training draws and the noise of ``predict_proba``: the same
+        value gives the same probabilities, whatever the rows passed beside a sample.
+    verbose : int, default=0
+        Print training progress, and the progress of long predictions.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    class_prior_ : ndarray of shape (n_classes,)
+        Prior probability of each class, from ``priors`` or the training frequencies.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during ``fit``, when ``X`` has string column names.
+    scaler_ : StandardScaler
+        The standardisation applied to the features before the diffusion.
+    alphas_cumprod_ : ndarray of shape (n_diffusion_steps,)
+        ``prod_{s<=t} (1 - beta_s)`` of the noise schedule, float64.
+    denoiser_ : torch.nn.Module
+        The trained denoiser.
+    loss_curve_ : list of float
+        Training loss at each optimizer step.
+    validation_scores_ : list of float or None
+        Held-out denoising loss at each check, with ``early_stopping``.
+    best_loss_ : float
+        Best smoothed training loss, or best held-out loss with ``early_stopping``.
+    n_iter_ : int
+        Number of optimizer steps run, over all fits with ``warm_start``.
+    noise_seed_ : int
+        Seed of the noise shared by the trials of ``predict_proba``.
+
+    See Also
+    --------
+    sklearn.naive_bayes.GaussianNB : Generative classifier with Gaussian class densities.
+    sklearn.neural_network.MLPClassifier : Discriminative neural-network classifier.
+
+    References
+    ----------
+    .. [1] A. C. Li, M. Prabhudesai, S. Duggal, E. Brown, D. Pathak, "Your Diffusion Model
+       is Secretly a Zero-Shot Classifier", ICCV 2023, arXiv:2303.16203.
+    .. [2] K. Clark, P. Jaini, "Text-to-Image Diffusion Models are Zero-Shot
+       Classifiers", NeurIPS 2023, arXiv:2303.15233.
+    .. [3] J. Ho, A. Jain, P. Abbeel, "Denoising Diffusion Probabilistic Models",
+       NeurIPS 2020, arXiv:2006.11239.
+
+    Examples
+    --------
+    >>> from skdiffusion import DiffusionClassifier
+    >>> from skdiffusion.datasets import make_spirals
+    >>> X, y = make_spirals(n_samples=400, random_state=0)
+    >>> clf = DiffusionClassifier(max_iter=300, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    >>> X_new, y_new = clf.sample(5, y=1, random_state=0)
+    >>> X_new.shape, y_new.tolist()
+    ((5, 2), [1, 1, 1, 1, 1])
+    """
+
+    _parameter_constraints = {
+        "denoiser": [None, callable],
+        "n_trials": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "priors": ["array-like", None],
+        "noise_schedule": [StrOptions(set(BETA_SCHEDULES))],
+        "n_diffusion_steps": [Interval(Integral, 2, None, closed="left")],
+        "loss": [StrOptions(set(LOSSES))],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        denoiser=None,
+        *,
+        n_trials=32,
+        max_iter=1000,
+        batch_size=256,
+        learning_rate=5e-3,
+        priors=None,
+        noise_schedule="linear",
+        n_diffusion_steps=1000,
+        loss="l2",
+        early_stopping=False,
+        validation_fraction=0.1,
+        tol=1e-4,
+        n_iter_no_change=10,
+        warm_start=False,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.denoiser = denoiser
+        self.n_trials = n_trials
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.priors = priors
+        self.noise_schedule = noise_schedule
+        self.n_diffusion_steps = n_diffusion_steps
+        self.loss = loss
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the conditional denoiser on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training samples.
+        y : array-like of shape (n_samples,)
+            Class labels; at least two classes.
+
+        Returns
+        -------
+        self : DiffusionClassifier
+            The fitted classifier.
+        """
+        continuing = self.warm_start and hasattr(self, "denoiser_")
+        X, y = validate_data(self, X, y, reset=not continuing, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        classes, y_index = np.unique(y, return_inverse=True)
+        if classes.size < 2:
+            raise ValueError(
+                f"DiffusionClassifier needs samples of at least 2 classes in the data, but the data "
+                f"contain only one class: {classes[0]!r}."
+            )
+        if continuing and not np.array_equal(classes, self.classes_):
+            raise ValueError(
+                f"warm_start=True needs the classes of the previous fit {self.classes_.tolist()}, "
+                f"got {classes.tolist()}."
+            )
+        device = self._torch_device()
+        rng = check_random_state(self.random_state)
+        init_seed, train_seed, split_seed, noise_seed = rng.randint(np.iinfo(np.int32).max, size=4)
+
+        if not continuing:
+            self.classes_ = classes
+            self.scaler_ = StandardScaler().fit(X)
+            self.alphas_cumprod_ = make_alphas_cumprod(self.noise_schedule, self.n_diffusion_steps)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(init_seed))
+                denoiser = build_denoiser(self.denoiser, X.shape[1], classes.size)
+            self._training_state = None
+            self.n_iter_ = 0
+        else:
+            denoiser = self.denoiser_
+        self.class_prior_ = self._class_prior(y_index, classes.size)
+        self.noise_seed_ = int(noise_seed)
+        denoiser = denoiser.to(device)
+        check_denoiser(denoiser, (X.shape[1],), classes.size, device)
+
+        x0 = torch.as_tensor(self.scaler_.transform(X), dtype=torch.float32, device=device)
+        labels = torch.as_tensor(y_index, device=device)
+        alphas_cumprod = as_tensor(self.alphas_cumprod_, device=device)
+        timestep_probs = training_timestep_probs(self.n_diffusion_steps)
+        generator = torch.Generator().manual_seed(int(train_seed) + self.n_iter_)
+        validation = None
+        if self.early_stopping:
+            train_idx, val_idx = train_test_split(
+                np.arange(len(y_index)),
+                test_size=self.validation_fraction,
+                stratify=y_index,
+                random_state=int(split_seed),
+            )
+            validation = validation_draws(x0[val_idx], labels[val_idx], timestep_probs, generator)
+            x0, labels = x0[train_idx], labels[train_idx]
+        with _torch_threads(1):
+            state = train_denoiser(
+                denoiser,
+                x0,
+                labels,
+                alphas_cumprod=alphas_cumprod,
+                timestep_probs=timestep_probs,
+                max_iter=self.max_iter,
+                batch_size=self.batch_size,
+                learning_rate=self.learning_rate,
+                loss=self.loss,
+                generator=generator,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                validation=validation,
+                state=self._training_state,
+                verbose=self.verbose,
+            )
+        self.denoiser_ = denoiser
+        self._training_state = state
+        self.loss_curve_ = state.loss_curve
+        self.validation_scores_ = state.validation_scores if self.early_stopping else None
+        self.best_loss_ = state.best_loss
+        self.n_iter_ = len(state.loss_curve)
+        if not (state.converged or state.interrupted):
+            warnings.warn(
+                f"DiffusionClassifier: maximum iterations ({self.max_iter}) reached and the "
+                "training loss has not converged yet.",
+                ConvergenceWarning,
+            )
+        return self
+
+    def predict_proba(self, X):
+        """Return the probability of each class, by Bayes' rule on the denoising errors.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to classify.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            ``proba[i, c]`` is ``p(classes_[c] | X[i])``; rows sum to one.
+        """
+        return np.exp(self.predict_log_proba(X))
+
+    def predict_log_proba(self, X):
+        """Return the log-probability of each class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to classify.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            ``log p(classes_[c] | X[i])``.
+        """
+        jll = self._joint_log_likelihood(X)
+        return jll - logsumexp(jll, axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Return the most probable class of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to classify.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            The class of highest posterior probability.
+        """
+        return self.classes_.take(self._joint_log_likelihood(X).argmax(axis=1))
+
+    def sample(self, n_samples=1, *, y=None, random_state=None):
+        """Generate samples of given classes by ancestral sampling (Ho et al., 2020, Alg. 2).
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples to generate.
+        y : label, array-like of shape (n_samples,) or None, default=None
+            The class of every sample (one label), of each sample, or None to draw the
+            classes from ``class_prior_``.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the class draws and of the sampling noise.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Generated samples, in the original feature space.
+        y : ndarray of shape (n_samples,)
+            Their classes.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        rng = check_random_state(random_state)
+        if y is None:
+            y_index = rng.choice(self.classes_.size, size=n_samples, p=self.class_prior_)
+        else:
+            y_index = self._class_index(np.broadcast_to(np.asarray(y, dtype=self.classes_.dtype), (n_samples,)))
+        device = self._torch_device()
+        generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+        with _torch_threads(1):
+            x0 = ancestral_sample(
+                self.denoiser_.to(device),
+                torch.as_tensor(y_index, device=device),
+                (self.n_features_in_,),
+                alphas_cumprod=self.alphas_cumprod_,
+                generator=generator,
+            )
+        return self.scaler_.inverse_transform(x0.cpu().double().numpy()), self.classes_.take(y_index)
+
+    def _joint_log_likelihood(self, X):
+        """Return ``log p(c) + log p(x | c)`` up to a constant per row, shape (n, n_classes)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        device = self._torch_device()
+        x0 = torch.as_tensor(self.scaler_.transform(X), dtype=torch.float32)
+        t = timestep_grid(0, self.n_diffusion_steps, self.n_trials)
+        eps = trial_noise(self.n_trials, (self.n_features_in_,), self.noise_seed_)
+        with _torch_threads(1):
+            errors = mean_errors(
+                self.denoiser_.to(device),
+                x0,
+                torch.as_tensor(t, device=device),
+                eps.to(device),
+                self.classes_.size,
+                alphas_cumprod=as_tensor(self.alphas_cumprod_, device=device),
+                loss=self.loss,
+                verbose=self.verbose,
+            )
+        return np.log(self.class_prior_) - self.n_features_in_ * errors
+
+    def _class_prior(self, y_index, n_classes):
+        """Return ``priors`` checked, or the class frequencies of ``y_index``."""
+        if self.priors is None:
+            return np.bincount(y_index, minlength=n_classes) / y_index.size
+        priors = np.asarray(self.priors, dtype=np.float64)
+        if priors.shape != (n_classes,):
+            raise ValueError("Number of priors must match number of classes.")
+        if not np.isclose(priors.sum(), 1.0):
+            raise ValueError("The sum of the priors should be 1.")
+        if (priors <= 0).any():
+            raise ValueError("Priors must be positive.")
+        return priors
+
+    def _class_index(self, labels):
+        """Map labels to their index in ``classes_``; raise on unknown labels."""
+        index = np.searchsorted(self.classes_, labels).clip(max=self.classes_.size - 1)
+        unknown = self.classes_[index] != labels
+        if unknown.any():
+            raise ValueError(f"y contains labels not seen in fit: {np.unique(labels[unknown]).tolist()}.")
+        return index
+
+    def _torch_device(self):
+        """Return ``device`` as a torch.device, or raise a ValueError naming it."""
+        try:
+            device = torch.device(self.device)
+            torch.empty(0, device=device)
+        except (RuntimeError, AssertionError) as exc:
+            raise ValueError(f"device={self.device!r} is not available: {exc}") from exc
+        return device
+
+    def __getstate__(self):
+        # Store the network on the CPU, so that a model fitted on a GPU loads anywhere.
+        state = super().__getstate__()
+        denoiser = state.get("denoiser_")
+        if denoiser is not None and any(p.device.type != "cpu" for p in denoiser.parameters()):
+            state["denoiser_"] = copy.deepcopy(denoiser).to("cpu")
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags

@@ -1,0 +1,53 @@
+"""Noise schedules and the forward process of DDPM (Ho et al., 2020)."""
+
+import math
+
+import numpy as np
+import torch
+
+
+def _linear_betas(n_steps):
+    """Linear betas of Ho et al. (2020), rescaled to ``n_steps`` as in Nichol & Dhariwal (2021)."""
+    scale = 1000 / n_steps
+    return np.linspace(scale * 1e-4, scale * 0.02, n_steps, dtype=np.float64)
+
+
+def _cosine_betas(n_steps, s=0.008):
+    """Cosine schedule of Nichol & Dhariwal (2021), eq. (17), betas clipped at 0.999."""
+    steps = np.arange(n_steps + 1, dtype=np.float64) / n_steps
+    f = np.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    return np.clip(1 - f[1:] / f[:-1], 0.0, 0.999)
+
+
+BETA_SCHEDULES = {"linear": _linear_betas, "cosine": _cosine_betas}
+
+
+def make_alphas_cumprod(schedule, n_steps):
+    """Return ``alphas_cumprod[t] = prod_{s<=t} (1 - beta_s)``, shape (n_steps,), float64."""
+    betas = BETA_SCHEDULES[schedule](n_steps)
+    return np.cumprod(1.0 - betas)
+
+
+def log_snr(alphas_cumprod):
+    """Return the log signal-to-noise ratio ``log(abar / (1 - abar))`` of each timestep."""
+    alphas_cumprod = np.asarray(alphas_cumprod, dtype=np.float64)
+    return np.log(alphas_cumprod) - np.log1p(-alphas_cumprod)
+
+
+def append_dims(x, n_dims):
+    """Append trailing singleton dimensions to ``x`` until it has ``n_dims`` dimensions."""
+    return x.reshape(x.shape + (1,) * (n_dims - x.ndim))
+
+
+def add_noise(x0, eps, t, alphas_cumprod):
+    """Sample ``x_t ~ q(x_t | x_0)``: Ho et al. (2020), eq. (4), with ``eps`` given.
+
+    ``alphas_cumprod`` is a tensor on the device and in the dtype of ``x0``.
+    """
+    abar = append_dims(alphas_cumprod[t], x0.ndim)
+    return abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+
+
+def as_tensor(alphas_cumprod, *, dtype=torch.float32, device="cpu"):
+    """Convert a float64 schedule to the tensor the hot loops index."""
+    return torch.as_tensor(np.asarray(alphas_cumprod), dtype=dtype, device=device)

@@ -1,0 +1,67 @@
+"""The Monte Carlo error loop: shared ``(t, eps)`` draws, every class's denoising error."""
+
+import numpy as np
+import torch
+
+from ._schedule import add_noise
+from ._training import per_sample_loss
+
+# (row, trial) pairs per denoiser call. Every call has exactly this many rows (the last
+# block is padded), so float32 GEMM results never depend on how many rows were passed
+# or which rows stand beside a sample.
+EVAL_BLOCK = 2048
+# (sample, trial) pairs scored per chunk of samples: bounds the memory of predict_proba.
+CHUNK_PAIRS = 1 << 18
+
+
+def timestep_grid(t_min, t_max, n_trials):
+    """Return ``n_trials`` evenly spaced timesteps in ``[t_min, t_max)``, as Li et al. (2023)."""
+    width = (t_max - t_min) / n_trials
+    return (t_min + (np.arange(n_trials) + 0.5) * width).astype(np.int64)
+
+
+def trial_noise(n_trials, sample_shape, seed):
+    """Return the noise shared by every sample and class: shape (n_trials, *sample_shape)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn((n_trials, *sample_shape), generator=generator)
+
+
+@torch.no_grad()
+def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss):
+    """Return the denoising loss of every (sample, class, trial), shape (n, n_classes, n_trials).
+
+    Trial ``k`` noises every sample with ``eps[k]`` at timestep ``t[k]`` and asks the
+    denoiser for that noise under each class: the comparison between classes is paired.
+    """
+    n_samples, n_trials = x0.shape[0], t.shape[0]
+    n_pairs = n_samples * n_trials
+    errors = torch.empty((n_classes, n_pairs), dtype=torch.float32, device=x0.device)
+    labels = [torch.full((EVAL_BLOCK,), c, dtype=torch.long, device=x0.device) for c in range(n_classes)]
+    for start in range(0, n_pairs, EVAL_BLOCK):
+        pairs = torch.arange(start, start + EVAL_BLOCK, device=x0.device).clamp_(max=n_pairs - 1)
+        rows, trials = pairs // n_trials, pairs % n_trials
+        x_t = add_noise(x0[rows], eps[trials], t[trials], alphas_cumprod)
+        stop = min(start + EVAL_BLOCK, n_pairs) - start
+        for c in range(n_classes):
+            eps_hat = denoiser(x_t, t[trials], labels[c])
+            errors[c, start : start + stop] = per_sample_loss(loss, eps_hat, eps[trials])[:stop]
+    return errors.reshape(n_classes, n_samples, n_trials).transpose(0, 1)
+
+
+def mean_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, weights=None, verbose=0):
+    """Return the trial-weighted mean error of each (sample, class), shape (n, n_classes), float64.
+
+    Samples are scored in chunks, so memory stays bounded whatever ``len(x0)``; ``x0``
+    may stay on the CPU and is moved to the denoiser's device a chunk at a time.
+    """
+    n_samples, n_trials = x0.shape[0], t.shape[0]
+    weights = torch.full((n_trials,), 1 / n_trials, dtype=torch.float64) if weights is None else weights
+    chunk = max(1, CHUNK_PAIRS // n_trials)
+    out = np.empty((n_samples, n_classes))
+    for start in range(0, n_samples, chunk):
+        x_chunk = x0[start : start + chunk].to(t.device)
+        errors = trial_errors(denoiser, x_chunk, t, eps, n_classes, alphas_cumprod=alphas_cumprod, loss=loss)
+        out[start : start + chunk] = (errors.cpu().double() @ weights).numpy()
+        if verbose and n_samples > chunk:
+            print(f"predict: {min(start + chunk, n_samples)}/{n_samples} samples")
+    return out
