@@ -20,8 +20,18 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._denoisers import build_denoiser, check_denoiser
 from ._sampling import ancestral_sample
 from ._schedule import BETA_SCHEDULES, as_tensor, make_alphas_cumprod
-from ._scoring import mean_errors, timestep_grid, trial_noise
+from ._scoring import (
+    fit_scale,
+    mean_errors,
+    select_timestep_range,
+    timestep_grid,
+    trial_errors,
+    trial_noise,
+)
 from ._training import LOSSES, train_denoiser, training_timestep_probs, validation_draws
+
+# Timesteps on which fit scores the held-out samples to choose the trials' range.
+SELECTION_GRID = 128
 
 
 @contextlib.contextmanager
@@ -42,14 +52,17 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
     noise-prediction loss on standardised features. ``predict_proba`` noises each sample
     ``n_trials`` times, at evenly spaced timesteps with noise shared by all samples and all
     classes, asks the denoiser for that noise under every class, and turns the mean
-    denoising errors into class probabilities::
+    denoising errors into class probabilities by Bayes' rule::
 
-        log p(x | c) ~= -n_features * Error_c + const          (the ELBO, uniform weights)
-        p(c | x) = softmax_c( log p(c) - n_features * Error_c )
+        log p(x | c) ~= -scale_ * Error_c + const
+        p(c | x) = softmax_c( log p(c) - scale_ * Error_c )
 
     where ``Error_c`` is the mean over trials of the per-feature mean of the loss
-    ``(eps - eps_theta(x_t, t, c))**2``: ``n_features * Error_c`` is the squared error
-    summed over features, as in Li et al. (2023).
+    (``(eps - eps_theta(x_t, t, c))**2`` for "l2"). The ELBO with uniform weights over
+    the timesteps gives ``scale_ = n_features`` (the squared error summed over features,
+    as in Li et al., 2023); ``fit`` instead fits ``scale_`` to the held-out samples by
+    minimising their log loss (temperature scaling), which makes the probabilities
+    calibrated, and chooses the timestep range the same way.
 
     Read more in the :ref:`User Guide <user_guide>`.
 
@@ -66,6 +79,12 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
     n_trials : int, default=32
         Monte Carlo trials per sample in ``predict_proba``: each trial is one timestep and
         one noise draw, shared by every class.
+    timestep_range : "auto" or tuple of two floats, default="auto"
+        The trials' timesteps are evenly spaced over ``[lo * T, hi * T)``, with ``T`` the
+        number of diffusion steps. Which timesteps separate the classes depends on the
+        data (fine 2-D structure is only visible at small noise); "auto" chooses
+        ``(0, hi)`` with ``hi`` in 0.05, 0.1, 0.2, 0.5, 1 by the log loss of the held-out
+        samples (see ``validation_fraction``), or uses (0, 1) when none are held out.
     max_iter : int, default=1000
         Maximum number of optimizer steps (minibatches) in ``fit``.
     batch_size : int, default=256
@@ -83,16 +102,24 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
     loss : {"l2", "l1", "huber"}, default="l2"
         Per-element denoising loss, used both to train and to score.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training data, stop when its denoising
-        loss (on fixed noise draws) stops improving, and keep the best weights.
-    validation_fraction : float, default=0.1
-        Fraction of the training data held out when ``early_stopping`` is True.
-    tol : float, default=1e-4
-        Improvement of the loss (the held-out loss with early stopping, otherwise the
-        training loss averaged over 50 steps) below which a check counts as no progress.
+        Stop training when the denoising loss of the held-out samples (on fixed noise
+        draws) stops improving, and keep the best weights. Otherwise training runs
+        ``max_iter`` steps, along a learning rate annealed to that length.
+    validation_fraction : float or None, default=0.1
+        Fraction of the training data held out (stratified) for early stopping, for the
+        choice of ``timestep_range`` and for the error scale. None holds out nothing: the
+        timesteps are then ``timestep_range`` (or all, for "auto") and the scale is the
+        number of features (the uniformly weighted ELBO).
+    tol : float, default=1e-2
+        Relative tolerance. With early stopping, a check whose held-out loss is not below
+        ``(1 - tol)`` times the best so far counts as no progress. Without, the fit
+        raises a ``ConvergenceWarning`` when a straight line fitted to the training loss
+        of the last ``n_iter_no_change`` checks still falls by more than ``tol`` of its
+        mean (training longer would still lower the loss).
     n_iter_no_change : int, default=10
-        Number of checks (one every 50 steps) without progress after which training
-        stops as converged.
+        Number of checks, one every 50 steps: with early stopping, how many checks
+        without progress stop the training; otherwise, how many last checks the
+        convergence test looks at.
     warm_start : bool, default=False
         Continue training the fitted denoiser on the next call to ``fit``, for up to
         ``max_iter`` more steps, instead of starting afresh.
@@ -113,7 +140,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         Prior probability of each class, from ``priors`` or the training frequencies.
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during ``fit``, when ``X`` has string column names.
     scaler_ : StandardScaler
         The standardisation applied to the features before the diffusion.
@@ -131,6 +158,10 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         Number of optimizer steps run, over all fits with ``warm_start``.
     noise_seed_ : int
         Seed of the noise shared by the trials of ``predict_proba``.
+    timestep_range_ : tuple of two floats
+        The range of the trials' timesteps, as fractions of ``n_diffusion_steps``.
+    scale_ : float
+        The factor that turns a mean error into a log-likelihood (see above).
 
     See Also
     --------
@@ -162,6 +193,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints = {
         "denoiser": [None, callable],
         "n_trials": [Interval(Integral, 1, None, closed="left")],
+        "timestep_range": [StrOptions({"auto"}), tuple],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -170,7 +202,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         "n_diffusion_steps": [Interval(Integral, 2, None, closed="left")],
         "loss": [StrOptions(set(LOSSES))],
         "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
@@ -184,6 +216,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         denoiser=None,
         *,
         n_trials=32,
+        timestep_range="auto",
         max_iter=1000,
         batch_size=256,
         learning_rate=5e-3,
@@ -193,7 +226,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         loss="l2",
         early_stopping=False,
         validation_fraction=0.1,
-        tol=1e-4,
+        tol=1e-2,
         n_iter_no_change=10,
         warm_start=False,
         device="cpu",
@@ -202,6 +235,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
     ):
         self.denoiser = denoiser
         self.n_trials = n_trials
+        self.timestep_range = timestep_range
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -249,6 +283,8 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
                 f"got {classes.tolist()}."
             )
         device = self._torch_device()
+        if not isinstance(self.timestep_range, str):
+            self._timestep_bounds(self.timestep_range)
         rng = check_random_state(self.random_state)
         init_seed, train_seed, split_seed, noise_seed = rng.randint(np.iinfo(np.int32).max, size=4)
 
@@ -273,21 +309,15 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         alphas_cumprod = as_tensor(self.alphas_cumprod_, device=device)
         timestep_probs = training_timestep_probs(self.n_diffusion_steps)
         generator = torch.Generator().manual_seed(int(train_seed) + self.n_iter_)
+        train_idx, val_idx = self._validation_split(y_index, int(split_seed))
         validation = None
-        if self.early_stopping:
-            train_idx, val_idx = train_test_split(
-                np.arange(len(y_index)),
-                test_size=self.validation_fraction,
-                stratify=y_index,
-                random_state=int(split_seed),
-            )
+        if self.early_stopping and val_idx.size:
             validation = validation_draws(x0[val_idx], labels[val_idx], timestep_probs, generator)
-            x0, labels = x0[train_idx], labels[train_idx]
         with _torch_threads(1):
             state = train_denoiser(
                 denoiser,
-                x0,
-                labels,
+                x0[train_idx],
+                labels[train_idx],
                 alphas_cumprod=alphas_cumprod,
                 timestep_probs=timestep_probs,
                 max_iter=self.max_iter,
@@ -301,6 +331,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
                 state=self._training_state,
                 verbose=self.verbose,
             )
+            self.timestep_range_, self.scale_ = self._select_trials(denoiser, x0[val_idx], y_index[val_idx])
         self.denoiser_ = denoiser
         self._training_state = state
         self.loss_curve_ = state.loss_curve
@@ -312,6 +343,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
                 f"DiffusionClassifier: maximum iterations ({self.max_iter}) reached and the "
                 "training loss has not converged yet.",
                 ConvergenceWarning,
+                stacklevel=2,
             )
         return self
 
@@ -359,7 +391,9 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             The class of highest posterior probability.
         """
-        return self.classes_.take(self._joint_log_likelihood(X).argmax(axis=1))
+        # Score first: it raises NotFittedError before classes_ is touched.
+        jll = self._joint_log_likelihood(X)
+        return self.classes_.take(jll.argmax(axis=1))
 
     def sample(self, n_samples=1, *, y=None, random_state=None):
         """Generate samples of given classes by ancestral sampling (Ho et al., 2020, Alg. 2).
@@ -407,7 +441,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         device = self._torch_device()
         x0 = torch.as_tensor(self.scaler_.transform(X), dtype=torch.float32)
-        t = timestep_grid(0, self.n_diffusion_steps, self.n_trials)
+        t = timestep_grid(*self._timestep_bounds(self.timestep_range_), self.n_trials)
         eps = trial_noise(self.n_trials, (self.n_features_in_,), self.noise_seed_)
         with _torch_threads(1):
             errors = mean_errors(
@@ -420,7 +454,60 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
                 loss=self.loss,
                 verbose=self.verbose,
             )
-        return np.log(self.class_prior_) - self.n_features_in_ * errors
+        return np.log(self.class_prior_) - self.scale_ * errors
+
+    def _validation_split(self, y_index, seed):
+        """Return the (train, held-out) row indices; the held-out part is empty when none is kept."""
+        rows = np.arange(y_index.size)
+        if self.validation_fraction is None:
+            return rows, rows[:0]
+        n_classes = self.classes_.size
+        n_held_out = int(np.ceil(self.validation_fraction * rows.size))
+        if np.bincount(y_index).min() < 2 or min(n_held_out, rows.size - n_held_out) < n_classes:
+            warnings.warn(
+                f"Too few samples per class to hold out validation_fraction={self.validation_fraction}: "
+                "training on all samples, without early stopping, with the error scale of the ELBO.",
+                stacklevel=3,
+            )
+            return rows, rows[:0]
+        return train_test_split(rows, test_size=n_held_out, stratify=y_index, random_state=seed)
+
+    def _select_trials(self, denoiser, x0, y_index):
+        """Return ``(timestep_range_, scale_)``, fitted on held-out samples when there are some."""
+        auto = isinstance(self.timestep_range, str)
+        if y_index.size == 0:
+            return (0.0, 1.0) if auto else self.timestep_range, float(self.n_features_in_)
+        t = timestep_grid(0, self.n_diffusion_steps, SELECTION_GRID)
+        eps = trial_noise(SELECTION_GRID, x0.shape[1:], self.noise_seed_ + 1)
+        errors = (
+            trial_errors(
+                denoiser,
+                x0,
+                torch.as_tensor(t, device=x0.device),
+                eps.to(x0.device),
+                self.classes_.size,
+                alphas_cumprod=as_tensor(self.alphas_cumprod_, device=x0.device),
+                loss=self.loss,
+            )
+            .cpu()
+            .double()
+            .numpy()
+        )
+        log_prior = np.log(self.class_prior_)
+        if auto:
+            return select_timestep_range(errors, t, y_index, log_prior, self.n_diffusion_steps, self.n_features_in_)
+        lo, hi = self._timestep_bounds(self.timestep_range)
+        in_range = (t >= lo) & (t < hi)
+        return self.timestep_range, fit_scale(
+            errors[:, :, in_range].mean(axis=2), y_index, log_prior, self.n_features_in_
+        )[0]
+
+    def _timestep_bounds(self, timestep_range):
+        """Return a ``(lo, hi)`` range as timesteps ``(t_min, t_max)``, or raise a ValueError."""
+        lo, hi = timestep_range if len(timestep_range) == 2 else (None, None)
+        if not (isinstance(lo, Real) and isinstance(hi, Real) and 0 <= lo < hi <= 1):
+            raise ValueError(f"timestep_range must be a pair (lo, hi) with 0 <= lo < hi <= 1, got {timestep_range!r}.")
+        return lo * self.n_diffusion_steps, hi * self.n_diffusion_steps
 
     def _class_prior(self, y_index, n_classes):
         """Return ``priors`` checked, or the class frequencies of ``y_index``."""

@@ -41,7 +41,7 @@ class MLPDenoiser(nn.Module):
     n_classes : int
         Number of classes the network is conditioned on.
     hidden_size : int or None, default=None
-        Width of the hidden layers. None: 128, or 256 when ``n_features > 16``.
+        Width of the hidden layers. None: 64 up to 8 features, 128 up to 16, else 256.
     n_blocks : int, default=3
         Number of residual blocks.
     n_frequencies : int or None, default=None
@@ -64,7 +64,7 @@ class MLPDenoiser(nn.Module):
     ):
         super().__init__()
         if hidden_size is None:
-            hidden_size = 128 if n_features <= 16 else 256
+            hidden_size = 64 if n_features <= 8 else 128 if n_features <= 16 else 256
         if n_frequencies is None:
             n_frequencies = 16 if n_features <= 8 else 0
         self.n_frequencies = n_frequencies
@@ -74,8 +74,7 @@ class MLPDenoiser(nn.Module):
         self.time = nn.Sequential(nn.Linear(32, hidden_size), nn.SiLU())
         self.label = nn.Embedding(n_classes, hidden_size)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, hidden_size))
-            for _ in range(n_blocks)
+            nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, hidden_size)) for _ in range(n_blocks)
         )
         self.output = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, n_features))
         nn.init.zeros_(self.output[-1].weight)

@@ -60,6 +60,8 @@ def train_denoiser(
 
     Timesteps are drawn from ``timestep_probs``; ``validation`` is ``(x0, y, t, eps)``
     with fixed draws, whose loss decides early stopping and which weights are kept.
+    Without it, training runs ``max_iter`` steps and counts as converged when the loss
+    fell by at most ``tol`` (relative) over its last ``n_iter_no_change`` checks.
     Returns the updated :class:`TrainingState`.
     """
     state = state or TrainingState()
@@ -103,22 +105,33 @@ def train_denoiser(
             if verbose:
                 kind = "validation loss" if validation is not None else "loss"
                 print(f"Iteration {len(state.loss_curve)}, {kind} = {score:.6f}")
-            if score < state.best_loss - tol:
+            if score < state.best_loss * (1 - tol):
                 state.best_loss, state.n_no_improvement = score, 0
                 if validation is not None:
                     best_weights = copy.deepcopy(denoiser.state_dict())
             else:
                 state.n_no_improvement += 1
-            if state.n_no_improvement >= n_iter_no_change:
+            if validation is not None and state.n_no_improvement >= n_iter_no_change:
                 state.converged = True
                 break
     except KeyboardInterrupt:
-        warnings.warn("Training interrupted by the user; the model keeps the weights reached so far.")
+        warnings.warn("Training interrupted by the user; the model keeps the weights reached so far.", stacklevel=3)
         state.interrupted = True
+    if validation is None:
+        state.converged = relative_decrease(state.loss_curve[-n_iter_no_change * CHECK_EVERY :]) <= tol
     if best_weights is not None:
         denoiser.load_state_dict(best_weights)
     denoiser.eval()
     return state
+
+
+def relative_decrease(losses):
+    """Return how far a straight line fitted to ``losses`` falls over them, relative to their mean."""
+    losses = np.asarray(losses)
+    if losses.size < 2:
+        return np.inf
+    slope = np.polyfit(np.arange(losses.size), losses, 1)[0]
+    return -slope * losses.size / losses.mean()
 
 
 @torch.no_grad()
@@ -141,8 +154,10 @@ def training_timestep_probs(n_steps, low_fraction=0.1, low_boost=10.0):
     return probs / probs.sum()
 
 
-def validation_draws(x0, y, timestep_probs, generator):
-    """Return ``(x0, y, t, eps)``: held-out samples with fixed draws for early stopping."""
+def validation_draws(x0, y, timestep_probs, generator, n_draws=2048):
+    """Return ``(x0, y, t, eps)``: held-out samples, repeated to ``n_draws`` rows, with fixed draws."""
+    repeats = -(-n_draws // x0.shape[0])
+    x0, y = x0.repeat_interleave(repeats, dim=0), y.repeat_interleave(repeats)
     probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
     t = torch.multinomial(probs, x0.shape[0], replacement=True, generator=generator).to(x0.device)
     eps = torch.randn(x0.shape, generator=generator).to(x0.device)
