@@ -275,7 +275,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         if classes.size < 2:
             raise ValueError(
                 f"DiffusionClassifier needs samples of at least 2 classes in the data, but the data "
-                f"contain only one class: {classes[0]!r}."
+                f"contain only one class: {classes.tolist()[0]!r}."
             )
         if continuing and not np.array_equal(classes, self.classes_):
             raise ValueError(
@@ -288,21 +288,27 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         init_seed, train_seed, split_seed, noise_seed = rng.randint(np.iinfo(np.int32).max, size=4)
 
-        if not continuing:
-            self.classes_ = classes
-            self.scaler_ = StandardScaler().fit(X)
-            self.alphas_cumprod_ = make_alphas_cumprod(self.noise_schedule, self.n_diffusion_steps)
+        # Check the priors and the denoiser before setting any fitted attribute: a fit that
+        # fails on them must not leave a half-fitted estimator behind.
+        class_prior = self._class_prior(y_index, classes.size)
+        if continuing:
+            denoiser = self.denoiser_
+        else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(init_seed))
                 denoiser = build_denoiser(self.denoiser, X.shape[1], classes.size)
-            self._training_state = None
-            self.n_iter_ = 0
-        else:
-            denoiser = self.denoiser_
-        self.class_prior_ = self._class_prior(y_index, classes.size)
-        self.noise_seed_ = int(noise_seed)
         denoiser = denoiser.to(device)
         check_denoiser(denoiser, (X.shape[1],), classes.size, device)
+        if not continuing:
+            # Until training ends, the previous fit's network must not stand beside new classes.
+            self.__dict__.pop("denoiser_", None)
+            self.classes_ = classes
+            self.scaler_ = StandardScaler().fit(X)
+            self.alphas_cumprod_ = make_alphas_cumprod(self.noise_schedule, self.n_diffusion_steps)
+            self._training_state = None
+            self.n_iter_ = 0
+        self.class_prior_ = class_prior
+        self.noise_seed_ = int(noise_seed)
 
         x0 = torch.as_tensor(self.scaler_.transform(X), dtype=torch.float32, device=device)
         labels = torch.as_tensor(y_index, device=device)
@@ -422,7 +428,15 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         if y is None:
             y_index = rng.choice(self.classes_.size, size=n_samples, p=self.class_prior_)
         else:
-            y_index = self._class_index(np.broadcast_to(np.asarray(y, dtype=self.classes_.dtype), (n_samples,)))
+            # No cast to classes_.dtype: it would truncate strings and floor floats into labels.
+            labels = np.asarray(y)
+            labels = np.broadcast_to(labels, (n_samples,)) if labels.ndim == 0 else labels
+            if labels.shape != (n_samples,):
+                raise ValueError(
+                    f"y must be one label or an array of shape (n_samples,) = ({n_samples},), "
+                    f"got an array of shape {labels.shape}."
+                )
+            y_index = self._class_index(labels)
         device = self._torch_device()
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
         with _torch_threads(1):
@@ -524,20 +538,24 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
 
     def _class_index(self, labels):
         """Map labels to their index in ``classes_``; raise on unknown labels."""
-        index = np.searchsorted(self.classes_, labels).clip(max=self.classes_.size - 1)
-        unknown = self.classes_[index] != labels
+        # isin compares labels of any dtype to classes_ without raising (e.g. "a" against ints).
+        unknown = ~np.isin(labels, self.classes_)
         if unknown.any():
             raise ValueError(f"y contains labels not seen in fit: {np.unique(labels[unknown]).tolist()}.")
-        return index
+        return np.searchsorted(self.classes_, labels)
 
     def _torch_device(self):
         """Return ``device`` as a torch.device, or raise a ValueError naming it."""
         try:
             device = torch.device(self.device)
-            torch.empty(0, device=device)
-        except (RuntimeError, AssertionError) as exc:
+            torch.zeros(1, device=device).cpu()
+        except (RuntimeError, AssertionError, NotImplementedError) as exc:
             raise ValueError(f"device={self.device!r} is not available: {exc}") from exc
         return device
+
+    def __sklearn_is_fitted__(self):
+        # Fitted once a network is trained: a fit that failed part way leaves other attributes.
+        return hasattr(self, "denoiser_")
 
     def __getstate__(self):
         # Store the network on the CPU, so that a model fitted on a GPU loads anywhere.

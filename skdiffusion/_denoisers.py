@@ -112,7 +112,7 @@ def check_denoiser(denoiser, sample_shape, n_classes, device):
     n = 2
     x_t = torch.zeros((n, *sample_shape), device=device)
     t = torch.zeros(n, dtype=torch.long, device=device)
-    y = torch.arange(n, device=device) % n_classes
+    y = torch.tensor([0, n_classes - 1], device=device)
     try:
         with torch.no_grad():
             eps_hat = denoiser(x_t, t, y)
@@ -126,3 +126,5 @@ def check_denoiser(denoiser, sample_shape, n_classes, device):
         )
     if not eps_hat.is_floating_point():
         raise TypeError(f"The denoiser returned dtype {eps_hat.dtype}, not a float tensor. {CONTRACT}")
+    if not any(p.requires_grad for p in denoiser.parameters()):
+        raise ValueError(f"The denoiser has no trainable parameters, so fit cannot train it. {CONTRACT}")

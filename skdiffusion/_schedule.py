@@ -7,9 +7,13 @@ import torch
 
 
 def _linear_betas(n_steps):
-    """Linear betas of Ho et al. (2020), rescaled to ``n_steps`` as in Nichol & Dhariwal (2021)."""
+    """Linear betas of Ho et al. (2020), rescaled to ``n_steps`` as in Nichol & Dhariwal (2021).
+
+    Below 21 steps the rescaled betas would reach 1; they are clipped at 0.999, as the
+    cosine schedule's are.
+    """
     scale = 1000 / n_steps
-    return np.linspace(scale * 1e-4, scale * 0.02, n_steps, dtype=np.float64)
+    return np.clip(np.linspace(scale * 1e-4, scale * 0.02, n_steps, dtype=np.float64), 0.0, 0.999)
 
 
 def _cosine_betas(n_steps, s=0.008):

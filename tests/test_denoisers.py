@@ -1,0 +1,183 @@
+"""The MLP denoiser, the denoiser contract and how fit builds its network."""
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from skdiffusion import MLPDenoiser
+from skdiffusion._denoisers import build_denoiser, check_denoiser, sinusoidal_embedding
+
+
+def _inputs(n, n_features, n_classes, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x_t = torch.randn((n, n_features), generator=generator)
+    t = torch.randint(1000, (n,), generator=generator)
+    y = torch.randint(n_classes, (n,), generator=generator)
+    return x_t, t, y
+
+
+@pytest.mark.parametrize("n_features, n_classes", [(1, 2), (2, 2), (8, 3), (9, 5), (64, 10)])
+def test_mlp_denoiser_output_shape_and_zero_at_init(n_features, n_classes):
+    denoiser = MLPDenoiser(n_features, n_classes)
+    eps_hat = denoiser(*_inputs(7, n_features, n_classes))
+    assert eps_hat.shape == (7, n_features)
+    assert eps_hat.dtype == torch.float32
+    # The output layer starts at zero (as in k-diffusion): the first prediction is 0.
+    assert torch.equal(eps_hat, torch.zeros(7, n_features))
+
+
+def test_mlp_denoiser_learns_from_the_zero_output_layer():
+    denoiser = MLPDenoiser(2, 3)
+    x_t, t, y = _inputs(16, 2, 3)
+    loss = (denoiser(x_t, t, y) - x_t).square().mean()
+    loss.backward()
+    # Only the output layer gets a gradient at init (the rest is multiplied by zero weights),
+    # so the first step moves it off zero.
+    assert denoiser.output[-1].weight.grad.abs().sum() > 0
+    assert denoiser.input.weight.grad.abs().sum() == 0
+
+
+def test_mlp_denoiser_conditions_on_class_and_timestep():
+    torch.manual_seed(0)
+    denoiser = MLPDenoiser(2, 3)
+    nn.init.normal_(denoiser.output[-1].weight)
+    x_t = torch.zeros(3, 2)
+    by_class = denoiser(x_t, torch.full((3,), 10), torch.arange(3))
+    by_time = denoiser(x_t, torch.tensor([0, 500, 999]), torch.zeros(3, dtype=torch.long))
+    assert torch.unique(by_class, dim=0).shape[0] == 3
+    assert torch.unique(by_time, dim=0).shape[0] == 3
+
+
+def test_mlp_denoiser_widths():
+    assert MLPDenoiser(2, 2).input.out_features == 64
+    assert MLPDenoiser(9, 2).input.out_features == 128
+    assert MLPDenoiser(17, 2).input.out_features == 256
+    assert MLPDenoiser(17, 2, hidden_size=8).input.out_features == 8
+    # Up to 8 features each coordinate gets 16 sin/cos pairs; above, coordinates enter raw.
+    assert MLPDenoiser(8, 2).input.in_features == 8 * (1 + 2 * 16)
+    assert MLPDenoiser(9, 2).input.in_features == 9
+    assert len(MLPDenoiser(2, 2, n_blocks=5).blocks) == 5
+
+
+def test_sinusoidal_embedding():
+    x = torch.tensor([0.0, 1.0, -2.5])
+    emb = sinusoidal_embedding(x, 4)
+    assert emb.shape == (3, 8)
+    freqs = torch.exp(-torch.log(torch.tensor(10_000.0)) * torch.arange(4) / 4)
+    torch.testing.assert_close(emb[:, :4], torch.sin(x[:, None] * freqs))
+    torch.testing.assert_close(emb[:, 4:], torch.cos(x[:, None] * freqs))
+    assert sinusoidal_embedding(torch.zeros(2, 5), 3).shape == (2, 5, 6)
+
+
+# The contract checker -------------------------------------------------------------------
+
+
+class _Returns(nn.Module):
+    """A denoiser whose forward returns ``make(x_t)``; it has one (unused) trainable weight."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x_t, t, y):
+        return self.make(x_t)
+
+
+def _raise(x_t):
+    raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+
+def test_check_denoiser_accepts_the_mlp():
+    check_denoiser(MLPDenoiser(3, 2), (3,), 2, torch.device("cpu"))
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda x_t: x_t[:, :1], ValueError, r"returned shape \(2, 1\) for x_t of shape \(2, 3\)"),
+        (lambda x_t: x_t.T, ValueError, r"returned shape \(3, 2\)"),
+        (lambda x_t: x_t.numpy(), TypeError, "returned ndarray, not a torch.Tensor"),
+        (lambda x_t: None, TypeError, "returned NoneType, not a torch.Tensor"),
+        (lambda x_t: x_t.long(), TypeError, "returned dtype torch.int64, not a float tensor"),
+        (_raise, ValueError, r"failed on a batch of shape \(2, 3\).*mat1 and mat2"),
+    ],
+)
+def test_check_denoiser_raises_clear_errors(make, error, match):
+    with pytest.raises(error, match=match) as excinfo:
+        check_denoiser(_Returns(make), (3,), 2, torch.device("cpu"))
+    # Every message states the contract the denoiser broke.
+    assert "forward(x_t, t, y)" in str(excinfo.value)
+
+
+def test_check_denoiser_passes_class_indices_in_range():
+    seen = []
+
+    def record(x_t, t, y):
+        seen.append((t, y))
+        return x_t
+
+    denoiser = _Returns(lambda x_t: x_t)
+    denoiser.forward = record
+    check_denoiser(denoiser, (4,), 1, torch.device("cpu"))
+    t, y = seen[0]
+    assert t.dtype == torch.long and y.dtype == torch.long
+    assert y.max() < 1
+
+
+# Building the network -------------------------------------------------------------------
+
+
+class _Linear(nn.Module):
+    def __init__(self, n_features, n_classes):
+        super().__init__()
+        self.n_features, self.n_classes = n_features, n_classes
+        self.linear = nn.Linear(n_features, n_features)
+
+    def forward(self, x_t, t, y):
+        return self.linear(x_t)
+
+
+def test_build_denoiser_none_is_an_mlp_sized_from_the_data():
+    denoiser = build_denoiser(None, 5, 3)
+    assert isinstance(denoiser, MLPDenoiser)
+    assert denoiser.label.num_embeddings == 3
+    assert denoiser.output[-1].out_features == 5
+
+
+def test_build_denoiser_calls_a_class_or_callable_with_the_sizes():
+    from_class = build_denoiser(_Linear, 4, 3)
+    assert isinstance(from_class, _Linear)
+    assert (from_class.n_features, from_class.n_classes) == (4, 3)
+    from_partial = build_denoiser(functools.partial(MLPDenoiser, hidden_size=16), 4, 3)
+    assert from_partial.input.out_features == 16
+    from_lambda = build_denoiser(lambda n_features, n_classes: _Linear(n_features, n_classes + 1), 2, 2)
+    assert from_lambda.n_classes == 3
+
+
+def test_build_denoiser_copies_an_instance():
+    instance = _Linear(3, 2)
+    copy = build_denoiser(instance, 3, 2)
+    assert copy is not instance
+    assert copy.linear.weight is not instance.linear.weight
+    assert torch.equal(copy.linear.weight, instance.linear.weight)
+    before = instance.linear.weight.detach().clone()
+    with torch.no_grad():
+        copy.linear.weight.add_(1.0)
+    assert torch.equal(instance.linear.weight, before)
+
+
+def test_build_denoiser_rejects_a_class_that_is_not_a_module():
+    class NotAModule:
+        def __init__(self, n_features, n_classes):
+            pass
+
+    with pytest.raises(TypeError, match="denoiser class NotAModule is not a torch.nn.Module subclass"):
+        build_denoiser(NotAModule, 2, 2)
+
+
+def test_build_denoiser_rejects_a_callable_returning_no_module():
+    with pytest.raises(TypeError, match=r"returned dict, not a torch.nn.Module"):
+        build_denoiser(lambda n_features, n_classes: {}, 2, 2)

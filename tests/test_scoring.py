@@ -1,0 +1,196 @@
+"""The Monte Carlo error loop: timestep grid, shared noise, batch invariance, chunking."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from skdiffusion import MLPDenoiser, _scoring
+from skdiffusion._schedule import as_tensor, make_alphas_cumprod
+from skdiffusion._scoring import (
+    fit_scale,
+    mean_errors,
+    select_timestep_range,
+    timestep_grid,
+    trial_errors,
+    trial_noise,
+)
+
+ALPHAS_CUMPROD = as_tensor(make_alphas_cumprod("linear", 1000))
+
+
+class _Zero(nn.Module):
+    def forward(self, x_t, t, y):
+        return torch.zeros_like(x_t)
+
+
+def _random_mlp(n_features, n_classes, seed=0):
+    """An MLP denoiser with every weight drawn at random (a fresh one predicts zero)."""
+    torch.manual_seed(seed)
+    denoiser = MLPDenoiser(n_features, n_classes, hidden_size=32)
+    with torch.no_grad():
+        for p in denoiser.parameters():
+            p.normal_(std=0.2)
+    return denoiser.eval()
+
+
+def _errors(denoiser, x0, n_trials=16, n_classes=3, seed=0, **kwargs):
+    t = torch.as_tensor(timestep_grid(0, 1000, n_trials))
+    eps = trial_noise(n_trials, x0.shape[1:], seed)
+    return mean_errors(denoiser, x0, t, eps, n_classes, alphas_cumprod=ALPHAS_CUMPROD, loss="l2", **kwargs)
+
+
+def test_timestep_grid_is_li_et_al_grid():
+    # Li et al. (2023): range(T // n // 2, T, T // n).
+    np.testing.assert_array_equal(timestep_grid(0, 1000, 10), np.arange(50, 1000, 100))
+    np.testing.assert_array_equal(timestep_grid(0, 1000, 1000), np.arange(1000))
+    np.testing.assert_array_equal(timestep_grid(0, 1000, 1), [500])
+    assert timestep_grid(0, 1000, 10).dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "t_min, t_max, n_trials", [(0, 1000, 32), (0, 100, 7), (200, 600, 40), (0.0, 500.0, 16), (0, 10, 25)]
+)
+def test_timestep_grid_is_evenly_spaced_in_range(t_min, t_max, n_trials):
+    t = timestep_grid(t_min, t_max, n_trials)
+    assert t.shape == (n_trials,)
+    assert t.min() >= t_min and t.max() < t_max
+    assert np.all(np.diff(t) >= 0)
+    # Evenly spaced up to the rounding down to integers.
+    exact = t_min + (np.arange(n_trials) + 0.5) * (t_max - t_min) / n_trials
+    assert np.all((exact - t >= 0) & (exact - t < 1))
+
+
+def test_trial_noise_is_seeded_standard_normal():
+    eps = trial_noise(4096, (3,), seed=7)
+    assert eps.shape == (4096, 3)
+    assert eps.dtype == torch.float32
+    assert torch.equal(eps, trial_noise(4096, (3,), seed=7))
+    assert not torch.equal(eps, trial_noise(4096, (3,), seed=8))
+    assert abs(eps.mean().item()) < 0.05
+    assert abs(eps.std().item() - 1) < 0.05
+    assert trial_noise(2, (1, 4, 4), seed=0).shape == (2, 1, 4, 4)
+
+
+def test_every_class_and_row_sees_the_same_noise():
+    # With eps_hat = 0 the l2 error of trial k is mean(eps[k] ** 2), whatever the row,
+    # its class or its timestep: equal errors show the draws are shared.
+    n_trials = 12
+    x0 = torch.randn(5, 3)
+    t = torch.as_tensor(timestep_grid(0, 1000, n_trials))
+    eps = trial_noise(n_trials, (3,), seed=0)
+    errors = trial_errors(_Zero(), x0, t, eps, 4, alphas_cumprod=ALPHAS_CUMPROD, loss="l2")
+    assert errors.shape == (5, 4, n_trials)
+    assert torch.equal(errors, errors[:1, :1].expand(5, 4, n_trials))
+    torch.testing.assert_close(errors[0, 0], eps.square().mean(dim=1))
+    # ... and the mean over trials is the mean of those.
+    mean = mean_errors(_Zero(), x0, t, eps, 4, alphas_cumprod=ALPHAS_CUMPROD, loss="l2")
+    np.testing.assert_allclose(mean, eps.square().mean().item(), rtol=1e-6)
+
+
+def test_identical_rows_get_bit_identical_errors():
+    # One sample repeated lands at every position of an evaluation block: its errors must
+    # not depend on the position.
+    denoiser = _random_mlp(2, 3)
+    x0 = torch.tensor([[0.3, -1.2]]).repeat(300, 1)
+    errors = _errors(denoiser, x0)
+    assert np.unique(errors, axis=0).shape == (1, 3)
+    assert len(np.unique(errors[0])) == 3  # the classes do differ
+
+
+def test_a_row_does_not_depend_on_other_rows_or_their_order():
+    denoiser = _random_mlp(3, 3)
+    x0 = torch.randn(200, 3, generator=torch.Generator().manual_seed(0))
+    full = _errors(denoiser, x0)
+    perm = np.random.default_rng(0).permutation(200)
+    np.testing.assert_array_equal(_errors(denoiser, x0[perm]), full[perm])
+    np.testing.assert_array_equal(_errors(denoiser, x0[:7]), full[:7])
+    np.testing.assert_array_equal(_errors(denoiser, x0[199:]), full[199:])
+    singles = np.concatenate([_errors(denoiser, x0[i : i + 1]) for i in range(0, 200, 37)])
+    np.testing.assert_array_equal(singles, full[::37])
+
+
+@pytest.mark.parametrize("chunk_pairs, eval_block", [(40, None), (1, None), (80, 64), (100, 32), (1, 16)])
+def test_chunk_and_block_boundaries_do_not_change_results(monkeypatch, chunk_pairs, eval_block):
+    denoiser = _random_mlp(3, 4)
+    x0 = torch.randn(21, 3, generator=torch.Generator().manual_seed(1))
+    expected = _errors(denoiser, x0, n_classes=4)
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", chunk_pairs)
+    if eval_block is not None:
+        monkeypatch.setattr(_scoring, "EVAL_BLOCK", eval_block)
+    np.testing.assert_array_equal(_errors(denoiser, x0, n_classes=4), expected)
+
+
+def test_mean_errors_reports_chunks_when_verbose(monkeypatch, capsys):
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 16 * 10)
+    _errors(_Zero(), torch.zeros(25, 2), verbose=1)
+    assert capsys.readouterr().out.splitlines() == [
+        "predict: 10/25 samples",
+        "predict: 20/25 samples",
+        "predict: 25/25 samples",
+    ]
+
+
+def test_mean_errors_applies_trial_weights():
+    denoiser = _random_mlp(2, 2)
+    x0 = torch.randn(4, 2)
+    t = torch.as_tensor(timestep_grid(0, 1000, 8))
+    eps = trial_noise(8, (2,), 0)
+    per_trial = trial_errors(denoiser, x0, t, eps, 2, alphas_cumprod=ALPHAS_CUMPROD, loss="l1").double()
+    weights = torch.zeros(8, dtype=torch.float64)
+    weights[3] = 1.0
+    weighted = mean_errors(denoiser, x0, t, eps, 2, alphas_cumprod=ALPHAS_CUMPROD, loss="l1", weights=weights)
+    np.testing.assert_array_equal(weighted, per_trial[:, :, 3].numpy())
+    uniform = mean_errors(denoiser, x0, t, eps, 2, alphas_cumprod=ALPHAS_CUMPROD, loss="l1")
+    np.testing.assert_allclose(uniform, per_trial.mean(dim=2).numpy(), rtol=1e-12)
+    assert uniform.dtype == np.float64
+
+
+def test_trial_errors_matches_a_direct_computation():
+    denoiser = _random_mlp(2, 3)
+    x0 = torch.randn(3, 2)
+    t = torch.tensor([10, 500, 990])
+    eps = trial_noise(3, (2,), 0)
+    errors = trial_errors(denoiser, x0, t, eps, 3, alphas_cumprod=ALPHAS_CUMPROD, loss="l2")
+    i, c, k = 2, 1, 0
+    abar = ALPHAS_CUMPROD[t[k]]
+    x_t = abar.sqrt() * x0[i] + (1 - abar).sqrt() * eps[k]
+    with torch.no_grad():
+        eps_hat = denoiser(x_t[None], t[k : k + 1], torch.tensor([c]))[0]
+    torch.testing.assert_close(errors[i, c, k], (eps_hat - eps[k]).square().mean(), rtol=1e-5, atol=1e-6)
+
+
+# Choosing the timestep range and the scale on held-out samples ---------------------------
+
+
+def test_fit_scale_recovers_the_temperature_that_made_the_labels():
+    rng = np.random.default_rng(0)
+    errors = rng.uniform(0, 1, size=(20_000, 3))
+    log_prior = np.log([0.2, 0.3, 0.5])
+    scores = log_prior - 4.0 * errors
+    proba = np.exp(scores - scores.max(axis=1, keepdims=True))
+    proba /= proba.sum(axis=1, keepdims=True)
+    y = (proba.cumsum(axis=1) > rng.uniform(size=(20_000, 1))).argmax(axis=1)
+    scale, _ = fit_scale(errors, y, log_prior, prior_scale=1.0)
+    assert scale == pytest.approx(4.0, rel=0.05)
+
+
+def test_fit_scale_stays_finite_when_every_held_out_sample_is_right():
+    errors = np.array([[0.1, 0.9], [0.8, 0.2], [0.0, 1.0]])
+    scale, objective = fit_scale(errors, np.array([0, 1, 0]), np.log([0.5, 0.5]), prior_scale=2.0)
+    # The log loss alone falls for ever as the scale grows; the prior on log(scale) stops it.
+    assert 2.0 < scale < 2.0 * np.e**3
+    assert np.isfinite(objective)
+
+
+def test_select_timestep_range_finds_the_timesteps_that_carry_the_signal():
+    rng = np.random.default_rng(0)
+    n, n_steps = 400, 1000
+    t = timestep_grid(0, n_steps, 128)
+    y = np.arange(n) % 2
+    errors = rng.normal(size=(n, 2, t.size))
+    signal = t < 0.1 * n_steps
+    errors[np.arange(n), y] -= signal  # the true class denoises better, but only at small t
+    (lo, hi), scale = select_timestep_range(errors, t, y, np.log([0.5, 0.5]), n_steps, prior_scale=1.0)
+    assert (lo, hi) == (0.0, 0.1)
+    assert scale > 0

@@ -1,0 +1,189 @@
+"""The DDPM training loop: loss history, interruption, non-finite losses, early stopping."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from skdiffusion import MLPDenoiser
+from skdiffusion._schedule import as_tensor, make_alphas_cumprod
+from skdiffusion._training import (
+    CHECK_EVERY,
+    LOSSES,
+    TrainingState,
+    per_sample_loss,
+    train_denoiser,
+    training_timestep_probs,
+    validation_loss,
+)
+
+N_STEPS = 100
+
+
+def _problem(n=64, seed=0):
+    """Two tight clusters in 2-D, one per class."""
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x0 = (2.0 * y - 1.0)[:, None] * torch.tensor([1.0, 1.0]) + 0.1 * torch.randn((n, 2), generator=generator)
+    return x0, y
+
+
+def _train(denoiser, x0, y, **kwargs):
+    params = {
+        "alphas_cumprod": as_tensor(make_alphas_cumprod("linear", N_STEPS)),
+        "timestep_probs": training_timestep_probs(N_STEPS),
+        "max_iter": 100,
+        "batch_size": 32,
+        "learning_rate": 5e-3,
+        "loss": "l2",
+        "generator": torch.Generator().manual_seed(0),
+        "tol": 0.0,
+        "n_iter_no_change": 1000,
+    }
+    return train_denoiser(denoiser, x0, y, **{**params, **kwargs})
+
+
+class _Interrupting(nn.Module):
+    """Wraps a denoiser; the k-th training forward pass (with gradients) raises ``exc``."""
+
+    def __init__(self, inner, k, exc):
+        super().__init__()
+        self.inner, self.k, self.exc, self.calls = inner, k, exc, 0
+
+    def forward(self, x_t, t, y):
+        if torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls == self.k:
+                raise self.exc
+        return self.inner(x_t, t, y)
+
+
+class _Scalar(nn.Module):
+    """``eps_hat = w * x_t``: one weight, so the path of training is easy to follow."""
+
+    def __init__(self, w=1.0):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(w))
+
+    def forward(self, x_t, t, y):
+        return self.w * x_t
+
+
+def test_per_sample_loss_values():
+    eps_hat = torch.tensor([[0.0, 0.0], [1.0, -3.0]])
+    eps = torch.tensor([[1.0, -2.0], [1.0, 0.0]])
+    torch.testing.assert_close(per_sample_loss("l2", eps_hat, eps), torch.tensor([2.5, 4.5]))
+    torch.testing.assert_close(per_sample_loss("l1", eps_hat, eps), torch.tensor([1.5, 1.5]))
+    # Huber with delta 1: 0.5 d^2 below 1, |d| - 0.5 above.
+    torch.testing.assert_close(per_sample_loss("huber", eps_hat, eps), torch.tensor([1.0, 1.25]))
+    assert set(LOSSES) == {"l2", "l1", "huber"}
+
+
+def test_training_timestep_probs():
+    probs = training_timestep_probs(1000)
+    assert probs.shape == (1000,)
+    assert probs.sum() == pytest.approx(1.0)
+    assert np.all(probs > 0)
+    assert probs[0] == pytest.approx(10 * probs[-1])
+
+
+def test_loss_decreases_on_a_tiny_problem():
+    torch.manual_seed(0)
+    x0, y = _problem()
+    denoiser = MLPDenoiser(2, 2, hidden_size=32)
+    state = _train(denoiser, x0, y, max_iter=150)
+    assert isinstance(state, TrainingState)
+    assert len(state.loss_curve) == 150
+    assert all(np.isfinite(state.loss_curve))
+    # The zero-initialised network starts at E[eps^2] = 1 and must do much better.
+    assert np.mean(state.loss_curve[:10]) > 0.8
+    assert np.mean(state.loss_curve[-30:]) < 0.6 * np.mean(state.loss_curve[:10])
+    assert not state.interrupted
+    assert not denoiser.training
+
+
+def test_keyboard_interrupt_leaves_a_usable_model_and_warns():
+    torch.manual_seed(0)
+    x0, y = _problem()
+    denoiser = _Interrupting(MLPDenoiser(2, 2, hidden_size=32), k=31, exc=KeyboardInterrupt())
+    with pytest.warns(UserWarning, match="Training interrupted by the user"):
+        state = _train(denoiser, x0, y)
+    assert state.interrupted
+    assert len(state.loss_curve) == 30  # the 31st step never finished
+    assert not denoiser.training
+    with torch.no_grad():
+        eps_hat = denoiser(x0, torch.zeros(len(x0), dtype=torch.long), y)
+    assert torch.isfinite(eps_hat).all()
+    assert eps_hat.abs().sum() > 0  # 30 steps moved the output layer off zero
+
+
+def test_other_exceptions_propagate():
+    x0, y = _problem()
+    denoiser = _Interrupting(MLPDenoiser(2, 2, hidden_size=8), k=3, exc=RuntimeError("boom"))
+    with pytest.raises(RuntimeError, match="boom"):
+        _train(denoiser, x0, y)
+
+
+class _NaNAfter(_Scalar):
+    def __init__(self, k):
+        super().__init__()
+        self.k, self.calls = k, 0
+
+    def forward(self, x_t, t, y):
+        self.calls += 1
+        out = super().forward(x_t, t, y)
+        return out * float("nan") if self.calls >= self.k else out
+
+
+@pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
+def test_non_finite_loss_raises_floating_point_error(loss):
+    x0, y = _problem()
+    with pytest.raises(FloatingPointError, match="training loss became nan at step 5; lower learning_rate"):
+        _train(_NaNAfter(5), x0, y, loss=loss)
+
+
+def test_early_stopping_keeps_the_best_weights():
+    # Training data far from 0, held-out data at 0: the optimal w of eps_hat = w * x_t
+    # differs between the two, so the held-out loss rises while training goes on.
+    alphas_cumprod = as_tensor(make_alphas_cumprod("linear", N_STEPS))
+    generator = torch.Generator().manual_seed(1)
+    x0 = torch.full((64, 2), 3.0)
+    y = torch.zeros(64, dtype=torch.long)
+    val_x0 = torch.zeros(256, 2)
+    val_t = torch.randint(N_STEPS, (256,), generator=generator)
+    validation = (val_x0, torch.zeros(256, dtype=torch.long), val_t, torch.randn((256, 2), generator=generator))
+    denoiser = _Scalar(1.0)
+    state = _train(denoiser, x0, y, max_iter=5 * CHECK_EVERY, learning_rate=0.02, validation=validation)
+    scores = state.validation_scores
+    assert len(scores) == 5
+    assert len(state.loss_curve) == 5 * CHECK_EVERY
+    assert state.best_loss == min(scores)
+    assert scores[-1] > min(scores)  # the last weights are not the best ones...
+    restored = validation_loss(denoiser, *validation, alphas_cumprod=alphas_cumprod, loss="l2")
+    assert restored == pytest.approx(min(scores), rel=1e-6)  # ...and fit kept the best
+
+
+def test_early_stopping_stops_after_n_iter_no_change_checks():
+    x0, y = _problem()
+    validation = (x0, y, torch.full((len(y),), N_STEPS // 2), torch.ones_like(x0))
+    # A learning rate of ~0 makes no progress: every check after the first fails.
+    state = _train(
+        _Scalar(0.0),
+        x0,
+        y,
+        max_iter=100 * CHECK_EVERY,
+        learning_rate=1e-12,
+        n_iter_no_change=2,
+        validation=validation,
+    )
+    assert state.converged
+    assert len(state.loss_curve) == 3 * CHECK_EVERY
+    assert state.validation_scores == [1.0, 1.0, 1.0]  # eps_hat = 0 against eps = 1
+
+
+def test_state_carries_the_loss_curve_between_calls():
+    x0, y = _problem()
+    denoiser = MLPDenoiser(2, 2, hidden_size=8)
+    state = _train(denoiser, x0, y, max_iter=20)
+    state = _train(denoiser, x0, y, max_iter=30, state=state)
+    assert len(state.loss_curve) == 50
