@@ -31,8 +31,10 @@ class MLPDenoiser(nn.Module):
 
     Each coordinate of a low-dimensional ``x_t`` is expanded into sinusoidal features, as
     tiny-diffusion does for 2-D data, so that the network can draw fine structure; the
-    timestep gets sinusoidal features and the class a learned embedding, both added to
-    every block. The output layer starts at zero, as in k-diffusion.
+    timestep gets sinusoidal features, added to every block. The class enters late, as a
+    learned embedding added to the last ``class_blocks`` blocks and to the output layer's
+    input, so that :meth:`forward_all` computes everything before it once per noisy sample,
+    however many classes are scored. The output layer starts at zero, as in k-diffusion.
 
     Parameters
     ----------
@@ -44,6 +46,9 @@ class MLPDenoiser(nn.Module):
         Width of the hidden layers. None: 64 up to 8 features, 128 up to 16, else 256.
     n_blocks : int, default=3
         Number of residual blocks.
+    class_blocks : int, default=0
+        How many of the last blocks receive the class embedding. 0: the class enters only
+        at the output layer, and scoring ``n_classes`` classes costs little more than one.
     n_frequencies : int or None, default=None
         Sinusoidal frequencies per input coordinate. None: 16 when ``n_features <= 8``,
         otherwise 0 (the coordinates enter as they are).
@@ -59,6 +64,7 @@ class MLPDenoiser(nn.Module):
         *,
         hidden_size=None,
         n_blocks=3,
+        class_blocks=0,
         n_frequencies=None,
         input_scale=25.0,
     ):
@@ -69,6 +75,7 @@ class MLPDenoiser(nn.Module):
             n_frequencies = 16 if n_features <= 8 else 0
         self.n_frequencies = n_frequencies
         self.input_scale = input_scale
+        self.n_shared = n_blocks - class_blocks
         n_inputs = n_features * (1 + 2 * n_frequencies)
         self.input = nn.Linear(n_inputs, hidden_size)
         self.time = nn.Sequential(nn.Linear(32, hidden_size), nn.SiLU())
@@ -80,15 +87,31 @@ class MLPDenoiser(nn.Module):
         nn.init.zeros_(self.output[-1].weight)
         nn.init.zeros_(self.output[-1].bias)
 
-    def forward(self, x_t, t, y):
+    def _shared(self, x_t, t):
+        """Return the hidden state and time embedding, before the class enters."""
         features = [x_t]
         if self.n_frequencies:
             features.append(sinusoidal_embedding(self.input_scale * x_t, self.n_frequencies).flatten(1))
         h = self.input(torch.cat(features, dim=1))
-        cond = self.time(sinusoidal_embedding(t, 16)) + self.label(y)
-        for block in self.blocks:
+        time = self.time(sinusoidal_embedding(t, 16))
+        for block in self.blocks[: self.n_shared]:
+            h = h + block(h + time)
+        return h, time
+
+    def _conditioned(self, h, cond):
+        """Run the class-conditioned blocks and the output layer on ``h`` given ``cond``."""
+        for block in self.blocks[self.n_shared :]:
             h = h + block(h + cond)
-        return self.output(h)
+        return self.output(h + cond)
+
+    def forward(self, x_t, t, y):
+        h, time = self._shared(x_t, t)
+        return self._conditioned(h, time + self.label(y))
+
+    def forward_all(self, x_t, t):
+        """Return eps_hat under every class, shape (n, n_classes, n_features)."""
+        h, time = self._shared(x_t, t)
+        return self._conditioned(h.unsqueeze(1), time.unsqueeze(1) + self.label.weight)
 
 
 def build_denoiser(denoiser, n_features, n_classes):

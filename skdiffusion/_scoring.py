@@ -38,17 +38,20 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss):
     """
     n_samples, n_trials = x0.shape[0], t.shape[0]
     n_pairs = n_samples * n_trials
-    errors = torch.empty((n_classes, n_pairs), dtype=torch.float32, device=x0.device)
+    errors = torch.empty((n_pairs, n_classes), dtype=torch.float32, device=x0.device)
+    forward_all = getattr(denoiser, "forward_all", None)
     labels = [torch.full((EVAL_BLOCK,), c, dtype=torch.long, device=x0.device) for c in range(n_classes)]
     for start in range(0, n_pairs, EVAL_BLOCK):
         pairs = torch.arange(start, start + EVAL_BLOCK, device=x0.device).clamp_(max=n_pairs - 1)
         rows, trials = pairs // n_trials, pairs % n_trials
         x_t = add_noise(x0[rows], eps[trials], t[trials], alphas_cumprod)
+        if forward_all is not None:  # the class-independent part of the network runs once
+            eps_hat = forward_all(x_t, t[trials])
+        else:
+            eps_hat = torch.stack([denoiser(x_t, t[trials], labels[c]) for c in range(n_classes)], dim=1)
         stop = min(start + EVAL_BLOCK, n_pairs) - start
-        for c in range(n_classes):
-            eps_hat = denoiser(x_t, t[trials], labels[c])
-            errors[c, start : start + stop] = per_sample_loss(loss, eps_hat, eps[trials])[:stop]
-    return errors.reshape(n_classes, n_samples, n_trials).transpose(0, 1)
+        errors[start : start + stop] = per_sample_loss(loss, eps_hat, eps[trials])[:stop]
+    return errors.reshape(n_samples, n_trials, n_classes).transpose(1, 2)
 
 
 def mean_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, weights=None, verbose=0):

@@ -22,8 +22,15 @@ CHECK_EVERY = 50  # optimizer steps between convergence checks
 
 
 def per_sample_loss(loss, eps_hat, eps):
-    """Return the mean of ``LOSSES[loss]`` over every axis but the first."""
-    return LOSSES[loss](eps_hat, eps).flatten(1).mean(dim=1)
+    """Return the mean of ``LOSSES[loss]`` over each sample's elements.
+
+    ``eps`` has shape (n, *sample_shape); ``eps_hat`` the same, or (n, n_classes,
+    *sample_shape) for every class's prediction, which gives shape (n, n_classes).
+    """
+    sample_ndim = eps.ndim - 1
+    if eps_hat.ndim > eps.ndim:
+        eps = eps.unsqueeze(1)
+    return LOSSES[loss](eps_hat, eps).flatten(-sample_ndim).mean(-1)
 
 
 @dataclass

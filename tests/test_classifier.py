@@ -184,13 +184,13 @@ def test_decision_boundary_display(fitted, spirals):
 
 
 class _CountingMLP(MLPDenoiser):
-    """Records the batch size of every forward pass (a class attribute, kept by copies)."""
+    """Records the batch size of every all-class forward pass (a class attribute, kept by copies)."""
 
     batch_sizes = []
 
-    def forward(self, x_t, t, y):
+    def forward_all(self, x_t, t):
         type(self).batch_sizes.append(x_t.shape[0])
-        return super().forward(x_t, t, y)
+        return super().forward_all(x_t, t)
 
 
 def test_predict_proba_on_ten_thousand_rows_runs_in_bounded_chunks(monkeypatch):
@@ -202,10 +202,11 @@ def test_predict_proba_on_ten_thousand_rows_runs_in_bounded_chunks(monkeypatch):
     proba = clf.predict_proba(grid)
     assert proba.shape == (10_000, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    # Every denoiser call has EVAL_BLOCK rows; chunks of 4096, 4096 and 1808 samples.
+    # Every denoiser call has EVAL_BLOCK rows and scores both classes at once; chunks of
+    # 4096, 4096 and 1808 samples.
     assert set(_CountingMLP.batch_sizes) == {_scoring.EVAL_BLOCK}
     blocks = sum(-(-n * 8 // _scoring.EVAL_BLOCK) for n in (4096, 4096, 1808))
-    assert len(_CountingMLP.batch_sizes) == 2 * blocks
+    assert len(_CountingMLP.batch_sizes) == blocks
     np.testing.assert_array_equal(proba[4000:4200], clf.predict_proba(grid[4000:4200]))
 
 

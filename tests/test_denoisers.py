@@ -50,6 +50,25 @@ def test_mlp_denoiser_conditions_on_class_and_timestep():
     assert torch.unique(by_time, dim=0).shape[0] == 3
 
 
+@pytest.mark.parametrize("class_blocks", [0, 1, 3])
+def test_forward_all_equals_forward_under_each_class(class_blocks):
+    torch.manual_seed(0)
+    net = MLPDenoiser(5, 3, class_blocks=class_blocks)
+    nn.init.normal_(net.output[-1].weight)  # a non-zero output, so that classes differ
+    x_t, t = torch.randn(6, 5), torch.randint(1000, (6,))
+    per_class = torch.stack([net(x_t, t, torch.full((6,), c)) for c in range(3)], dim=1)
+    all_classes = net.forward_all(x_t, t)
+    assert all_classes.shape == (6, 3, 5)
+    torch.testing.assert_close(all_classes, per_class, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(all_classes[:, 0], all_classes[:, 1])
+
+
+def test_late_class_network_shares_the_blocks_before_the_class():
+    net = MLPDenoiser(4, 2, n_blocks=3, class_blocks=1)
+    assert net.n_shared == 2
+    assert MLPDenoiser(4, 2).n_shared == 3  # by default the class enters at the output layer only
+
+
 def test_mlp_denoiser_widths():
     assert MLPDenoiser(2, 2).input.out_features == 64
     assert MLPDenoiser(9, 2).input.out_features == 128

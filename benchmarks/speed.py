@@ -1,0 +1,223 @@
+"""Speed of DiffusionClassifier against what the machine can do.
+
+Run ``python benchmarks/speed.py``; it prints one table and writes
+``benchmarks/results/speed.md`` and ``.json``. Everything is measured in the same run:
+
+- the float32 GEMM rate of the default denoiser's hidden layer shape, one thread;
+- the FLOP rate ``predict_proba`` reaches (the denoiser's FLOPs per call counted with
+  torch's FlopCounterMode) and its fraction of that GEMM rate;
+- denoiser evaluations (sample x trial x class) per second, seconds per 1,000 rows;
+- predict time of the late-class design against the full network per class (digits);
+- threads: predict_proba and fit with one and two torch threads, idle and beside a busy process;
+- fit time against MLPClassifier(max_iter=1000) on the spirals split;
+- peak RSS growth of ``predict_proba`` on 1,000,000 rows of 2 features (a fresh process).
+"""
+
+import argparse
+import functools
+import pickle
+import subprocess
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+import torch
+from _suite import split, timed, write_results
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+from torch.utils.flop_counter import FlopCounterMode
+
+from skdiffusion import DiffusionClassifier, MLPDenoiser
+from skdiffusion._scoring import EVAL_BLOCK
+
+# Peak RSS of predict_proba on many rows, measured in a fresh process.
+RSS_SCRIPT = """
+import pickle, resource, sys, time
+import numpy as np
+clf = pickle.load(open(sys.argv[1], "rb"))
+X = np.random.default_rng(0).normal(size=(int(sys.argv[2]), 2))
+clf.predict_proba(X[:10])
+with open("/proc/self/status") as status:
+    before = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+start = time.perf_counter()
+proba = clf.predict_proba(X)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(max(peak - before, 0) / 1024, seconds, np.isfinite(proba).all())
+"""
+
+
+def gemm_gflops(m, k, n, repeats=50):
+    """Return the float32 GEMM rate, GFLOP/s, of an (m x k) @ (k x n) product."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    for _ in range(5):
+        a @ b
+    _, seconds = timed(lambda: [a @ b for _ in range(repeats)])
+    return 2 * m * k * n * repeats / seconds / 1e9
+
+
+def flops_per_pair(denoiser, n_features, n_classes):
+    """Return the denoiser's FLOPs to score one (sample, trial) pair under every class."""
+    x_t = torch.randn(EVAL_BLOCK, n_features)
+    t = torch.randint(1000, (EVAL_BLOCK,))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        if hasattr(denoiser, "forward_all"):
+            denoiser.forward_all(x_t, t)
+        else:
+            for c in range(n_classes):
+                denoiser(x_t, t, torch.full((EVAL_BLOCK,), c))
+    return counter.get_total_flops() / EVAL_BLOCK
+
+
+def predict_row(name, clf, X, repeats=3):
+    """Time predict_proba on ``X`` and relate it to the GEMM rate; return a record."""
+    clf.predict_proba(X[:10])
+    seconds = min(timed(clf.predict_proba, X)[1] for _ in range(repeats))
+    n_classes = clf.classes_.size
+    hidden = clf.denoiser_.input.out_features
+    gemm = gemm_gflops(EVAL_BLOCK, hidden, hidden)
+    flops = flops_per_pair(clf.denoiser_, clf.n_features_in_, n_classes) * len(X) * clf.n_trials
+    return {
+        "data": name,
+        "rows": len(X),
+        "gemm_gflops": gemm,
+        "predict_gflops": flops / seconds / 1e9,
+        "fraction": flops / seconds / 1e9 / gemm,
+        "evaluations_per_s": len(X) * clf.n_trials * n_classes / seconds,
+        "s_per_1000_rows": seconds / len(X) * 1000,
+    }
+
+
+def thread_rows(jobs):
+    """Time each job with one and two torch threads, on an idle machine and beside a busy process."""
+    seconds = {name: {} for name in jobs}
+    previous = torch.get_num_threads()
+    for load in ("idle", "busy"):
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load == "busy" else None
+        try:
+            for n_threads in (1, 2):
+                torch.set_num_threads(n_threads)
+                for name, job in jobs.items():
+                    job()
+                    seconds[name][f"{n_threads} thread(s), {load}"] = min(timed(job)[1] for _ in range(3))
+        finally:
+            if busy is not None:
+                busy.kill()
+    torch.set_num_threads(previous)
+    return seconds
+
+
+def fit_row(repeats=3):
+    """Fit DiffusionClassifier and MLPClassifier alternately on the spirals split."""
+    X_train, X_test, y_train, y_test = split("spirals")
+    diffusion_s, mlp_s = [], []
+    for _ in range(repeats):
+        mlp = make_pipeline(StandardScaler(), MLPClassifier(max_iter=1000, random_state=0))
+        mlp_s.append(timed(mlp.fit, X_train, y_train)[1])
+        clf = DiffusionClassifier(random_state=0)
+        diffusion_s.append(timed(clf.fit, X_train, y_train)[1])
+    return {
+        "diffusion_fit_s": float(np.median(diffusion_s)),
+        "mlp_fit_s": float(np.median(mlp_s)),
+        "ratio": float(np.median(diffusion_s) / np.median(mlp_s)),
+        "diffusion_accuracy": clf.score(X_test, y_test),
+        "mlp_accuracy": mlp.score(X_test, y_test),
+    }, clf
+
+
+def conditioning_row(seeds=(0, 1, 2)):
+    """Digits: the default late-class network against the full network run per class (mean of seeds)."""
+    X_train, X_test, y_train, y_test = split("digits")
+    rows = {}
+    for label, denoiser in [
+        ("late class (default)", None),
+        ("full network per class", functools.partial(MLPDenoiser, class_blocks=3)),
+    ]:
+        accuracy, seconds = [], []
+        for seed in seeds:
+            clf = DiffusionClassifier(denoiser=denoiser, random_state=seed).fit(X_train, y_train)
+            seconds.append(min(timed(clf.predict_proba, X_test)[1] for _ in range(2)))
+            accuracy.append(clf.score(X_test, y_test))
+        rows[label] = {"accuracy": float(np.mean(accuracy)), "predict_s": float(np.mean(seconds))}
+    return rows
+
+
+def rss_row(clf, n_rows):
+    """Peak RSS growth (MB) and seconds of predict_proba on ``n_rows`` rows, in a fresh process."""
+    with tempfile.NamedTemporaryFile(suffix=".pkl") as f:
+        pickle.dump(clf, f)
+        f.flush()
+        out = subprocess.run(
+            [sys.executable, "-c", RSS_SCRIPT, f.name, str(n_rows)], capture_output=True, text=True, check=True
+        )
+    growth_mb, seconds, finite = out.stdout.split()
+    return {"rows": n_rows, "peak_rss_growth_mb": float(growth_mb), "seconds": float(seconds), "finite": finite}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rss-rows", type=int, default=1_000_000)
+    parser.add_argument("--output", default="speed")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        fit, spirals_clf = fit_row()
+        X_digits_train, X_digits_test, y_digits_train, _ = split("digits")
+        digits_clf = DiffusionClassifier(random_state=0).fit(X_digits_train, y_digits_train)
+        predict = [
+            predict_row("spirals", spirals_clf, np.tile(split("spirals")[1], (10, 1))),
+            predict_row("digits", digits_clf, np.tile(X_digits_test, (4, 1))),
+        ]
+        conditioning = conditioning_row()
+    threads = thread_rows(
+        {
+            "predict_proba, spirals (600 rows)": functools.partial(spirals_clf.predict_proba, split("spirals")[1]),
+            "predict_proba, digits (540 rows)": functools.partial(digits_clf.predict_proba, X_digits_test),
+            "fit, digits (300 steps)": functools.partial(
+                DiffusionClassifier(max_iter=300, random_state=0).fit, X_digits_train, y_digits_train
+            ),
+        }
+    )
+    rss = rss_row(spirals_clf, args.rss_rows)
+
+    lines = [
+        f"torch {torch.__version__}; every timing but the thread table uses one torch thread",
+        "",
+        "| data | rows | GEMM GFLOP/s | predict GFLOP/s | fraction | evaluations/s | s per 1,000 rows |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in predict:
+        lines.append(
+            f"| {r['data']} | {r['rows']} | {r['gemm_gflops']:.1f} | {r['predict_gflops']:.1f} "
+            f"| {r['fraction']:.2f} | {r['evaluations_per_s']:.3g} | {r['s_per_1000_rows']:.3f} |"
+        )
+    lines += ["", "| digits denoiser (mean of 3 seeds) | accuracy | predict s (540 rows) |", "|---|---|---|"]
+    lines += [f"| {k} | {v['accuracy']:.3f} | {v['predict_s']:.2f} |" for k, v in conditioning.items()]
+    late, full = conditioning.values()
+    lines.append(f"\nlate-class speed-up on digits: {full['predict_s'] / late['predict_s']:.2f}x")
+    columns = list(next(iter(threads.values())))
+    lines += ["", "| seconds | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {k} | " + " | ".join(f"{v[c]:.3f}" for c in columns) + " |" for k, v in threads.items()]
+    lines += [
+        "",
+        f"fit on spirals: DiffusionClassifier {fit['diffusion_fit_s']:.2f} s (accuracy "
+        f"{fit['diffusion_accuracy']:.3f}), MLPClassifier {fit['mlp_fit_s']:.2f} s (accuracy "
+        f"{fit['mlp_accuracy']:.3f}), ratio {fit['ratio']:.2f} (medians of 3, alternated)",
+        f"predict_proba on {rss['rows']:,} rows x 2 features: {rss['seconds']:.1f} s, peak RSS growth "
+        f"{rss['peak_rss_growth_mb']:.0f} MB, all finite: {rss['finite']}",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    write_results(
+        args.output,
+        table,
+        {"predict": predict, "conditioning": conditioning, "threads": threads, "fit": fit, "rss": rss},
+    )
+
+
+if __name__ == "__main__":
+    main()
