@@ -8,12 +8,14 @@ Run ``python benchmarks/speed.py``; it prints one table and writes
   torch's FlopCounterMode) and its fraction of that GEMM rate;
 - denoiser evaluations (sample x trial x class) per second, seconds per 1,000 rows;
 - predict time of the late-class design against the full network per class (digits);
-- threads: predict_proba and fit with one and two torch threads, idle and beside a busy process;
+- threads: the scoring and training loops with one and two torch threads, idle and beside a
+  busy process (fit and predict_proba run on one; this table is why);
 - fit time against MLPClassifier(max_iter=1000) on the spirals split;
 - peak RSS growth of ``predict_proba`` on 1,000,000 rows of 2 features (a fresh process).
 """
 
 import argparse
+import copy
 import functools
 import pickle
 import subprocess
@@ -31,7 +33,9 @@ from threadpoolctl import threadpool_limits
 from torch.utils.flop_counter import FlopCounterMode
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser
-from skdiffusion._scoring import EVAL_BLOCK
+from skdiffusion._schedule import as_tensor
+from skdiffusion._scoring import EVAL_BLOCK, mean_errors, timestep_grid, trial_noise
+from skdiffusion._training import train_denoiser, training_timestep_probs
 
 # Peak RSS of predict_proba on many rows, measured in a fresh process.
 RSS_SCRIPT = """
@@ -89,6 +93,42 @@ def predict_row(name, clf, X, repeats=3):
         "evaluations_per_s": len(X) * clf.n_trials * n_classes / seconds,
         "s_per_1000_rows": seconds / len(X) * 1000,
     }
+
+
+def scoring_job(clf, X):
+    """Return a call of the scoring loop that predict_proba runs (predict_proba fixes one thread)."""
+    return functools.partial(
+        mean_errors,
+        clf.denoiser_,
+        torch.as_tensor(clf.scaler_.transform(X), dtype=torch.float32),
+        torch.as_tensor(timestep_grid(0, 1000, clf.n_trials)),
+        trial_noise(clf.n_trials, (clf.n_features_in_,), 0),
+        clf.classes_.size,
+        alphas_cumprod=as_tensor(clf.alphas_cumprod_),
+        loss=clf.loss,
+    )
+
+
+def training_job(clf, X, y, max_iter=300):
+    """Return a call of the training loop that fit runs, on a copy of ``clf``'s network."""
+
+    def train():
+        train_denoiser(
+            copy.deepcopy(clf.denoiser_),
+            torch.as_tensor(clf.scaler_.transform(X), dtype=torch.float32),
+            torch.as_tensor(np.searchsorted(clf.classes_, y)),
+            alphas_cumprod=as_tensor(clf.alphas_cumprod_),
+            timestep_probs=training_timestep_probs(len(clf.alphas_cumprod_)),
+            max_iter=max_iter,
+            batch_size=clf.batch_size,
+            learning_rate=clf.learning_rate,
+            loss=clf.loss,
+            generator=torch.Generator().manual_seed(0),
+            tol=clf.tol,
+            n_iter_no_change=clf.n_iter_no_change,
+        )
+
+    return train
 
 
 def thread_rows(jobs):
@@ -175,17 +215,17 @@ def main():
         conditioning = conditioning_row()
     threads = thread_rows(
         {
-            "predict_proba, spirals (600 rows)": functools.partial(spirals_clf.predict_proba, split("spirals")[1]),
-            "predict_proba, digits (540 rows)": functools.partial(digits_clf.predict_proba, X_digits_test),
-            "fit, digits (300 steps)": functools.partial(
-                DiffusionClassifier(max_iter=300, random_state=0).fit, X_digits_train, y_digits_train
-            ),
+            "scoring loop, spirals (600 rows)": scoring_job(spirals_clf, split("spirals")[1]),
+            "scoring loop, digits (540 rows)": scoring_job(digits_clf, X_digits_test),
+            "training loop, spirals (300 steps)": training_job(spirals_clf, *split("spirals")[::2]),
+            "training loop, digits (300 steps)": training_job(digits_clf, X_digits_train, y_digits_train),
         }
     )
     rss = rss_row(spirals_clf, args.rss_rows)
 
     lines = [
         f"torch {torch.__version__}; every timing but the thread table uses one torch thread",
+        "(the machine is shared: compare numbers within one table, not across runs)",
         "",
         "| data | rows | GEMM GFLOP/s | predict GFLOP/s | fraction | evaluations/s | s per 1,000 rows |",
         "|---|---|---|---|---|---|---|",

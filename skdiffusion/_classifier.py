@@ -34,20 +34,16 @@ from ._training import LOSSES, train_denoiser, training_timestep_probs, validati
 SELECTION_GRID = 128
 
 
-# Networks with fewer parameters train and sample with one torch thread: their matrices
-# are too small to share. On two cores (benchmarks/speed.py) a second thread saved ~10% on
-# the spirals network when the machine was idle and cost 2.3x when the other core was
-# busy; the digits network (240k parameters) gained 1.6x idle. Scoring runs blocks of
-# EVAL_BLOCK rows and always uses the caller's torch setting, which joblib workers limit.
-SMALL_NETWORK = 100_000
-
-
 @contextlib.contextmanager
-def _torch_threads(denoiser):
-    """Run the block with one torch thread for a small ``denoiser``, then restore the caller's setting."""
+def _one_torch_thread():
+    """Run the block on one torch thread, then restore the caller's setting.
+
+    On two cores shared with another busy process (benchmarks/speed.py), two torch
+    threads made predict_proba up to 100x and fit 2x slower than one, while on an idle
+    machine they gained at most 1.8x: parallelism is safer across processes (joblib).
+    """
     previous = torch.get_num_threads()
-    if sum(p.numel() for p in denoiser.parameters()) < SMALL_NETWORK:
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)
     try:
         yield
     finally:
@@ -328,7 +324,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         validation = None
         if self.early_stopping and val_idx.size:
             validation = validation_draws(x0[val_idx], labels[val_idx], timestep_probs, generator)
-        with _torch_threads(denoiser):
+        with _one_torch_thread():
             state = train_denoiser(
                 denoiser,
                 x0[train_idx],
@@ -448,7 +444,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
             y_index = self._class_index(labels)
         device = self._torch_device()
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        with _torch_threads(self.denoiser_):
+        with _one_torch_thread():
             x0 = ancestral_sample(
                 self.denoiser_.to(device),
                 torch.as_tensor(y_index, device=device),
@@ -466,16 +462,17 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         x0 = torch.as_tensor(self.scaler_.transform(X), dtype=torch.float32)
         t = timestep_grid(*self._timestep_bounds(self.timestep_range_), self.n_trials)
         eps = trial_noise(self.n_trials, (self.n_features_in_,), self.noise_seed_)
-        errors = mean_errors(
-            self.denoiser_.to(device),
-            x0,
-            torch.as_tensor(t, device=device),
-            eps.to(device),
-            self.classes_.size,
-            alphas_cumprod=as_tensor(self.alphas_cumprod_, device=device),
-            loss=self.loss,
-            verbose=self.verbose,
-        )
+        with _one_torch_thread():
+            errors = mean_errors(
+                self.denoiser_.to(device),
+                x0,
+                torch.as_tensor(t, device=device),
+                eps.to(device),
+                self.classes_.size,
+                alphas_cumprod=as_tensor(self.alphas_cumprod_, device=device),
+                loss=self.loss,
+                verbose=self.verbose,
+            )
         return np.log(self.class_prior_) - self.scale_ * errors
 
     def _validation_split(self, y_index, seed):
