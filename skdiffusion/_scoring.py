@@ -2,8 +2,7 @@
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
-from scipy.special import logsumexp
+from scipy import stats
 
 from ._schedule import add_noise
 from ._training import per_sample_loss
@@ -29,87 +28,178 @@ def trial_noise(n_trials, sample_shape, seed):
     return torch.randn((n_trials, *sample_shape), generator=generator)
 
 
+def spread_order(n_trials):
+    """Return an order of ``range(n_trials)`` whose every prefix is spread evenly over it.
+
+    The radical inverse in base 2 (van der Corput) of ``0, 1, 2, ...`` fills [0, 1) ever
+    more finely; evenly spaced timesteps taken in this order keep each stage of pruning a
+    stratified sample of the whole range.
+    """
+    n_bits = max(1, int(np.ceil(np.log2(n_trials))))
+    k = np.arange(1 << n_bits)
+    radical_inverse = sum(((k >> b) & 1) << (n_bits - 1 - b) for b in range(n_bits)) / (1 << n_bits)
+    order = np.floor(radical_inverse * n_trials).astype(np.int64)
+    return order[np.sort(np.unique(order, return_index=True)[1])]
+
+
+def _blocks(x0, t, eps, rows, alphas_cumprod):
+    """Yield the (row, trial) pairs of ``rows`` x all trials in blocks of exactly EVAL_BLOCK.
+
+    Yields ``(row, trial, x_t, t_block, eps_block)``: the noisy samples and their draws,
+    padded to EVAL_BLOCK rows, and the row and trial index of the unpadded ones.
+    """
+    n_trials = t.shape[0]
+    n_pairs = rows.numel() * n_trials
+    for start in range(0, n_pairs, EVAL_BLOCK):
+        pairs = torch.arange(start, start + EVAL_BLOCK, device=x0.device).clamp_(max=n_pairs - 1)
+        row, trial = rows[pairs // n_trials], pairs % n_trials
+        x_t = add_noise(x0[row], eps[trial], t[trial], alphas_cumprod)
+        stop = min(EVAL_BLOCK, n_pairs - start)
+        yield row[:stop], trial[:stop], x_t, t[trial], eps[trial]
+
+
 @torch.no_grad()
-def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss):
+def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, active=None):
     """Return the denoising loss of every (sample, class, trial), shape (n, n_classes, n_trials).
 
     Trial ``k`` noises every sample with ``eps[k]`` at timestep ``t[k]`` and asks the
     denoiser for that noise under each class: the comparison between classes is paired.
+    Only the (sample, class) pairs where ``active`` (shape (n, n_classes)) is True are
+    scored; the others hold NaN.
     """
-    n_samples, n_trials = x0.shape[0], t.shape[0]
-    n_pairs = n_samples * n_trials
-    errors = torch.empty((n_pairs, n_classes), dtype=torch.float32, device=x0.device)
+    n_samples, device = x0.shape[0], x0.device
+    errors = torch.full((n_samples, n_classes, t.shape[0]), float("nan"), device=device)
+    if active is None:
+        active = torch.ones((n_samples, n_classes), dtype=torch.bool, device=device)
     forward_all = getattr(denoiser, "forward_all", None)
-    labels = [torch.full((EVAL_BLOCK,), c, dtype=torch.long, device=x0.device) for c in range(n_classes)]
-    for start in range(0, n_pairs, EVAL_BLOCK):
-        pairs = torch.arange(start, start + EVAL_BLOCK, device=x0.device).clamp_(max=n_pairs - 1)
-        rows, trials = pairs // n_trials, pairs % n_trials
-        x_t = add_noise(x0[rows], eps[trials], t[trials], alphas_cumprod)
-        if forward_all is not None:  # the class-independent part of the network runs once
-            eps_hat = forward_all(x_t, t[trials])
-        else:
-            eps_hat = torch.stack([denoiser(x_t, t[trials], labels[c]) for c in range(n_classes)], dim=1)
-        stop = min(start + EVAL_BLOCK, n_pairs) - start
-        errors[start : start + stop] = per_sample_loss(loss, eps_hat, eps[trials])[:stop]
-    return errors.reshape(n_samples, n_trials, n_classes).transpose(1, 2)
+    if forward_all is not None:  # the class-independent part of the network runs once
+        rows = active.any(dim=1).nonzero().squeeze(1)
+        for row, trial, x_t, t_block, eps_block in _blocks(x0, t, eps, rows, alphas_cumprod):
+            loss_block = per_sample_loss(loss, forward_all(x_t, t_block), eps_block)
+            errors[row, :, trial] = loss_block[: row.shape[0]]
+        errors[~active] = float("nan")
+        return errors
+    for c in range(n_classes):
+        label = torch.full((EVAL_BLOCK,), c, dtype=torch.long, device=device)
+        rows = active[:, c].nonzero().squeeze(1)
+        for row, trial, x_t, t_block, eps_block in _blocks(x0, t, eps, rows, alphas_cumprod):
+            loss_block = per_sample_loss(loss, denoiser(x_t, t_block, label), eps_block)
+            errors[row, c, trial] = loss_block[: row.shape[0]]
+    return errors
 
 
-def mean_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, weights=None, verbose=0):
-    """Return the trial-weighted mean error of each (sample, class), shape (n, n_classes), float64.
+class StagedPruning:
+    """Keep the ``kept`` best classes after ``trials`` trials, for each stage: Li et al. (2023).
 
-    Samples are scored in chunks, so memory stays bounded whatever ``len(x0)``; ``x0``
-    may stay on the CPU and is moved to the denoiser's device a chunk at a time.
+    ``stages`` is a sequence of ``(trials, kept)`` pairs, e.g. ``((50, 50), (100, 10),
+    (500, 1))`` for ImageNet's 1000 classes. Classes are ranked by their posterior score.
+    """
+
+    def __init__(self, stages):
+        self.stages = tuple((int(trials), int(kept)) for trials, kept in stages)
+        if not self.stages or min(min(stage) for stage in self.stages) < 1:
+            raise ValueError(f"every stage needs trials >= 1 and kept >= 1, got {stages!r}")
+
+    def checkpoints(self, n_trials):
+        return [trials for trials, _ in self.stages if 0 < trials < n_trials]
+
+    def keep(self, errors, active, log_prior, scale):
+        kept = dict(self.stages)[errors.shape[2]]
+        scores = _scores(errors, active, log_prior, scale)
+        best = scores.topk(min(kept, scores.shape[1]), dim=1).indices
+        return active & torch.zeros_like(active).scatter_(1, best, True)
+
+
+class PairedTTest:
+    """Drop a class once it is worse than the best at one-sided p < ``alpha``: Clark & Jaini (2023).
+
+    From ``min_trials`` trials on, and every ``every`` trials after, each class still in
+    the running is compared with the best one by a paired Student t-test on their
+    per-trial errors (shared draws make the pairs), the priors shifting the threshold.
+    """
+
+    def __init__(self, alpha=2e-3, min_trials=8, every=4):
+        self.alpha, self.min_trials, self.every = alpha, min_trials, every
+
+    def checkpoints(self, n_trials):
+        return list(range(self.min_trials, n_trials, self.every))
+
+    def keep(self, errors, active, log_prior, scale):
+        n_trials = errors.shape[2]
+        best = _scores(errors, active, log_prior, scale).argmax(dim=1)
+        rows = torch.arange(errors.shape[0], device=errors.device)
+        diff = (errors - errors[rows, best].unsqueeze(1)).double()
+        # Worse than the best once the mean error difference exceeds the prior's head start.
+        log_prior = torch.as_tensor(log_prior, dtype=torch.float64, device=errors.device)
+        excess = diff.mean(dim=2) - (log_prior - log_prior[best].unsqueeze(1)) / scale
+        stderr = diff.std(dim=2) / np.sqrt(n_trials)
+        worse = excess > stats.t.ppf(1 - self.alpha, n_trials - 1) * stderr
+        return active & ~(worse & (stderr > 0))
+
+
+def _scores(errors, active, log_prior, scale):
+    """Return ``log p(c) - scale * mean error`` of each (sample, class), -inf where inactive."""
+    log_prior = torch.as_tensor(log_prior, device=errors.device)
+    scores = log_prior - scale * errors.double().nanmean(dim=2)
+    return scores.masked_fill(~active, -np.inf)
+
+
+def pruned_errors(denoiser, x0, t, eps, n_classes, *, rule, log_prior, scale, alphas_cumprod, loss):
+    """Return :func:`trial_errors`, with classes dropped at ``rule``'s checkpoints (NaN after)."""
+    active = torch.ones((x0.shape[0], n_classes), dtype=torch.bool, device=x0.device)
+    parts, start = [], 0
+    for stop in [*rule.checkpoints(t.shape[0]), t.shape[0]]:
+        parts.append(
+            trial_errors(
+                denoiser,
+                x0,
+                t[start:stop],
+                eps[start:stop],
+                n_classes,
+                alphas_cumprod=alphas_cumprod,
+                loss=loss,
+                active=active,
+            )
+        )
+        if stop < t.shape[0]:
+            active = rule.keep(torch.cat(parts, dim=2), active, log_prior, scale)
+        start = stop
+    return torch.cat(parts, dim=2)
+
+
+def mean_errors(
+    denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, pruning=None, log_prior=None, scale=None, verbose=0
+):
+    """Return each (sample, class)'s mean error over the trials it was scored on, and the evaluations.
+
+    Returns ``(errors, n_evaluations)`` of shapes (n, n_classes), float64, and (n,): a
+    class dropped by ``pruning`` keeps the mean over the trials it had. Samples are scored
+    in chunks, so memory stays bounded whatever ``len(x0)``; ``x0`` may stay on the CPU
+    and is moved to the denoiser's device a chunk at a time.
     """
     n_samples, n_trials = x0.shape[0], t.shape[0]
-    weights = torch.full((n_trials,), 1 / n_trials, dtype=torch.float64) if weights is None else weights
-    chunk = max(1, CHUNK_PAIRS // n_trials)
-    out = np.empty((n_samples, n_classes))
+    chunk = max(1, CHUNK_PAIRS // (n_trials * n_classes))
+    errors = np.empty((n_samples, n_classes))
+    n_evaluations = np.empty(n_samples, dtype=np.int64)
     for start in range(0, n_samples, chunk):
         x_chunk = x0[start : start + chunk].to(t.device)
-        errors = trial_errors(denoiser, x_chunk, t, eps, n_classes, alphas_cumprod=alphas_cumprod, loss=loss)
-        out[start : start + chunk] = (errors.cpu().double() @ weights).numpy()
+        if pruning is None:
+            e = trial_errors(denoiser, x_chunk, t, eps, n_classes, alphas_cumprod=alphas_cumprod, loss=loss)
+        else:
+            e = pruned_errors(
+                denoiser,
+                x_chunk,
+                t,
+                eps,
+                n_classes,
+                rule=pruning,
+                log_prior=log_prior,
+                scale=scale,
+                alphas_cumprod=alphas_cumprod,
+                loss=loss,
+            )
+        errors[start : start + chunk] = e.double().nanmean(dim=2).cpu().numpy()
+        n_evaluations[start : start + chunk] = (~e.isnan()).sum(dim=(1, 2)).cpu().numpy()
         if verbose and n_samples > chunk:
             print(f"predict: {min(start + chunk, n_samples)}/{n_samples} samples")
-    return out
-
-
-# Upper ends of the timestep ranges that fit chooses among, as fractions of T. Which
-# timesteps separate the classes depends on the data: fine 2-D structure lives at small t,
-# other data use the whole range (DESIGN.md section 4).
-RANGE_CANDIDATES = (0.05, 0.1, 0.2, 0.5, 1.0)
-
-
-def fit_scale(errors, y, log_prior, prior_scale):
-    """Return ``(s, objective)``: the scale of ``softmax(log_prior - s * errors)`` fitted by log loss.
-
-    ``errors`` has shape (n, n_classes) and ``y`` holds class indices. This is temperature
-    scaling (Guo et al., 2017) of the error-to-log-likelihood map, with a Gaussian prior of
-    one e-fold on ``log s`` around ``log prior_scale``, so that a few held-out samples that
-    are all classified right do not drive ``s`` to infinity.
-    """
-    rows = np.arange(y.size)
-
-    def objective(log_s):
-        scores = log_prior - np.exp(log_s) * errors
-        log_loss = np.sum(logsumexp(scores, axis=1) - scores[rows, y])
-        return float((log_loss + 0.5 * (log_s - np.log(prior_scale)) ** 2) / y.size)
-
-    result = minimize_scalar(objective, bounds=(-8.0, 12.0), method="bounded")
-    return float(np.exp(result.x)), float(result.fun)
-
-
-def select_timestep_range(errors, t, y, log_prior, n_steps, prior_scale):
-    """Choose the trials' timestep range and error scale by held-out log loss.
-
-    ``errors`` of shape (n, n_classes, n_grid) are the held-out samples' errors at the
-    timesteps ``t`` (an even grid over ``[0, n_steps)``). Each range ``[0, hi * n_steps)``
-    of ``RANGE_CANDIDATES`` is scored by the log loss of its mean errors after fitting the
-    scale (see :func:`fit_scale`); returns ``((0.0, hi), scale)`` of the best.
-    """
-    best = None
-    for hi in RANGE_CANDIDATES:
-        in_range = t < hi * n_steps
-        scale, loss = fit_scale(errors[:, :, in_range].mean(axis=2), y, log_prior, prior_scale)
-        if best is None or loss < best[0]:
-            best = (loss, (0.0, hi), scale)
-    return best[1], best[2]
+    return errors, n_evaluations

@@ -8,9 +8,11 @@ from torch import nn
 from skdiffusion import MLPDenoiser, _scoring
 from skdiffusion._schedule import as_tensor, make_alphas_cumprod
 from skdiffusion._scoring import (
-    fit_scale,
+    PairedTTest,
+    StagedPruning,
     mean_errors,
-    select_timestep_range,
+    pruned_errors,
+    spread_order,
     timestep_grid,
     trial_errors,
     trial_noise,
@@ -37,7 +39,7 @@ def _random_mlp(n_features, n_classes, seed=0):
 def _errors(denoiser, x0, n_trials=16, n_classes=3, seed=0, **kwargs):
     t = torch.as_tensor(timestep_grid(0, 1000, n_trials))
     eps = trial_noise(n_trials, x0.shape[1:], seed)
-    return mean_errors(denoiser, x0, t, eps, n_classes, alphas_cumprod=ALPHAS_CUMPROD, loss="l2", **kwargs)
+    return mean_errors(denoiser, x0, t, eps, n_classes, alphas_cumprod=ALPHAS_CUMPROD, loss="l2", **kwargs)[0]
 
 
 def test_timestep_grid_is_li_et_al_grid():
@@ -84,7 +86,7 @@ def test_every_class_and_row_sees_the_same_noise():
     assert torch.equal(errors, errors[:1, :1].expand(5, 4, n_trials))
     torch.testing.assert_close(errors[0, 0], eps.square().mean(dim=1))
     # ... and the mean over trials is the mean of those.
-    mean = mean_errors(_Zero(), x0, t, eps, 4, alphas_cumprod=ALPHAS_CUMPROD, loss="l2")
+    mean, _ = mean_errors(_Zero(), x0, t, eps, 4, alphas_cumprod=ALPHAS_CUMPROD, loss="l2")
     np.testing.assert_allclose(mean, eps.square().mean().item(), rtol=1e-6)
 
 
@@ -122,7 +124,7 @@ def test_chunk_and_block_boundaries_do_not_change_results(monkeypatch, chunk_pai
 
 
 def test_mean_errors_reports_chunks_when_verbose(monkeypatch, capsys):
-    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 16 * 10)
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 16 * 3 * 10)  # 10 samples of 16 trials x 3 classes
     _errors(_Zero(), torch.zeros(25, 2), verbose=1)
     assert capsys.readouterr().out.splitlines() == [
         "predict: 10/25 samples",
@@ -131,19 +133,113 @@ def test_mean_errors_reports_chunks_when_verbose(monkeypatch, capsys):
     ]
 
 
-def test_mean_errors_applies_trial_weights():
+def test_mean_errors_is_the_mean_over_trials_and_counts_every_evaluation():
     denoiser = _random_mlp(2, 2)
     x0 = torch.randn(4, 2)
     t = torch.as_tensor(timestep_grid(0, 1000, 8))
     eps = trial_noise(8, (2,), 0)
     per_trial = trial_errors(denoiser, x0, t, eps, 2, alphas_cumprod=ALPHAS_CUMPROD, loss="l1").double()
-    weights = torch.zeros(8, dtype=torch.float64)
-    weights[3] = 1.0
-    weighted = mean_errors(denoiser, x0, t, eps, 2, alphas_cumprod=ALPHAS_CUMPROD, loss="l1", weights=weights)
-    np.testing.assert_array_equal(weighted, per_trial[:, :, 3].numpy())
-    uniform = mean_errors(denoiser, x0, t, eps, 2, alphas_cumprod=ALPHAS_CUMPROD, loss="l1")
-    np.testing.assert_allclose(uniform, per_trial.mean(dim=2).numpy(), rtol=1e-12)
-    assert uniform.dtype == np.float64
+    mean, n_evaluations = mean_errors(denoiser, x0, t, eps, 2, alphas_cumprod=ALPHAS_CUMPROD, loss="l1")
+    np.testing.assert_allclose(mean, per_trial.mean(dim=2).numpy(), rtol=1e-12)
+    assert mean.dtype == np.float64
+    np.testing.assert_array_equal(n_evaluations, [16, 16, 16, 16])  # 8 trials x 2 classes
+
+
+# Pruning ---------------------------------------------------------------------------------
+
+
+def test_spread_order_is_a_permutation_whose_prefixes_are_spread():
+    for n in (1, 2, 7, 16, 32, 100):
+        order = spread_order(n)
+        assert sorted(order.tolist()) == list(range(n))
+    np.testing.assert_array_equal(spread_order(8), [0, 4, 2, 6, 1, 5, 3, 7])
+    # Every prefix of 2**k of a 32-trial order has one trial in each of 2**k equal bins.
+    order = spread_order(32)
+    for k in range(6):
+        bins = order[: 2**k] // (32 // 2**k)
+        assert sorted(bins.tolist()) == list(range(2**k))
+
+
+class _ClassBias(nn.Module):
+    """Predicts eps exactly for class 0 and with an error growing with the class index."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x_t, t, y):
+        self.calls.append(int(y[0]))
+        return torch.zeros_like(x_t) + y.unsqueeze(1).to(x_t)
+
+
+def _pruned(rule, n_classes=4, n_trials=16, n_samples=3):
+    x0 = torch.zeros(n_samples, 2)
+    t = torch.as_tensor(timestep_grid(0, 1000, n_trials))
+    eps = torch.zeros(n_trials, 2)
+    eps[::2] = 0.1  # the errors vary a little from trial to trial
+    denoiser = _ClassBias()
+    log_prior = np.log(np.full(n_classes, 1 / n_classes))
+    out = pruned_errors(
+        denoiser,
+        x0,
+        t,
+        eps,
+        n_classes,
+        rule=rule,
+        log_prior=log_prior,
+        scale=1.0,
+        alphas_cumprod=ALPHAS_CUMPROD,
+        loss="l2",
+    )
+    return out, denoiser.calls
+
+
+def test_staged_pruning_keeps_the_best_classes_at_each_stage():
+    errors, calls = _pruned(StagedPruning([(4, 2), (8, 1)]))
+    scored = ~errors.isnan()
+    # Trials 0-3: all 4 classes; trials 4-7: the best 2 (classes 0 and 1); then class 0 only.
+    assert scored[:, :, :4].all()
+    assert scored[:, :2, 4:8].all() and not scored[:, 2:, 4:].any()
+    assert scored[:, 0, 8:].all() and not scored[:, 1, 8:].any()
+    # A denoiser without forward_all is called only for the classes still in the running.
+    assert calls == [0, 1, 2, 3, 0, 1, 0]
+
+
+def test_paired_t_test_drops_only_classes_that_are_significantly_worse():
+    errors, _ = _pruned(PairedTTest(alpha=1e-3, min_trials=4, every=4))
+    scored = ~errors.isnan()
+    assert scored[:, 0].all()  # the best class is scored on every trial
+    assert not scored[:, 1:, 4:].any()  # the others differ by a constant: dropped at once
+    # With identical classes the differences have zero variance and nothing is dropped.
+    errors = torch.zeros(2, 3, 8)
+    active = torch.ones(2, 3, dtype=torch.bool)
+    assert PairedTTest(min_trials=4).keep(errors, active, np.log([1 / 3] * 3), 1.0).all()
+
+
+def test_a_pruned_class_keeps_the_mean_of_its_trials():
+    denoiser = _random_mlp(2, 3)
+    x0 = torch.randn(5, 2)
+    t = torch.as_tensor(timestep_grid(0, 1000, 8))
+    eps = trial_noise(8, (2,), 0)
+    full = trial_errors(denoiser, x0, t, eps, 3, alphas_cumprod=ALPHAS_CUMPROD, loss="l2").double()
+    mean, n_evaluations = mean_errors(
+        denoiser,
+        x0,
+        t,
+        eps,
+        3,
+        alphas_cumprod=ALPHAS_CUMPROD,
+        loss="l2",
+        pruning=StagedPruning([(4, 1)]),
+        log_prior=np.log([1 / 3] * 3),
+        scale=1.0,
+    )
+    best = full[:, :, :4].mean(dim=2).argmin(dim=1)
+    for row in range(5):
+        for c in range(3):
+            expected = full[row, c].mean() if c == best[row] else full[row, c, :4].mean()
+            assert mean[row, c] == pytest.approx(expected.item(), rel=1e-6)
+    np.testing.assert_array_equal(n_evaluations, [3 * 4 + 4] * 5)
 
 
 def test_trial_errors_matches_a_direct_computation():
@@ -158,39 +254,3 @@ def test_trial_errors_matches_a_direct_computation():
     with torch.no_grad():
         eps_hat = denoiser(x_t[None], t[k : k + 1], torch.tensor([c]))[0]
     torch.testing.assert_close(errors[i, c, k], (eps_hat - eps[k]).square().mean(), rtol=1e-5, atol=1e-6)
-
-
-# Choosing the timestep range and the scale on held-out samples ---------------------------
-
-
-def test_fit_scale_recovers_the_temperature_that_made_the_labels():
-    rng = np.random.default_rng(0)
-    errors = rng.uniform(0, 1, size=(20_000, 3))
-    log_prior = np.log([0.2, 0.3, 0.5])
-    scores = log_prior - 4.0 * errors
-    proba = np.exp(scores - scores.max(axis=1, keepdims=True))
-    proba /= proba.sum(axis=1, keepdims=True)
-    y = (proba.cumsum(axis=1) > rng.uniform(size=(20_000, 1))).argmax(axis=1)
-    scale, _ = fit_scale(errors, y, log_prior, prior_scale=1.0)
-    assert scale == pytest.approx(4.0, rel=0.05)
-
-
-def test_fit_scale_stays_finite_when_every_held_out_sample_is_right():
-    errors = np.array([[0.1, 0.9], [0.8, 0.2], [0.0, 1.0]])
-    scale, objective = fit_scale(errors, np.array([0, 1, 0]), np.log([0.5, 0.5]), prior_scale=2.0)
-    # The log loss alone falls for ever as the scale grows; the prior on log(scale) stops it.
-    assert 2.0 < scale < 2.0 * np.e**3
-    assert np.isfinite(objective)
-
-
-def test_select_timestep_range_finds_the_timesteps_that_carry_the_signal():
-    rng = np.random.default_rng(0)
-    n, n_steps = 400, 1000
-    t = timestep_grid(0, n_steps, 128)
-    y = np.arange(n) % 2
-    errors = rng.normal(size=(n, 2, t.size))
-    signal = t < 0.1 * n_steps
-    errors[np.arange(n), y] -= signal  # the true class denoises better, but only at small t
-    (lo, hi), scale = select_timestep_range(errors, t, y, np.log([0.5, 0.5]), n_steps, prior_scale=1.0)
-    assert (lo, hi) == (0.0, 0.1)
-    assert scale > 0

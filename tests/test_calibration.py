@@ -1,0 +1,40 @@
+"""Tests of the held-out choice of the timestep range and of the error scale."""
+
+import numpy as np
+import pytest
+
+from skdiffusion._calibration import fit_scale, select_timestep_range
+from skdiffusion._scoring import timestep_grid
+
+
+def test_fit_scale_recovers_the_temperature_that_made_the_labels():
+    rng = np.random.default_rng(0)
+    errors = rng.uniform(0, 1, size=(20_000, 3))
+    log_prior = np.log([0.2, 0.3, 0.5])
+    scores = log_prior - 4.0 * errors
+    proba = np.exp(scores - scores.max(axis=1, keepdims=True))
+    proba /= proba.sum(axis=1, keepdims=True)
+    y = (proba.cumsum(axis=1) > rng.uniform(size=(20_000, 1))).argmax(axis=1)
+    scale, _ = fit_scale(errors, y, log_prior, prior_scale=1.0)
+    assert scale == pytest.approx(4.0, rel=0.05)
+
+
+def test_fit_scale_stays_finite_when_every_held_out_sample_is_right():
+    errors = np.array([[0.1, 0.9], [0.8, 0.2], [0.0, 1.0]])
+    scale, objective = fit_scale(errors, np.array([0, 1, 0]), np.log([0.5, 0.5]), prior_scale=2.0)
+    # The log loss alone falls for ever as the scale grows; the prior on log(scale) stops it.
+    assert 2.0 < scale < 2.0 * np.e**3
+    assert np.isfinite(objective)
+
+
+def test_select_timestep_range_finds_the_timesteps_that_carry_the_signal():
+    rng = np.random.default_rng(0)
+    n, n_steps = 400, 1000
+    t = timestep_grid(0, n_steps, 128)
+    y = np.arange(n) % 2
+    errors = rng.normal(size=(n, 2, t.size))
+    signal = t < 0.1 * n_steps
+    errors[np.arange(n), y] -= signal  # the true class denoises better, but only at small t
+    (lo, hi), scale = select_timestep_range(errors, t, y, np.log([0.5, 0.5]), n_steps, prior_scale=1.0)
+    assert (lo, hi) == (0.0, 0.1)
+    assert scale > 0
