@@ -11,7 +11,8 @@ from ._training import per_sample_loss
 # block is padded), so float32 GEMM results never depend on how many rows were passed
 # or which rows stand beside a sample. Keep it a multiple of 16: with a ragged tail the
 # GEMM kernel takes another path for the leftover rows, and results move by ~1e-6.
-EVAL_BLOCK = 2048
+# 512 rather than more: pruning scores ever fewer pairs, and padding is then wasted work.
+EVAL_BLOCK = 512
 # (sample, trial) pairs scored per chunk of samples: bounds the memory of predict_proba.
 CHUNK_PAIRS = 1 << 18
 
@@ -113,16 +114,20 @@ class StagedPruning:
 class PairedTTest:
     """Drop a class once it is worse than the best at one-sided p < ``alpha``: Clark & Jaini (2023).
 
-    From ``min_trials`` trials on, and every ``every`` trials after, each class still in
-    the running is compared with the best one by a paired Student t-test on their
-    per-trial errors (shared draws make the pairs), the priors shifting the threshold.
+    From ``min_trials`` trials on, at checkpoints that grow by half (8, 12, 18, 27, ...),
+    each class still in the running is compared with the best one by a paired Student
+    t-test on their per-trial errors (shared draws make the pairs), the priors shifting
+    the threshold. Fewer, growing checks keep the scoring calls large.
     """
 
-    def __init__(self, alpha=2e-3, min_trials=8, every=4):
-        self.alpha, self.min_trials, self.every = alpha, min_trials, every
+    def __init__(self, alpha=2e-3, min_trials=8):
+        self.alpha, self.min_trials = alpha, min_trials
 
     def checkpoints(self, n_trials):
-        return list(range(self.min_trials, n_trials, self.every))
+        checks = [self.min_trials]
+        while checks[-1] + checks[-1] // 2 < n_trials:
+            checks.append(checks[-1] + checks[-1] // 2)
+        return [k for k in checks if k < n_trials]
 
     def keep(self, errors, active, log_prior, scale):
         n_trials = errors.shape[2]
@@ -145,7 +150,10 @@ def _scores(errors, active, log_prior, scale):
 
 
 def pruned_errors(denoiser, x0, t, eps, n_classes, *, rule, log_prior, scale, alphas_cumprod, loss):
-    """Return :func:`trial_errors`, with classes dropped at ``rule``'s checkpoints (NaN after)."""
+    """Return :func:`trial_errors`, with classes dropped at ``rule``'s checkpoints (NaN after).
+
+    A sample left with a single class is settled and is not scored any further.
+    """
     active = torch.ones((x0.shape[0], n_classes), dtype=torch.bool, device=x0.device)
     parts, start = [], 0
     for stop in [*rule.checkpoints(t.shape[0]), t.shape[0]]:
@@ -163,6 +171,7 @@ def pruned_errors(denoiser, x0, t, eps, n_classes, *, rule, log_prior, scale, al
         )
         if stop < t.shape[0]:
             active = rule.keep(torch.cat(parts, dim=2), active, log_prior, scale)
+            active &= (active.sum(dim=1) > 1).unsqueeze(1)
         start = stop
     return torch.cat(parts, dim=2)
 

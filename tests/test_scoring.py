@@ -197,19 +197,23 @@ def _pruned(rule, n_classes=4, n_trials=16, n_samples=3):
 def test_staged_pruning_keeps_the_best_classes_at_each_stage():
     errors, calls = _pruned(StagedPruning([(4, 2), (8, 1)]))
     scored = ~errors.isnan()
-    # Trials 0-3: all 4 classes; trials 4-7: the best 2 (classes 0 and 1); then class 0 only.
+    # Trials 0-3: all 4 classes; trials 4-7: the best 2 (classes 0 and 1); then the sample
+    # is settled on class 0 and scored no further.
     assert scored[:, :, :4].all()
     assert scored[:, :2, 4:8].all() and not scored[:, 2:, 4:].any()
-    assert scored[:, 0, 8:].all() and not scored[:, 1, 8:].any()
+    assert not scored[:, :, 8:].any()
     # A denoiser without forward_all is called only for the classes still in the running.
-    assert calls == [0, 1, 2, 3, 0, 1, 0]
+    assert calls == [0, 1, 2, 3, 0, 1]
 
 
 def test_paired_t_test_drops_only_classes_that_are_significantly_worse():
-    errors, _ = _pruned(PairedTTest(alpha=1e-3, min_trials=4, every=4))
+    assert PairedTTest().checkpoints(64) == [8, 12, 18, 27, 40, 60]
+    errors, _ = _pruned(PairedTTest(alpha=1e-3, min_trials=4))
     scored = ~errors.isnan()
-    assert scored[:, 0].all()  # the best class is scored on every trial
-    assert not scored[:, 1:, 4:].any()  # the others differ by a constant: dropped at once
+    # The other classes' errors exceed class 0's by a constant: all dropped at the first
+    # check, which settles every sample after 4 trials.
+    assert scored[:, :, :4].all()
+    assert not scored[:, :, 4:].any()
     # With identical classes the differences have zero variance and nothing is dropped.
     errors = torch.zeros(2, 3, 8)
     active = torch.ones(2, 3, dtype=torch.bool)
@@ -234,12 +238,28 @@ def test_a_pruned_class_keeps_the_mean_of_its_trials():
         log_prior=np.log([1 / 3] * 3),
         scale=1.0,
     )
-    best = full[:, :, :4].mean(dim=2).argmin(dim=1)
+    # One class kept after 4 trials settles the sample: every class keeps its 4-trial mean.
+    np.testing.assert_allclose(mean, full[:, :, :4].mean(dim=2).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(n_evaluations, [3 * 4] * 5)
+    mean, n_evaluations = mean_errors(
+        denoiser,
+        x0,
+        t,
+        eps,
+        3,
+        alphas_cumprod=ALPHAS_CUMPROD,
+        loss="l2",
+        pruning=StagedPruning([(4, 2), (6, 1)]),
+        log_prior=np.log([1 / 3] * 3),
+        scale=1.0,
+    )
+    np.testing.assert_array_equal(n_evaluations, [3 * 4 + 2 * 2] * 5)  # settled after 6 trials
+    kept = full[:, :, :4].mean(dim=2).topk(2, dim=1, largest=False).indices
     for row in range(5):
-        for c in range(3):
-            expected = full[row, c].mean() if c == best[row] else full[row, c, :4].mean()
-            assert mean[row, c] == pytest.approx(expected.item(), rel=1e-6)
-    np.testing.assert_array_equal(n_evaluations, [3 * 4 + 4] * 5)
+        dropped = ({0, 1, 2} - set(kept[row].tolist())).pop()
+        assert mean[row, dropped] == pytest.approx(full[row, dropped, :4].mean().item(), rel=1e-6)
+        for c in kept[row].tolist():
+            assert mean[row, c] == pytest.approx(full[row, c, :6].mean().item(), rel=1e-6)
 
 
 def test_trial_errors_matches_a_direct_computation():
