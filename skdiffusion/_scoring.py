@@ -149,27 +149,19 @@ def _scores(errors, active, log_prior, scale):
     return scores.masked_fill(~active, -np.inf)
 
 
-def pruned_errors(denoiser, x0, t, eps, n_classes, *, rule, log_prior, scale, alphas_cumprod, loss):
-    """Return :func:`trial_errors`, with classes dropped at ``rule``'s checkpoints (NaN after).
+def prune(score, n_samples, n_classes, n_trials, *, rule, log_prior, scale, device="cpu"):
+    """Score trials stage by stage, dropping classes at ``rule``'s checkpoints.
 
-    A sample left with a single class is settled and is not scored any further.
+    ``score(active, start, stop)`` returns the errors of trials ``start:stop`` for the
+    (sample, class) pairs where ``active`` is True, NaN elsewhere. A sample left with a
+    single class is settled and is not scored any further. Returns the errors of all
+    trials, shape (n_samples, n_classes, n_trials), NaN where a pair was not scored.
     """
-    active = torch.ones((x0.shape[0], n_classes), dtype=torch.bool, device=x0.device)
+    active = torch.ones((n_samples, n_classes), dtype=torch.bool, device=device)
     parts, start = [], 0
-    for stop in [*rule.checkpoints(t.shape[0]), t.shape[0]]:
-        parts.append(
-            trial_errors(
-                denoiser,
-                x0,
-                t[start:stop],
-                eps[start:stop],
-                n_classes,
-                alphas_cumprod=alphas_cumprod,
-                loss=loss,
-                active=active,
-            )
-        )
-        if stop < t.shape[0]:
+    for stop in [*rule.checkpoints(n_trials), n_trials]:
+        parts.append(score(active, start, stop))
+        if stop < n_trials:
             active = rule.keep(torch.cat(parts, dim=2), active, log_prior, scale)
             active &= (active.sum(dim=1) > 1).unsqueeze(1)
         start = stop
@@ -192,20 +184,31 @@ def mean_errors(
     n_evaluations = np.empty(n_samples, dtype=np.int64)
     for start in range(0, n_samples, chunk):
         x_chunk = x0[start : start + chunk].to(t.device)
-        if pruning is None:
-            e = trial_errors(denoiser, x_chunk, t, eps, n_classes, alphas_cumprod=alphas_cumprod, loss=loss)
-        else:
-            e = pruned_errors(
+
+        def score(active, start, stop, x_chunk=x_chunk):
+            return trial_errors(
                 denoiser,
                 x_chunk,
-                t,
-                eps,
+                t[start:stop],
+                eps[start:stop],
                 n_classes,
+                alphas_cumprod=alphas_cumprod,
+                loss=loss,
+                active=active,
+            )
+
+        if pruning is None:
+            e = score(None, 0, n_trials)
+        else:
+            e = prune(
+                score,
+                x_chunk.shape[0],
+                n_classes,
+                n_trials,
                 rule=pruning,
                 log_prior=log_prior,
                 scale=scale,
-                alphas_cumprod=alphas_cumprod,
-                loss=loss,
+                device=t.device,
             )
         errors[start : start + chunk] = e.double().nanmean(dim=2).cpu().numpy()
         n_evaluations[start : start + chunk] = (~e.isnan()).sum(dim=(1, 2)).cpu().numpy()

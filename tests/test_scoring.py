@@ -11,7 +11,7 @@ from skdiffusion._scoring import (
     PairedTTest,
     StagedPruning,
     mean_errors,
-    pruned_errors,
+    prune,
     spread_order,
     timestep_grid,
     trial_errors,
@@ -179,19 +179,20 @@ def _pruned(rule, n_classes=4, n_trials=16, n_samples=3):
     eps[::2] = 0.1  # the errors vary a little from trial to trial
     denoiser = _ClassBias()
     log_prior = np.log(np.full(n_classes, 1 / n_classes))
-    out = pruned_errors(
-        denoiser,
-        x0,
-        t,
-        eps,
-        n_classes,
-        rule=rule,
-        log_prior=log_prior,
-        scale=1.0,
-        alphas_cumprod=ALPHAS_CUMPROD,
-        loss="l2",
-    )
-    return out, denoiser.calls
+
+    def score(active, start, stop):
+        return trial_errors(
+            denoiser,
+            x0,
+            t[start:stop],
+            eps[start:stop],
+            n_classes,
+            alphas_cumprod=ALPHAS_CUMPROD,
+            loss="l2",
+            active=active,
+        )
+
+    return prune(score, n_samples, n_classes, n_trials, rule=rule, log_prior=log_prior, scale=1.0), denoiser.calls
 
 
 def test_staged_pruning_keeps_the_best_classes_at_each_stage():
