@@ -39,6 +39,16 @@ BASELINES = {
 }
 
 
+def expected_calibration_error(y_true, y_pred, proba, n_bins=15):
+    """Top-label ECE: the mean |accuracy - confidence| over equal-width confidence bins, weighted by size."""
+    confidence = proba.max(axis=1)
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    correct = y_pred == y_true
+    return sum(
+        abs(correct[bins == b].mean() - confidence[bins == b].mean()) * np.mean(bins == b) for b in np.unique(bins)
+    )
+
+
 def evaluate(model, data):
     """Fit and score ``model``; return accuracy, log loss and seconds."""
     X_train, X_test, y_train, y_test = data
@@ -50,6 +60,7 @@ def evaluate(model, data):
     return {
         "accuracy": accuracy_score(y_test, y_pred),
         "log_loss": log_loss(y_test, np.clip(proba, 1e-15, 1), labels=model.classes_),
+        "ece": expected_calibration_error(y_test, y_pred, proba),
         "fit_s": fit_s,
         "predict_s": predict_s,
     }
@@ -98,12 +109,20 @@ def format_table(records, settings):
         others = [by[name, m]["accuracy"] for m in models if m != "Diffusion"]
         best = f"{max(others):.3f}" if others else "-"
         lines.append(f"| {name} | " + " | ".join(f"{by[name, m]['accuracy']:.3f}" for m in models) + f" | {best} |")
-    lines += ["", "| data | model | accuracy | log loss | fit s | predict s |", "|---|---|---|---|---|---|"]
+    lines += ["", "| data | model | accuracy | log loss | ECE | fit s | predict s |", "|---|---|---|---|---|---|---|"]
     for r in records:
-        if r["model"] in ("Diffusion", "MLP", "SVC"):
+        if r["model"] in ("Diffusion", "MLP", "SVC", "GaussianNB"):
             lines.append(
-                f"| {r['data']} | {r['model']} | {r['accuracy']:.3f} | {r['log_loss']:.3f} "
+                f"| {r['data']} | {r['model']} | {r['accuracy']:.3f} | {r['log_loss']:.3f} | {r['ece']:.3f} "
                 f"| {r['fit_s']:.2f} | {r['predict_s']:.2f} |"
+            )
+    for name in names:
+        if (name, "MLP") in by and (name, "SVC") in by:
+            better = min(by[name, "MLP"]["log_loss"], by[name, "SVC"]["log_loss"])
+            diffusion = by[name, "Diffusion"]["log_loss"]
+            verdict = "no worse" if diffusion <= better else "worse"
+            lines.append(
+                f"\n{name}: Diffusion log loss {diffusion:.3f}, {verdict} than the better of MLP and SVC ({better:.3f})"
             )
     for name in names:
         if (name, "MLP") in by:
