@@ -3,7 +3,7 @@
 import contextlib
 import copy
 import warnings
-from numbers import Integral, Real
+from numbers import Integral, Number, Real
 
 import numpy as np
 import torch
@@ -50,6 +50,28 @@ def _one_torch_thread():
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def _check_label_types(y):
+    """Return ``y``, an object array of numbers as numbers; raise a TypeError if it mixes types."""
+    if y.dtype != object:
+        return y
+    numeric = Number | np.number | np.bool_
+    kinds = {"str" if isinstance(v, str) else "number" if isinstance(v, numeric) else type(v).__name__ for v in y}
+    if len(kinds) > 1:
+        raise TypeError(f"y mixes labels of types {sorted(kinds)}; the labels must be all strings or all numbers.")
+    # type_of_target calls an object array of numbers "unknown"; as numbers they are classes.
+    return np.asarray(y.tolist()) if kinds == {"number"} else y
+
+
+def _check_errors(errors):
+    """Raise a ValueError if some denoising errors of shape (n, n_classes) are not finite."""
+    bad = np.flatnonzero(~np.isfinite(errors).all(axis=1))
+    if bad.size:
+        raise ValueError(
+            f"The denoising errors of {bad.size} of {len(errors)} samples are not finite (first: row {bad[0]}): "
+            "the denoiser returned NaN or inf, or these samples lie too far from the training data."
+        )
 
 
 class DiffusionClassifier(ClassifierMixin, BaseEstimator):
@@ -122,7 +144,8 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
     early_stopping : bool, default=False
         Stop training when the denoising loss of the held-out samples (on fixed noise
         draws) stops improving, and keep the best weights. Otherwise training runs
-        ``max_iter`` steps, along a learning rate annealed to that length.
+        ``max_iter`` steps, along a learning rate annealed to that length. Early stopping
+        needs held-out samples: ``validation_fraction`` must not be None.
     validation_fraction : float or None, default=0.1
         Fraction of the training data held out (stratified) for early stopping, for the
         choice of ``timestep_range`` and for the error scale. None holds out nothing: the
@@ -288,9 +311,30 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : DiffusionClassifier
             The fitted classifier.
+
+        Notes
+        -----
+        A fit that raises (bad data, a broken denoiser, a diverging training, an interrupt
+        outside the training loop) leaves the estimator as it was before the call. An
+        interrupt (Ctrl-C) during the training loop stops it, with a warning, and keeps the
+        model trained so far.
         """
+        # BaseException: an interrupt outside the training loop must not leave a half fit either.
+        previous = dict(self.__dict__)
+        if self.warm_start and "denoiser_" in previous:
+            previous["denoiser_"] = copy.deepcopy(previous["denoiser_"])  # trained in place below
+        try:
+            return self._fit(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(previous)
+            raise
+
+    def _fit(self, X, y):
+        """Fit, setting the attributes as it goes; ``fit`` restores them if this raises."""
         continuing = self.warm_start and hasattr(self, "denoiser_")
         X, y = validate_data(self, X, y, reset=not continuing, dtype=[np.float64, np.float32])
+        y = _check_label_types(y)
         check_classification_targets(y)
         classes, y_index = np.unique(y, return_inverse=True)
         if classes.size < 2:
@@ -307,6 +351,8 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(self.timestep_range, str):
             self._timestep_bounds(self.timestep_range)
         self._pruning_rule()
+        if self.early_stopping and self.validation_fraction is None:
+            raise ValueError("early_stopping=True needs held-out samples: set validation_fraction, not None.")
         rng = check_random_state(self.random_state)
         init_seed, train_seed, split_seed, noise_seed = rng.randint(np.iinfo(np.int32).max, size=4)
 
@@ -325,14 +371,15 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
             # Until training ends, the previous fit's network must not stand beside new classes.
             self.__dict__.pop("denoiser_", None)
             self.classes_ = classes
-            self.scaler_ = StandardScaler().fit(X)
+            with np.errstate(over="ignore", invalid="ignore"):  # _standardise reports an overflow
+                self.scaler_ = StandardScaler().fit(X)
             self.alphas_cumprod_ = make_alphas_cumprod(self.noise_schedule, self.n_diffusion_steps)
             self._training_state = None
             self.n_iter_ = 0
         self.class_prior_ = class_prior
         self.noise_seed_ = int(noise_seed)
 
-        x0 = torch.as_tensor(self.scaler_.transform(X), dtype=torch.float32, device=device)
+        x0 = self._standardise(X).to(device)
         labels = torch.as_tensor(y_index, device=device)
         alphas_cumprod = as_tensor(self.alphas_cumprod_, device=device)
         timestep_probs = training_timestep_probs(self.n_diffusion_steps)
@@ -356,7 +403,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
                 tol=self.tol,
                 n_iter_no_change=self.n_iter_no_change,
                 validation=validation,
-                state=self._training_state,
+                state=copy.deepcopy(self._training_state),
                 verbose=self.verbose,
             )
             self.timestep_range_, self.scale_ = self._select_trials(denoiser, x0[val_idx], y_index[val_idx])
@@ -469,6 +516,8 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
                 alphas_cumprod=self.alphas_cumprod_,
                 generator=generator,
             )
+        if not torch.isfinite(x0).all():
+            raise ValueError("The denoiser returned non-finite values while sampling; check the denoiser.")
         return self.scaler_.inverse_transform(x0.cpu().double().numpy()), self.classes_.take(y_index)
 
     def _joint_log_likelihood(self, X):
@@ -476,7 +525,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         device = self._torch_device()
-        x0 = torch.as_tensor(self.scaler_.transform(X), dtype=torch.float32)
+        x0 = self._standardise(X)
         t = timestep_grid(*self._timestep_bounds(self.timestep_range_), self.n_trials)[spread_order(self.n_trials)]
         eps = trial_noise(self.n_trials, (self.n_features_in_,), self.noise_seed_)
         with _one_torch_thread():
@@ -493,6 +542,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
                 scale=self.scale_,
                 verbose=self.verbose,
             )
+        _check_errors(errors)
         return np.log(self.class_prior_) - self.scale_ * errors
 
     def _pruning_rule(self):
@@ -507,6 +557,17 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"pruning must be None, 't-test' or a sequence of (trials, kept) pairs, got {self.pruning!r}."
             ) from exc
+
+    def _standardise(self, X):
+        """Return ``X`` standardised as a float32 tensor, or raise a ValueError if it overflows."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            x0 = torch.as_tensor(self.scaler_.transform(X), dtype=torch.float32)
+        if not torch.isfinite(x0).all():
+            raise ValueError(
+                "X has values too large for DiffusionClassifier: standardised with the training mean and "
+                f"scale they overflow float32 (largest |X| = {np.abs(X).max():.3g}). Rescale the features."
+            )
+        return x0
 
     def _validation_split(self, y_index, seed):
         """Return the (train, held-out) row indices; the held-out part is empty when none is kept."""
@@ -565,7 +626,10 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         """Return ``priors`` checked, or the class frequencies of ``y_index``."""
         if self.priors is None:
             return np.bincount(y_index, minlength=n_classes) / y_index.size
-        priors = np.asarray(self.priors, dtype=np.float64)
+        try:
+            priors = np.asarray(self.priors, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"priors must be an array of class probabilities, got {self.priors!r}.") from exc
         if priors.shape != (n_classes,):
             raise ValueError("Number of priors must match number of classes.")
         if not np.isclose(priors.sum(), 1.0):

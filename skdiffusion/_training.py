@@ -19,6 +19,11 @@ LOSSES = {
 }
 
 CHECK_EVERY = 50  # optimizer steps between convergence checks
+# A loss this many times the first one of a fit (or 1, if larger) means that training has
+# diverged: the features are standardised and eps ~ N(0, I), so predicting eps_hat = 0
+# already scores about 1, and a healthy loss never leaves that neighbourhood by orders of
+# magnitude. Such weights overflow into NaN at predict time, or a few steps later.
+DIVERGENCE_FACTOR = 1e4
 
 
 def per_sample_loss(loss, eps_hat, eps):
@@ -29,7 +34,8 @@ def per_sample_loss(loss, eps_hat, eps):
     """
     sample_ndim = eps.ndim - 1
     if eps_hat.ndim > eps.ndim:
-        eps = eps.unsqueeze(1)
+        # Expanded, not broadcast: F.huber_loss warns about a target of another shape.
+        eps = eps.unsqueeze(1).expand_as(eps_hat)
     return LOSSES[loss](eps_hat, eps).flatten(-sample_ndim).mean(-1)
 
 
@@ -69,35 +75,31 @@ def train_denoiser(
     with fixed draws, whose loss decides early stopping and which weights are kept.
     Without it, training runs ``max_iter`` steps and counts as converged when the loss
     fell by at most ``tol`` (relative) over its last ``n_iter_no_change`` checks.
-    Returns the updated :class:`TrainingState`.
+    Returns the updated :class:`TrainingState`; raises a FloatingPointError when the loss
+    diverges (see :func:`check_loss`), during training or with the weights it ends on.
     """
     state = state or TrainingState()
     state.converged = state.interrupted = False
     optimizer = torch.optim.Adam(denoiser.parameters(), lr=learning_rate, fused=True)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_iter, eta_min=learning_rate / 10)
-    n_samples, device = x0.shape[0], x0.device
-    batch_size = min(batch_size, n_samples)
+    batch_size = min(batch_size, x0.shape[0])
     timestep_probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
     best_weights = None
     window = []
     denoiser.train()
+    draw = (x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator)
+    limit = None
     try:
         for step in range(max_iter):
-            idx = torch.randint(n_samples, (batch_size,), generator=generator).to(device)
-            t = torch.multinomial(timestep_probs, batch_size, replacement=True, generator=generator).to(device)
-            eps = torch.randn((batch_size, *x0.shape[1:]), generator=generator).to(device)
-            x_t = add_noise(x0[idx], eps, t, alphas_cumprod)
-            batch_loss = per_sample_loss(loss, denoiser(x_t, t, y[idx]), eps).mean()
+            batch_loss = minibatch_loss(denoiser, *draw)
             optimizer.zero_grad(set_to_none=True)
             batch_loss.backward()
             optimizer.step()
             scheduler.step()
             value = batch_loss.item()
-            if not np.isfinite(value):
-                raise FloatingPointError(
-                    f"The training loss became {value} at step {len(state.loss_curve) + 1}; "
-                    "lower learning_rate or check the denoiser."
-                )
+            if step == 0:
+                limit = DIVERGENCE_FACTOR * max(value, 1.0)
+            check_loss(value, limit, len(state.loss_curve) + 1, first=step == 0)
             state.loss_curve.append(value)
             window.append(value)
             if len(window) < CHECK_EVERY and step + 1 < max_iter:
@@ -129,7 +131,42 @@ def train_denoiser(
     if best_weights is not None:
         denoiser.load_state_dict(best_weights)
     denoiser.eval()
+    # The loss above is computed before each update: the last one is checked here, on the
+    # weights kept, in the mode that predict uses.
+    with torch.no_grad():
+        check_loss(minibatch_loss(denoiser, *draw).item(), limit or np.inf, None)
     return state
+
+
+def minibatch_loss(denoiser, x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator):
+    """Return the mean loss of ``denoiser`` on a minibatch of samples, timesteps and noise drawn anew."""
+    n_samples, device = x0.shape[0], x0.device
+    idx = torch.randint(n_samples, (batch_size,), generator=generator).to(device)
+    t = torch.multinomial(timestep_probs, batch_size, replacement=True, generator=generator).to(device)
+    eps = torch.randn((batch_size, *x0.shape[1:]), generator=generator).to(device)
+    x_t = add_noise(x0[idx], eps, t, alphas_cumprod)
+    return per_sample_loss(loss, denoiser(x_t, t, y[idx]), eps).mean()
+
+
+def check_loss(value, limit, step, first=False):
+    """Raise a FloatingPointError if the loss ``value`` is not finite or above ``limit``.
+
+    ``step`` is the optimizer step that computed it (None: the loss of the final weights);
+    the loss of the first step comes before any update, so a learning rate cannot explain it.
+    """
+    if np.isfinite(value) and value <= limit:
+        return
+    where = "after the last update" if step is None else f"at step {step}"
+    if first and not np.isfinite(value):
+        raise FloatingPointError(
+            f"The training loss became {value} {where}, before any update: the denoiser's predictions "
+            "were not finite, or so large that their loss overflowed; check the denoiser."
+        )
+    if np.isfinite(value):
+        where += f", over {DIVERGENCE_FACTOR:g} times its first value (training diverged)"
+    raise FloatingPointError(
+        f"The training loss became {value:.6g} {where}; lower learning_rate or check the denoiser."
+    )
 
 
 def relative_decrease(losses):

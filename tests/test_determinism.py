@@ -1,0 +1,176 @@
+"""Same data and random_state: bit-identical probabilities, however and wherever computed.
+
+Two fits in one process, fits in fresh processes (other hash seeds, other torch thread
+settings), predictions in batches of any size and rows in any order, after pickling and
+after clone-and-refit: every `predict_proba` is equal to the last bit. The limits (device,
+torch version, CPU kind, the order of the *training* rows) are stated in the user guide.
+"""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+import skdiffusion
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _scoring
+from skdiffusion.datasets import make_spirals
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+# Settings a fresh process can rebuild from JSON; each runs every stage of fit.
+CONFIGS = {
+    "default": {"max_iter": 60, "n_trials": 8, "random_state": 3},
+    "early stopping, cosine, l1": {
+        "max_iter": 60,
+        "n_trials": 8,
+        "random_state": 4,
+        "early_stopping": True,
+        "n_iter_no_change": 1,
+        "noise_schedule": "cosine",
+        "loss": "l1",
+        "batch_size": 32,
+    },
+    "pruning": {"max_iter": 60, "n_trials": 12, "random_state": 6, "pruning": "t-test"},
+    "fixed range, nothing held out": {
+        "max_iter": 60,
+        "n_trials": 5,
+        "random_state": 5,
+        "validation_fraction": None,
+        "timestep_range": (0.0, 0.3),
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_spirals(240, noise=0.05, random_state=0)
+    return X[:200], y[:200], X[200:]
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def fitted(request, data):
+    X, y, _ = data
+    return request.param, DiffusionClassifier(**CONFIGS[request.param]).fit(X, y)
+
+
+def test_two_fits_in_one_process(fitted, data):
+    name, clf = fitted
+    X, y, X_test = data
+    again = DiffusionClassifier(**CONFIGS[name]).fit(X, y)
+    np.testing.assert_array_equal(again.predict_proba(X_test), clf.predict_proba(X_test))
+    np.testing.assert_array_equal(again.loss_curve_, clf.loss_curve_)
+    other_seed = DiffusionClassifier(**{**CONFIGS[name], "random_state": 99}).fit(X, y)
+    assert not np.array_equal(other_seed.predict_proba(X_test), clf.predict_proba(X_test))
+
+
+def test_batch_sizes_and_row_orders(fitted, data, monkeypatch):
+    _, clf = fitted
+    X, _, X_test = data
+    rows = np.vstack([X_test, X[:60]])
+    expected = clf.predict_proba(rows)
+    one_by_one = np.vstack([clf.predict_proba(rows[i : i + 1]) for i in range(len(rows))])
+    np.testing.assert_array_equal(one_by_one, expected)
+    in_sevens = np.vstack([clf.predict_proba(rows[i : i + 7]) for i in range(0, len(rows), 7)])
+    np.testing.assert_array_equal(in_sevens, expected)
+    order = np.random.default_rng(0).permutation(len(rows))
+    np.testing.assert_array_equal(clf.predict_proba(rows[order]), expected[order])
+    np.testing.assert_array_equal(clf.predict_proba(np.vstack([rows, rows]))[len(rows) :], expected)
+    # Internal chunks of 3 samples instead of thousands: the same bits.
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 3 * clf.n_trials)
+    np.testing.assert_array_equal(clf.predict_proba(rows), expected)
+
+
+def test_pickle_and_clone_and_refit(fitted, data):
+    name, clf = fitted
+    X, y, X_test = data
+    expected = clf.predict_proba(X_test)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X_test), expected)
+    np.testing.assert_array_equal(clone(clf).fit(X, y).predict_proba(X_test), expected)
+    # ... and a clone of a clone, fitted after other fits have run in between.
+    np.testing.assert_array_equal(clone(clone(clf)).fit(X, y).predict_proba(X_test), expected)
+
+
+def test_the_callers_torch_thread_setting_does_not_matter(data):
+    X, y, X_test = data
+    expected = DiffusionClassifier(**CONFIGS["default"]).fit(X, y).predict_proba(X_test)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        proba = DiffusionClassifier(**CONFIGS["default"]).fit(X, y).predict_proba(X_test)
+        assert torch.get_num_threads() == 2  # restored after fit and predict
+    finally:
+        torch.set_num_threads(previous)
+    np.testing.assert_array_equal(proba, expected)
+
+
+def test_a_passed_module_gives_the_same_fit_twice(data):
+    X, y, X_test = data
+    module = MLPDenoiser(2, 2, hidden_size=16, n_blocks=1)
+    params = {**CONFIGS["default"], "denoiser": module}
+    first = DiffusionClassifier(**params).fit(X, y).predict_proba(X_test)
+    np.testing.assert_array_equal(DiffusionClassifier(**params).fit(X, y).predict_proba(X_test), first)
+
+
+# A fresh interpreter: fits each configuration, and predicts with the parent's pickle.
+CHILD = """
+import json, pickle, sys, warnings
+from pathlib import Path
+import numpy as np
+import torch
+
+warnings.simplefilter("ignore")
+folder, n_threads = Path(sys.argv[1]), int(sys.argv[2])
+torch.set_num_threads(n_threads)
+from skdiffusion import DiffusionClassifier
+
+X, y, X_test = (np.load(folder / f"{name}.npy") for name in ("X", "y", "X_test"))
+configs = json.loads((folder / "configs.json").read_text())
+for i, params in enumerate(configs):
+    if "timestep_range" in params:
+        params["timestep_range"] = tuple(params["timestep_range"])
+    proba = DiffusionClassifier(**params).fit(X, y).predict_proba(X_test)
+    np.save(folder / f"fit{i}_threads{n_threads}.npy", proba)
+with open(folder / "parent.pkl", "rb") as f:  # written by the test itself
+    np.save(folder / f"unpickled_threads{n_threads}.npy", pickle.load(f).predict_proba(X_test))
+"""
+
+
+def test_fresh_processes(data, tmp_path):
+    X, y, X_test = data
+    for name, array in {"X": X, "y": y, "X_test": X_test}.items():
+        np.save(tmp_path / f"{name}.npy", array)
+    configs = list(CONFIGS.values())
+    (tmp_path / "configs.json").write_text(json.dumps(configs))
+    fits = [DiffusionClassifier(**params).fit(X, y) for params in configs]
+    (tmp_path / "parent.pkl").write_bytes(pickle.dumps(fits[0]))
+    # Two interpreters at once, with other hash seeds and other torch thread settings.
+    package_root = str(Path(skdiffusion.__file__).parents[1])  # the skdiffusion under test
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path), str(n_threads)],
+            env={**env, "PYTHONHASHSEED": str(n_threads)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n_threads in (1, 2)
+    ]
+    for child in children:
+        _, stderr = child.communicate(timeout=300)
+        assert child.returncode == 0, stderr
+    for n_threads in (1, 2):
+        for i, clf in enumerate(fits):
+            np.testing.assert_array_equal(
+                np.load(tmp_path / f"fit{i}_threads{n_threads}.npy"), clf.predict_proba(X_test)
+            )
+        np.testing.assert_array_equal(
+            np.load(tmp_path / f"unpickled_threads{n_threads}.npy"), fits[0].predict_proba(X_test)
+        )
