@@ -149,5 +149,7 @@ def check_denoiser(denoiser, sample_shape, n_classes, device):
         )
     if not eps_hat.is_floating_point():
         raise TypeError(f"The denoiser returned dtype {eps_hat.dtype}, not a float tensor. {CONTRACT}")
+    if not torch.isfinite(eps_hat).all():
+        raise ValueError(f"The denoiser returned NaN or inf on a batch of zeros. {CONTRACT}")
     if not any(p.requires_grad for p in denoiser.parameters()):
         raise ValueError(f"The denoiser has no trainable parameters, so fit cannot train it. {CONTRACT}")

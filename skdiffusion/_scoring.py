@@ -77,7 +77,7 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
         rows = active.any(dim=1).nonzero().squeeze(1)
         for row, trial, x_t, t_block, eps_block in _blocks(x0, t, eps, rows, alphas_cumprod):
             loss_block = per_sample_loss(loss, forward_all(x_t, t_block), eps_block)
-            errors[row, :, trial] = loss_block[: row.shape[0]]
+            errors[row, :, trial] = _reported(loss_block[: row.shape[0]])
         errors[~active] = float("nan")
         return errors
     for c in range(n_classes):
@@ -85,8 +85,13 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
         rows = active[:, c].nonzero().squeeze(1)
         for row, trial, x_t, t_block, eps_block in _blocks(x0, t, eps, rows, alphas_cumprod):
             loss_block = per_sample_loss(loss, denoiser(x_t, t_block, label), eps_block)
-            errors[row, c, trial] = loss_block[: row.shape[0]]
+            errors[row, c, trial] = _reported(loss_block[: row.shape[0]])
     return errors
+
+
+def _reported(loss):
+    """Turn a denoiser's NaN into inf: NaN in the error tensor means "not scored"."""
+    return torch.nan_to_num(loss, nan=float("inf"), posinf=float("inf"))
 
 
 class StagedPruning:
