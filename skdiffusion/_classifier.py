@@ -520,6 +520,43 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("The denoiser returned non-finite values while sampling; check the denoiser.")
         return self.scaler_.inverse_transform(x0.cpu().double().numpy()), self.classes_.take(y_index)
 
+    def score_samples(self, X):
+        """Return an estimate of the log-likelihood ``log p(x)`` of each sample, up to a constant.
+
+        The same Monte Carlo errors as :meth:`predict_proba`, mixed over the classes::
+
+            score_samples(X)[i] = logsumexp_c( log p(c) - scale_ * Error_c(X[i]) )
+
+        ``Error_c`` is the mean error of the class docstring, over the trials class ``c``
+        was scored on (a class dropped early by ``pruning`` barely counts in the sum), so
+        ``predict_log_proba(X)`` is exactly these per-class terms minus
+        ``score_samples(X)[:, None]``. By the ELBO with uniform weights,
+        ``-n_features * Error_c`` estimates ``log p(x | c)`` up to a constant ``C`` shared by
+        all samples and classes (the ELBO's constant and the standardisation's Jacobian;
+        ``scale_ = n_features`` when ``validation_fraction=None``). The fitted ``scale_``
+        tempers it: ``-scale_ * Error_c`` estimates ``(scale_ / n_features) * (log p(x | c) - C)``, an
+        increasing function of the class-conditional likelihood, fitted to calibrate the
+        class probabilities rather than the density. So the score is an estimate, not a
+        bound and not a normalised density: compare scores of one fitted model with each
+        other, to rank samples or to flag outliers (low scores), e.g. with a threshold
+        taken from held-out scores; scores of different models are not comparable.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to score.
+
+        Returns
+        -------
+        log_likelihood : ndarray of shape (n_samples,)
+            The estimate of ``log p(X[i])`` described above; higher is more likely.
+
+        See Also
+        --------
+        sklearn.mixture.GaussianMixture.score_samples : The same for a Gaussian mixture.
+        """
+        return logsumexp(self._joint_log_likelihood(X), axis=1)
+
     def _joint_log_likelihood(self, X):
         """Return ``log p(c) + log p(x | c)`` up to a constant per row, shape (n, n_classes)."""
         check_is_fitted(self)
