@@ -159,6 +159,10 @@ def test_grid_search_over_the_number_of_trials():
     assert search.best_params_["n_trials"] in (4, 16)
     assert search.cv_results_["mean_test_score"].min() >= 0.9
     assert search.best_estimator_.n_trials == search.best_params_["n_trials"]
+    # Two joblib worker processes (one torch thread each) give the very same scores.
+    parallel = GridSearchCV(_clf(), {"n_trials": [4, 16]}, cv=2, n_jobs=2).fit(X, y)
+    np.testing.assert_array_equal(parallel.cv_results_["split0_test_score"], search.cv_results_["split0_test_score"])
+    np.testing.assert_array_equal(parallel.cv_results_["split1_test_score"], search.cv_results_["split1_test_score"])
 
 
 def test_pickle_round_trip_gives_identical_probabilities(fitted, spirals):
