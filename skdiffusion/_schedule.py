@@ -32,12 +32,6 @@ def make_alphas_cumprod(schedule, n_steps):
     return np.cumprod(1.0 - betas)
 
 
-def log_snr(alphas_cumprod):
-    """Return the log signal-to-noise ratio ``log(abar / (1 - abar))`` of each timestep."""
-    alphas_cumprod = np.asarray(alphas_cumprod, dtype=np.float64)
-    return np.log(alphas_cumprod) - np.log1p(-alphas_cumprod)
-
-
 def append_dims(x, n_dims):
     """Append trailing singleton dimensions to ``x`` until it has ``n_dims`` dimensions."""
     return x.reshape(x.shape + (1,) * (n_dims - x.ndim))

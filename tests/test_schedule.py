@@ -11,7 +11,6 @@ from skdiffusion._schedule import (
     add_noise,
     append_dims,
     as_tensor,
-    log_snr,
     make_alphas_cumprod,
 )
 
@@ -77,17 +76,6 @@ def test_cosine_alphas_cumprod_follows_the_formula():
     np.testing.assert_allclose(abar[:-1], f[1:-1] / f[0], rtol=1e-10)
     assert betas[-1] == 0.999
     assert abar[T // 2] == pytest.approx(np.cos((0.501 + s) / (1 + s) * math.pi / 2) ** 2 / f[0], rel=1e-10)
-
-
-@pytest.mark.parametrize("schedule", sorted(BETA_SCHEDULES))
-def test_log_snr_is_strictly_decreasing(schedule):
-    snr = log_snr(make_alphas_cumprod(schedule, 1000))
-    assert np.all(np.isfinite(snr))
-    assert np.all(np.diff(snr) < 0)
-
-
-def test_log_snr_values():
-    np.testing.assert_allclose(log_snr([0.5, 0.8, 0.2]), [0.0, np.log(4.0), -np.log(4.0)], atol=1e-15)
 
 
 def test_add_noise_at_known_alphas_cumprod():
