@@ -2,6 +2,7 @@
 
 from ._classifier import DiffusionClassifier
 from ._denoisers import MLPDenoiser
+from ._persistence import load, save
 
-__all__ = ["DiffusionClassifier", "MLPDenoiser"]
+__all__ = ["DiffusionClassifier", "MLPDenoiser", "load", "save"]
 __version__ = "0.1.0.dev0"

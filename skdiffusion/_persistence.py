@@ -1,0 +1,382 @@
+"""Saving a fitted DiffusionClassifier as plain data: safetensors weights and JSON, no pickle."""
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import struct
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from ._classifier import DiffusionClassifier
+from ._denoisers import MLPDenoiser, build_denoiser, check_denoiser
+from ._training import TrainingState
+
+FORMAT = "skdiffusion"
+FORMAT_VERSION = 1
+# numpy dtype kinds an array in the file may have: bool, integers, floats, strings, and
+# object arrays of strings (string labels and feature names).
+ARRAY_KINDS = set("biufUO")
+# The fitted attributes without which predict cannot run.
+REQUIRED = (
+    "classes_",
+    "class_prior_",
+    "n_features_in_",
+    "scaler_",
+    "alphas_cumprod_",
+    "noise_seed_",
+    "timestep_range_",
+    "scale_",
+)
+FITTED_NAME = re.compile(r"[a-z][a-z0-9_]*_")
+
+
+def save(clf, path):
+    """Save a fitted :class:`DiffusionClassifier` to ``path`` without pickle.
+
+    The file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: the
+    denoiser's weights as tensors, and the parameters and every other fitted attribute
+    (classes, priors, standardisation, noise schedule, timestep range, error scale,
+    noise seed, loss curve, ...) as JSON in its metadata, with a SHA-256 digest of both.
+    :func:`load` reads it back without running any code from the file, unlike pickle.
+
+    Parameters
+    ----------
+    clf : DiffusionClassifier
+        A fitted classifier. Its denoiser must be an ``nn.Module`` whose ``state_dict``
+        holds only tensors.
+    path : str or path-like
+        The file to write (conventionally ``*.safetensors``); an existing file is replaced.
+
+    See Also
+    --------
+    load : Read the file back.
+
+    Notes
+    -----
+    The default :class:`MLPDenoiser` is stored with its constructor arguments, so
+    :func:`load` rebuilds it. Any other denoiser is stored as weights only: pass a
+    module of the same architecture (or a callable that builds one, as the ``denoiser``
+    parameter) to ``load(path, denoiser=...)``.
+    """
+    if not isinstance(clf, DiffusionClassifier):
+        raise TypeError(f"save expects a DiffusionClassifier, got {type(clf).__name__}.")
+    check_is_fitted(clf)
+    params = clf.get_params(deep=False)
+    denoiser = clf.denoiser_
+    content = {
+        "params": {name: _encode(value) for name, value in params.items() if name != "denoiser"},
+        "denoiser": _denoiser_spec(denoiser, params["denoiser"]),
+        "attributes": {},
+    }
+    for name, value in vars(clf).items():
+        if name in params or name == "denoiser_":
+            continue
+        if name == "scaler_":
+            fitted = {key: item for key, item in vars(value).items() if key.endswith("_")}
+            value = {"params": value.get_params(), "attributes": fitted}
+        elif name == "_training_state":
+            value = dataclasses.asdict(value)
+        elif not FITTED_NAME.fullmatch(name):
+            raise TypeError(f"save does not know how to store the attribute {name!r} of DiffusionClassifier.")
+        try:
+            content["attributes"][name] = _encode(value)
+        except TypeError as exc:
+            raise TypeError(f"save cannot store the attribute {name!r}: {exc}") from exc
+    tensors = {}
+    for name, tensor in denoiser.state_dict().items():
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"The denoiser's state_dict holds {name!r} of type {type(tensor).__name__}, not a tensor.")
+        # A copy of its own: safetensors refuses tensors that share memory (tied weights).
+        tensors[name] = tensor.detach().to("cpu", copy=True).contiguous()
+    text = json.dumps(content, allow_nan=True)
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "content": text,
+        "sha256": _digest(text, tensors),
+    }
+    data = safetensors.torch.save(tensors, metadata=metadata)
+    with open(os.fspath(path), "wb") as file:
+        file.write(data)
+
+
+def load(path, *, denoiser=None):
+    """Load a classifier saved by :func:`save`, without running code from the file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`save`.
+    denoiser : None, nn.Module class or callable, or nn.Module instance, default=None
+        The network into which the saved weights are loaded, given as the
+        ``denoiser`` parameter of :class:`DiffusionClassifier` is (an instance is copied,
+        a class or callable is called as ``denoiser(n_features, n_classes)``); it becomes
+        the loaded classifier's ``denoiser`` parameter. Needed when the classifier was
+        fitted with a denoiser other than :class:`MLPDenoiser`; None rebuilds the
+        :class:`MLPDenoiser` from its saved constructor arguments.
+
+    Returns
+    -------
+    clf : DiffusionClassifier
+        The fitted classifier, its network on the CPU; its probabilities are bit for bit
+        those of the saved one on the same machine. A ``device`` parameter that names a
+        device this machine lacks can be changed with ``set_params(device="cpu")``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a valid skdiffusion file: not safetensors, another format
+        version, a digest that does not match its contents (the file was corrupted or
+        edited), or contents that are inconsistent; or if the weights do not fit the
+        given ``denoiser``.
+
+    See Also
+    --------
+    save : Write the file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import skdiffusion
+    >>> from skdiffusion.datasets import make_spirals
+    >>> X, y = make_spirals(n_samples=200, random_state=0)
+    >>> clf = skdiffusion.DiffusionClassifier(max_iter=300, random_state=0).fit(X, y)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    >>> skdiffusion.save(clf, path)
+    >>> loaded = skdiffusion.load(path)
+    >>> bool((loaded.predict_proba(X) == clf.predict_proba(X)).all())
+    True
+    """
+    with open(os.fspath(path), "rb") as file:
+        data = file.read()
+    try:
+        metadata = _metadata(data)
+        tensors = safetensors.torch.load(data)
+    except (ValueError, safetensors.SafetensorError) as exc:
+        raise ValueError(f"{os.fspath(path)!r} is not a safetensors file written by skdiffusion.save: {exc}") from exc
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"{os.fspath(path)!r} is a safetensors file, but not one written by skdiffusion.save.")
+    if metadata.get("format_version") != str(FORMAT_VERSION):
+        raise ValueError(
+            f"{os.fspath(path)!r} has skdiffusion format version {metadata.get('format_version')!r}; "
+            f"this version of skdiffusion reads version {FORMAT_VERSION}."
+        )
+    text = metadata.get("content", "")
+    if metadata.get("sha256") != _digest(text, tensors):
+        raise ValueError(
+            f"{os.fspath(path)!r} does not match its SHA-256 digest: the file was corrupted or edited after save."
+        )
+    try:
+        return _rebuild(json.loads(text), tensors, denoiser)
+    except KeyError as exc:
+        raise ValueError(f"Cannot load {os.fspath(path)!r}: the entry {exc} is missing.") from exc
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise ValueError(f"Cannot load {os.fspath(path)!r}: {exc}.") from exc
+
+
+def _rebuild(content, tensors, denoiser):
+    """Return the classifier described by the file's ``content`` and weights ``tensors``."""
+    params = {name: _decode(value) for name, value in _dict(content["params"]).items()}
+    if "denoiser" in params:
+        raise ValueError("the denoiser parameter is not stored as data")
+    spec = _dict(content["denoiser"])
+    attributes = _dict(content["attributes"])
+    missing = [name for name in REQUIRED if name not in attributes]
+    if missing:
+        raise ValueError(f"fitted attributes {missing} are missing")
+    clf = DiffusionClassifier(**params)
+    clf._validate_params()
+    for name, value in attributes.items():
+        if name == "scaler_":
+            scaler = _dict(_decode(value))
+            clf.scaler_ = StandardScaler(**_dict(scaler["params"]))
+            for key, item in _dict(scaler["attributes"]).items():
+                if not FITTED_NAME.fullmatch(key):
+                    raise ValueError(f"unexpected scaler attribute {key!r}")
+                setattr(clf.scaler_, key, item)
+        elif name == "_training_state":
+            fields = _dict(_decode(value))
+            known = {f.name for f in dataclasses.fields(TrainingState)}
+            if not set(fields) <= known:
+                raise ValueError(f"unexpected training-state fields {sorted(set(fields) - known)}")
+            clf._training_state = TrainingState(**fields)
+        elif FITTED_NAME.fullmatch(name) and not hasattr(DiffusionClassifier, name) and name not in params:
+            setattr(clf, name, _decode(value))
+        else:
+            raise ValueError(f"unexpected attribute {name!r}")
+    n_features, n_classes = _check_shapes(clf)
+    if denoiser is None and spec.get("class") != "MLPDenoiser":
+        raise ValueError(
+            f"the classifier was fitted with the denoiser {spec.get('class')!r}, which only code can rebuild: "
+            "pass load(path, denoiser=...), a module of that architecture or a callable that builds one"
+        )
+    # Building a network draws its initial weights; the caller's torch generator is left alone.
+    with torch.random.fork_rng(devices=[]):
+        if denoiser is not None:
+            module = build_denoiser(denoiser, n_features, n_classes)
+            clf.denoiser = denoiser
+        else:
+            arguments = _dict(spec["arguments"])
+            module = MLPDenoiser(**arguments)
+            if spec.get("parameter") == "MLPDenoiser":
+                clf.denoiser = MLPDenoiser
+            elif spec.get("parameter") is not None:  # an instance or a callable: the same architecture
+                clf.denoiser = MLPDenoiser(**arguments)
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"the saved weights do not fit the denoiser {type(module).__name__}: {exc}") from exc
+    module.eval()
+    check_denoiser(module, (n_features,), n_classes, torch.device("cpu"))
+    clf.denoiser_ = module
+    return clf
+
+
+def _check_shapes(clf):
+    """Raise a ValueError unless the fitted arrays agree in shape; return (n_features, n_classes)."""
+    n_features, n_classes = clf.n_features_in_, len(clf.classes_)
+    if not (isinstance(n_features, int) and n_features >= 1 and n_classes >= 2):
+        raise ValueError(f"n_features_in_={n_features!r} and {n_classes} classes")
+    expected = {
+        "class_prior_": (np.shape(clf.class_prior_), (n_classes,)),
+        "scaler_.mean_": (np.shape(clf.scaler_.mean_), (n_features,)),
+        "scaler_.scale_": (np.shape(clf.scaler_.scale_), (n_features,)),
+        "alphas_cumprod_": (np.shape(clf.alphas_cumprod_), (clf.n_diffusion_steps,)),
+        "timestep_range_": (np.shape(clf.timestep_range_), (2,)),
+    }
+    for name, (shape, want) in expected.items():
+        if shape != want:
+            raise ValueError(f"{name} has shape {shape}, expected {want}")
+    clf._timestep_bounds(clf.timestep_range_)
+    if not (np.isfinite(clf.scale_) and clf.scale_ > 0 and np.isclose(np.sum(clf.class_prior_), 1.0)):
+        raise ValueError(f"scale_={clf.scale_!r} or class_prior_={clf.class_prior_!r} is not valid")
+    return n_features, n_classes
+
+
+def _denoiser_spec(module, parameter):
+    """Return the plain-data description of the fitted denoiser and of the ``denoiser`` parameter."""
+    spec = {"class": f"{type(module).__module__}.{type(module).__qualname__}"}
+    spec["parameter"] = None if parameter is None else "MLPDenoiser" if parameter is MLPDenoiser else "custom"
+    if type(module) is MLPDenoiser:
+        spec["class"] = "MLPDenoiser"
+        spec["arguments"] = _mlp_arguments(module)
+    return spec
+
+
+def _mlp_arguments(module):
+    """Return the constructor arguments that rebuild the architecture of an MLPDenoiser."""
+    arguments = {
+        "n_features": module.output[-1].out_features,
+        "n_classes": module.label.num_embeddings,
+        "hidden_size": module.input.out_features,
+        "n_blocks": len(module.blocks),
+        "class_blocks": len(module.blocks) - module.n_shared,
+        "n_frequencies": module.n_frequencies,
+        "input_scale": float(module.input_scale),
+    }
+    return arguments
+
+
+def _encode(value):
+    """Return ``value`` as JSON-ready data, numpy values and tuples tagged; raise a TypeError otherwise."""
+    if isinstance(value, np.generic):  # before float: np.float64 is a float
+        return {"__scalar__": _dtype(value.dtype.str).str, "value": value.item()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.device):
+        return str(value)
+    if isinstance(value, np.random.RandomState):
+        kind, keys, pos, has_gauss, cached = value.get_state()
+        return {"__random_state__": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in ARRAY_KINDS or (
+            value.dtype.kind == "O" and not all(isinstance(v, str) for v in value.flat)
+        ):
+            raise TypeError(f"arrays of dtype {value.dtype} cannot be stored")
+        return {"__array__": value.dtype.str, "shape": list(value.shape), "data": value.ravel().tolist()}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"__dict__": {k: _encode(v) for k, v in value.items()}}
+    raise TypeError(f"values of type {type(value).__name__} cannot be stored")
+
+
+def _decode(value):
+    """Invert :func:`_encode`; only the tags it writes are accepted."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    value = _dict(value)
+    if set(value) == {"__scalar__", "value"}:
+        dtype = _dtype(value["__scalar__"])
+        return dtype.type(value["value"])
+    if set(value) == {"__array__", "shape", "data"}:
+        dtype = _dtype(value["__array__"])
+        data = value["data"]
+        if dtype.kind == "O" and not all(isinstance(v, str) for v in data):
+            raise ValueError("object arrays may hold only strings")
+        array = np.empty(len(data), dtype=dtype)
+        array[:] = data
+        return array.reshape([int(n) for n in value["shape"]])
+    if set(value) == {"__tuple__"}:
+        return tuple(_decode(v) for v in value["__tuple__"])
+    if set(value) == {"__dict__"}:
+        return {str(k): _decode(v) for k, v in _dict(value["__dict__"]).items()}
+    if set(value) == {"__random_state__"}:
+        kind, keys, pos, has_gauss, cached = value["__random_state__"]
+        random_state = np.random.RandomState()
+        random_state.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+        return random_state
+    raise ValueError(f"unknown value {sorted(value)!r}")
+
+
+def _dtype(text):
+    """Return the numpy dtype named by ``text``, if it is one that arrays in the file may have."""
+    dtype = np.dtype(str(text))
+    if dtype.kind not in ARRAY_KINDS:
+        raise ValueError(f"dtype {text!r} is not allowed")
+    return dtype
+
+
+def _dict(value):
+    """Return ``value`` if it is a dict, else raise a ValueError."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _digest(text, tensors):
+    """Return the SHA-256 of the JSON ``text`` and of every tensor's name, dtype, shape and bytes."""
+    digest = hashlib.sha256(text.encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].contiguous()
+        digest.update(f"\0{name}\0{tensor.dtype}\0{list(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _metadata(data):
+    """Return the ``__metadata__`` of a safetensors file's bytes (its JSON header)."""
+    if len(data) < 8:
+        raise ValueError("the file is too short")
+    (size,) = struct.unpack("<Q", data[:8])
+    if size > len(data) - 8:
+        raise ValueError("the header is longer than the file")
+    try:
+        header = json.loads(data[8 : 8 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"the header is not JSON ({exc})") from exc
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict):
+        raise ValueError("the header holds no metadata")
+    return metadata

@@ -1,0 +1,274 @@
+"""skdiffusion.save / skdiffusion.load: plain data, no pickle, the same probabilities."""
+
+import inspect
+import json
+import struct
+import warnings
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from torch import nn
+
+import skdiffusion
+from skdiffusion import DiffusionClassifier, MLPDenoiser
+from skdiffusion._persistence import _digest, _mlp_arguments
+
+X, Y = make_blobs(n_samples=120, centers=[[-2, 0], [2, 0], [0, 3]], cluster_std=0.5, random_state=0)
+
+
+def _fit(**params):
+    params = {"max_iter": 30, "n_trials": 8, "random_state": 0, **params}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 30 steps: enough to be a model
+        return DiffusionClassifier(**params).fit(X, Y)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return _fit()
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "model.safetensors"
+
+
+class TinyDenoiser(nn.Module):
+    """A denoiser that only code can rebuild: no forward_all, its own layout."""
+
+    def __init__(self, n_features, n_classes, width=16):
+        super().__init__()
+        self.label = nn.Embedding(n_classes, width)
+        self.net = nn.Sequential(nn.Linear(n_features + 1, width), nn.SiLU(), nn.Linear(width, n_features))
+
+    def forward(self, x_t, t, y):
+        h = self.net[0](torch.cat([x_t, t[:, None] / 1000.0], dim=1)) + self.label(y)
+        return self.net[2](self.net[1](h))
+
+
+def _assert_same_model(loaded, original):
+    np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), original.score_samples(X))
+    X_a, y_a = loaded.sample(3, random_state=0)
+    X_b, y_b = original.sample(3, random_state=0)
+    np.testing.assert_array_equal(X_a, X_b)
+    np.testing.assert_array_equal(y_a, y_b)
+
+
+def _rewrite(path, edit):
+    """Rewrite a saved file's content with ``edit(content)`` and a digest that matches it."""
+    data = path.read_bytes()
+    (size,) = struct.unpack("<Q", data[:8])
+    metadata = json.loads(data[8 : 8 + size])["__metadata__"]
+    tensors = safetensors.torch.load(data)
+    content = json.loads(metadata["content"])
+    edit(content)
+    metadata["content"] = json.dumps(content)
+    metadata["sha256"] = _digest(metadata["content"], tensors)
+    path.write_bytes(safetensors.torch.save(tensors, metadata=metadata))
+
+
+# --- Round trips ------------------------------------------------------------------------
+
+
+def test_round_trip_is_bit_identical(fitted, path):
+    skdiffusion.save(fitted, path)
+    rng_state = torch.get_rng_state()
+    loaded = skdiffusion.load(path)
+    assert torch.equal(torch.get_rng_state(), rng_state)  # building the network drew no global numbers
+    _assert_same_model(loaded, fitted)
+    assert loaded.get_params() == fitted.get_params()
+    assert sorted(vars(loaded)) == sorted(vars(fitted))
+    assert loaded.timestep_range_ == fitted.timestep_range_ and loaded.scale_ == fitted.scale_
+    assert loaded.noise_seed_ == fitted.noise_seed_ and loaded.n_iter_ == fitted.n_iter_
+    assert loaded.loss_curve_ == fitted.loss_curve_
+    np.testing.assert_array_equal(loaded.classes_, fitted.classes_)
+    np.testing.assert_array_equal(loaded.alphas_cumprod_, fitted.alphas_cumprod_)
+    np.testing.assert_array_equal(loaded.scaler_.scale_, fitted.scaler_.scale_)
+    assert type(loaded.denoiser_) is MLPDenoiser
+    assert all(p.device.type == "cpu" for p in loaded.denoiser_.parameters())
+
+
+def test_round_trip_of_string_labels_feature_names_and_parameters(path):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=["width", "height"])
+    labels = np.array(["ant", "bee", "cat"])[Y]
+    params = {
+        "pruning": ((4, 2), (6, 1)),
+        "timestep_range": (0.0, 0.5),
+        "priors": np.array([0.2, 0.3, 0.5]),
+        "noise_schedule": "cosine",
+        "n_diffusion_steps": 200,
+        "loss": "huber",
+        "early_stopping": True,
+        "random_state": np.random.RandomState(3),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = DiffusionClassifier(max_iter=100, n_trials=8, **params).fit(frame, labels)
+    skdiffusion.save(clf, path)
+    loaded = skdiffusion.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(frame), clf.predict_proba(frame))
+    assert loaded.classes_.tolist() == ["ant", "bee", "cat"]
+    assert loaded.feature_names_in_.tolist() == ["width", "height"]
+    assert loaded.validation_scores_ == clf.validation_scores_
+    for name in ["pruning", "timestep_range", "noise_schedule", "n_diffusion_steps", "loss", "early_stopping"]:
+        assert loaded.get_params()[name] == params[name]
+    np.testing.assert_array_equal(loaded.priors, params["priors"])
+    # A RandomState is stored with its state: both draw the same numbers next.
+    assert loaded.random_state.randint(1000, size=5).tolist() == clf.random_state.randint(1000, size=5).tolist()
+
+
+def test_mlp_denoiser_with_its_own_arguments_is_rebuilt(path):
+    clf = _fit(denoiser=MLPDenoiser(2, 3, hidden_size=16, n_blocks=2, class_blocks=1, n_frequencies=4))
+    skdiffusion.save(clf, path)
+    loaded = skdiffusion.load(path)
+    _assert_same_model(loaded, clf)
+    # The parameter becomes an untrained network of the same architecture.
+    assert isinstance(loaded.denoiser, MLPDenoiser)
+    assert loaded.denoiser.blocks[0][1].out_features == 16 and len(loaded.denoiser.blocks) == 2
+
+
+def test_mlp_arguments_cover_every_constructor_argument(fitted):
+    assert set(_mlp_arguments(fitted.denoiser_)) == set(inspect.signature(MLPDenoiser).parameters)
+
+
+def test_loaded_model_continues_training_with_warm_start(fitted, path):
+    skdiffusion.save(fitted, path)
+    loaded = skdiffusion.load(path).set_params(warm_start=True, max_iter=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        loaded.fit(X, Y)
+    assert loaded.n_iter_ == fitted.n_iter_ + 10
+
+
+def test_model_fitted_for_another_device_loads_on_the_cpu(path):
+    # Stands in for a model fitted on a GPU: the device parameter names one this machine
+    # may lack; the weights are stored and loaded on the CPU all the same.
+    clf = _fit()
+    reference = clf.predict_proba(X)
+    clf.set_params(device="cuda:99")
+    skdiffusion.save(clf, path)
+    loaded = skdiffusion.load(path)
+    assert loaded.device == "cuda:99"
+    with pytest.raises(ValueError, match="device='cuda:99' is not available"):
+        loaded.predict_proba(X)
+    np.testing.assert_array_equal(loaded.set_params(device="cpu").predict_proba(X), reference)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_fitted_model_loads_on_the_cpu(path):
+    clf = _fit(device="cuda")
+    skdiffusion.save(clf, path)
+    loaded = skdiffusion.load(path).set_params(device="cpu")
+    assert all(p.device.type == "cpu" for p in loaded.denoiser_.parameters())
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-4)
+
+
+# --- Custom denoisers -------------------------------------------------------------------
+
+
+def test_custom_denoiser_needs_its_architecture_to_load(path):
+    clf = _fit(denoiser=TinyDenoiser)
+    skdiffusion.save(clf, path)
+    with pytest.raises(ValueError, match=r"fitted with the denoiser '.*TinyDenoiser'.*denoiser="):
+        skdiffusion.load(path)
+    for denoiser in [TinyDenoiser, TinyDenoiser(2, 3)]:
+        loaded = skdiffusion.load(path, denoiser=denoiser)
+        assert loaded.denoiser is denoiser
+        _assert_same_model(loaded, clf)
+    # load copies an instance, as fit does: the module passed keeps its own weights.
+    module = TinyDenoiser(2, 3)
+    before = module.net[0].weight.clone()
+    skdiffusion.load(path, denoiser=module)
+    torch.testing.assert_close(module.net[0].weight, before, rtol=0, atol=0)
+
+
+def test_custom_denoiser_of_another_architecture_is_rejected(path):
+    skdiffusion.save(_fit(denoiser=TinyDenoiser), path)
+    with pytest.raises(ValueError, match="the saved weights do not fit the denoiser TinyDenoiser"):
+        skdiffusion.load(path, denoiser=TinyDenoiser(2, 3, width=8))
+    with pytest.raises(ValueError, match="the saved weights do not fit the denoiser MLPDenoiser"):
+        skdiffusion.load(path, denoiser=MLPDenoiser)
+
+
+# --- Bad files --------------------------------------------------------------------------
+
+
+def test_save_needs_a_fitted_classifier(path):
+    with pytest.raises(NotFittedError):
+        skdiffusion.save(DiffusionClassifier(), path)
+    with pytest.raises(TypeError, match="save expects a DiffusionClassifier"):
+        skdiffusion.save(MLPDenoiser(2, 2), path)
+
+
+@pytest.mark.parametrize("where", ["first", "header", "weights", "last"])
+def test_a_flipped_byte_is_rejected(fitted, path, where):
+    skdiffusion.save(fitted, path)
+    data = bytearray(path.read_bytes())
+    (size,) = struct.unpack("<Q", data[:8])
+    offset = {"first": 0, "header": 8 + size // 2, "weights": 8 + size + 100, "last": len(data) - 1}[where]
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="not a safetensors file written by skdiffusion|SHA-256 digest"):
+        skdiffusion.load(path)
+
+
+def test_an_edited_content_is_rejected_by_its_digest(fitted, path):
+    skdiffusion.save(fitted, path)
+    data = path.read_bytes()
+    edited = data.replace(b'scale_\\": ', b'scale_\\":  ', 1)  # same JSON meaning, other bytes
+    assert edited != data
+    (size,) = struct.unpack("<Q", data[:8])
+    path.write_bytes(struct.pack("<Q", size + 1) + edited[8:])
+    with pytest.raises(ValueError, match="does not match its SHA-256 digest"):
+        skdiffusion.load(path)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00" * 7, b"garbage" * 10, struct.pack("<Q", 10**9) + b"{}"])
+def test_a_file_that_is_not_safetensors_is_rejected(path, data):
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match="not a safetensors file written by skdiffusion.save"):
+        skdiffusion.load(path)
+
+
+def test_other_safetensors_files_and_versions_are_rejected(fitted, path):
+    safetensors.torch.save_file(fitted.denoiser_.state_dict(), path)
+    with pytest.raises(ValueError, match="not a safetensors file written by skdiffusion.save"):
+        skdiffusion.load(path)
+    safetensors.torch.save_file(fitted.denoiser_.state_dict(), path, metadata={"format": "skdiffusion"})
+    with pytest.raises(ValueError, match="format version None"):
+        skdiffusion.load(path)
+
+
+def _set_attribute(name, value):
+    return lambda content: content["attributes"].__setitem__(name, value)
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (_set_attribute("__class__", 1), "unexpected attribute '__class__'"),
+        (_set_attribute("predict", 1), "unexpected attribute 'predict'"),
+        (_set_attribute("n_trials", 1), "unexpected attribute 'n_trials'"),
+        (_set_attribute("classes_", {"__array__": "|O", "shape": [2], "data": [1, 2]}), "only strings"),
+        (_set_attribute("classes_", {"__array__": "<M8[s]", "shape": [1], "data": [0]}), "is not allowed"),
+        (_set_attribute("classes_", {"__pickle__": "cos\nsystem\n"}), "unknown value"),
+        (_set_attribute("scale_", -1.0), "scale_=-1.0"),
+        (_set_attribute("timestep_range_", {"__tuple__": [0.5, 0.1]}), "timestep_range must be a pair"),
+        (lambda content: content["attributes"].pop("noise_seed_"), r"\['noise_seed_'\] are missing"),
+        (lambda content: content["params"].__setitem__("n_trials", 0), "'n_trials' parameter"),
+        (lambda content: content["params"].__setitem__("n_diffusion_steps", 100), "alphas_cumprod_ has shape"),
+        (lambda content: content["denoiser"]["arguments"].__setitem__("hidden_size", 8), "do not fit"),
+        (lambda content: content.pop("denoiser"), "the entry 'denoiser' is missing"),
+    ],
+)
+def test_inconsistent_content_with_a_valid_digest_is_rejected(fitted, path, edit, match):
+    skdiffusion.save(fitted, path)
+    _rewrite(path, edit)
+    with pytest.raises(ValueError, match=match):
+        skdiffusion.load(path)
