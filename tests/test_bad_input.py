@@ -781,8 +781,8 @@ def test_a_failed_refit_keeps_the_feature_names():
 
 
 # --- Safe loading -------------------------------------------------------------------------
-# skdiffusion has no persistence format of its own yet (pickle, as scikit-learn); what it
-# loads itself must never unpickle arbitrary objects.
+# skdiffusion.load reads safetensors and JSON (tests/test_persistence.py rejects tampered
+# files); nothing the library loads may ever unpickle arbitrary objects.
 
 UNSAFE_LOADERS = {
     ("pickle", "load"),
