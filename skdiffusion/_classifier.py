@@ -18,7 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._calibration import fit_scale, select_timestep_range
-from ._denoisers import build_denoiser, check_denoiser
+from ._denoisers import MLPDenoiser, build_denoiser, check_denoiser
 from ._sampling import ancestral_sample
 from ._schedule import BETA_SCHEDULES, as_tensor, make_alphas_cumprod
 from ._scoring import (
@@ -31,6 +31,7 @@ from ._scoring import (
     trial_noise,
 )
 from ._training import LOSSES, train_denoiser, training_timestep_probs, validation_draws
+from ._unet import UNetDenoiser
 
 # Timesteps on which fit scores the held-out samples to choose the trials' range.
 SELECTION_GRID = 128
@@ -104,7 +105,15 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         trained; the instance is never changed). The module must compute
         ``forward(x_t, t, y) -> eps_hat`` with ``eps_hat.shape == x_t.shape``, for
         ``x_t`` of shape (n, n_features), integer timesteps ``t`` of shape (n,) and class
-        indices ``y`` of shape (n,) in ``range(n_classes)``.
+        indices ``y`` of shape (n,) in ``range(n_classes)``. With ``image_shape`` set, None
+        builds a :class:`~skdiffusion.UNetDenoiser`, a class or callable is called as
+        ``denoiser(image_shape, n_classes)`` and ``x_t`` has shape ``(n, *image_shape)``.
+    image_shape : None or tuple of int (C, H, W), default=None
+        Treat each row of ``X`` as an image of this shape (channels, height, width, in
+        the row-major order of ``X[i].reshape(image_shape)``), with ``C * H * W ==
+        n_features``: the standardised rows are reshaped to images before the denoiser,
+        and :meth:`sample` flattens them back. E.g. ``(1, 8, 8)`` for the 64 pixels of
+        :func:`~sklearn.datasets.load_digits`. None: the rows are flat vectors.
     n_trials : int, default=64
         Monte Carlo trials per sample in ``predict_proba``: each trial is one timestep and
         one noise draw, shared by every class.
@@ -233,6 +242,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints = {
         "denoiser": [None, callable],
+        "image_shape": [None, tuple],
         "n_trials": [Interval(Integral, 1, None, closed="left")],
         "pruning": [None, StrOptions({"t-test"}), tuple, list],
         "timestep_range": [StrOptions({"auto"}), tuple],
@@ -257,6 +267,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         self,
         denoiser=None,
         *,
+        image_shape=None,
         n_trials=64,
         pruning="t-test",
         timestep_range="auto",
@@ -277,6 +288,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         verbose=0,
     ):
         self.denoiser = denoiser
+        self.image_shape = image_shape
         self.n_trials = n_trials
         self.pruning = pruning
         self.timestep_range = timestep_range
@@ -348,6 +360,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
                 f"got {classes.tolist()}."
             )
         device = self._torch_device()
+        sample_shape = self._sample_shape(X.shape[1])
         if not isinstance(self.timestep_range, str):
             self._timestep_bounds(self.timestep_range)
         self._pruning_rule()
@@ -364,9 +377,12 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(init_seed))
-                denoiser = build_denoiser(self.denoiser, X.shape[1], classes.size)
+                default = MLPDenoiser if self.image_shape is None else UNetDenoiser
+                denoiser = build_denoiser(
+                    self.denoiser, X.shape[1], classes.size, image_shape=self.image_shape, default=default
+                )
         denoiser = denoiser.to(device)
-        check_denoiser(denoiser, (X.shape[1],), classes.size, device)
+        check_denoiser(denoiser, sample_shape, classes.size, device)
         if not continuing:
             # Until training ends, the previous fit's network must not stand beside new classes.
             self.__dict__.pop("denoiser_", None)
@@ -379,7 +395,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         self.class_prior_ = class_prior
         self.noise_seed_ = int(noise_seed)
 
-        x0 = self._standardise(X).to(device)
+        x0 = self._standardise(X).reshape(-1, *sample_shape).to(device)
         labels = torch.as_tensor(y_index, device=device)
         alphas_cumprod = as_tensor(self.alphas_cumprod_, device=device)
         timestep_probs = training_timestep_probs(self.n_diffusion_steps)
@@ -512,13 +528,14 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
             x0 = ancestral_sample(
                 self.denoiser_.to(device),
                 torch.as_tensor(y_index, device=device),
-                (self.n_features_in_,),
+                self._sample_shape(self.n_features_in_),
                 alphas_cumprod=self.alphas_cumprod_,
                 generator=generator,
             )
         if not torch.isfinite(x0).all():
             raise ValueError("The denoiser returned non-finite values while sampling; check the denoiser.")
-        return self.scaler_.inverse_transform(x0.cpu().double().numpy()), self.classes_.take(y_index)
+        x0 = x0.reshape(n_samples, self.n_features_in_).cpu().double().numpy()
+        return self.scaler_.inverse_transform(x0), self.classes_.take(y_index)
 
     def score_samples(self, X):
         """Return an estimate of the log-likelihood ``log p(x)`` of each sample, up to a constant.
@@ -562,9 +579,10 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         device = self._torch_device()
-        x0 = self._standardise(X)
+        sample_shape = self._sample_shape(self.n_features_in_)
+        x0 = self._standardise(X).reshape(-1, *sample_shape)
         t = timestep_grid(*self._timestep_bounds(self.timestep_range_), self.n_trials)[spread_order(self.n_trials)]
-        eps = trial_noise(self.n_trials, (self.n_features_in_,), self.noise_seed_)
+        eps = trial_noise(self.n_trials, sample_shape, self.noise_seed_)
         with _one_torch_thread():
             errors, _ = mean_errors(
                 self.denoiser_.to(device),
@@ -594,6 +612,19 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"pruning must be None, 't-test' or a sequence of (trials, kept) pairs, got {self.pruning!r}."
             ) from exc
+
+    def _sample_shape(self, n_features):
+        """Return the shape of one sample for the denoiser, or raise a ValueError if ``image_shape`` is bad."""
+        if self.image_shape is None:
+            return (n_features,)
+        shape = self.image_shape
+        if not (len(shape) == 3 and all(isinstance(size, Integral) and size >= 1 for size in shape)):
+            raise ValueError(f"image_shape must be a tuple (channels, height, width) of positive ints, got {shape!r}.")
+        if int(np.prod(shape)) != n_features:
+            raise ValueError(
+                f"image_shape={shape!r} holds {int(np.prod(shape))} values, but X has {n_features} features per row."
+            )
+        return tuple(int(size) for size in shape)
 
     def _standardise(self, X):
         """Return ``X`` standardised as a float32 tensor, or raise a ValueError if it overflows."""

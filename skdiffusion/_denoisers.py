@@ -114,19 +114,23 @@ class MLPDenoiser(nn.Module):
         return self._conditioned(h.unsqueeze(1), time.unsqueeze(1) + self.label.weight)
 
 
-def build_denoiser(denoiser, n_features, n_classes):
-    """Return the network that ``fit`` trains: built from a spec, or a copy of an instance."""
+def build_denoiser(denoiser, n_features, n_classes, *, image_shape=None, default=None):
+    """Return the network that ``fit`` trains: built from a spec, or a copy of an instance.
+
+    A class or callable (and ``default``, else :class:`MLPDenoiser`, when ``denoiser`` is
+    None) is called with the sample's size: ``image_shape`` when given, else ``n_features``.
+    """
+    size = n_features if image_shape is None else tuple(image_shape)
     if denoiser is None:
-        return MLPDenoiser(n_features, n_classes)
+        return (default or MLPDenoiser)(size, n_classes)
     if isinstance(denoiser, nn.Module):
         return copy.deepcopy(denoiser)
     if inspect.isclass(denoiser) and not issubclass(denoiser, nn.Module):
         raise TypeError(f"denoiser class {denoiser.__name__} is not a torch.nn.Module subclass. {CONTRACT}")
-    module = denoiser(n_features, n_classes)
+    module = denoiser(size, n_classes)
     if not isinstance(module, nn.Module):
-        raise TypeError(
-            f"denoiser(n_features, n_classes) returned {type(module).__name__}, not a torch.nn.Module. {CONTRACT}"
-        )
+        call = "denoiser(n_features, n_classes)" if image_shape is None else "denoiser(image_shape, n_classes)"
+        raise TypeError(f"{call} returned {type(module).__name__}, not a torch.nn.Module. {CONTRACT}")
     return module
 
 

@@ -220,7 +220,7 @@ def _rebuild(content, tensors, denoiser):
     # Building a network draws its initial weights; the caller's torch generator is left alone.
     with torch.random.fork_rng(devices=[]):
         if denoiser is not None:
-            module = build_denoiser(denoiser, n_features, n_classes)
+            module = build_denoiser(denoiser, n_features, n_classes, image_shape=clf.image_shape)
             clf.denoiser = denoiser
         else:
             arguments = _dict(spec["arguments"])
@@ -234,7 +234,7 @@ def _rebuild(content, tensors, denoiser):
     except RuntimeError as exc:
         raise ValueError(f"the saved weights do not fit the denoiser {type(module).__name__}: {exc}") from exc
     module.eval()
-    check_denoiser(module, (n_features,), n_classes, torch.device("cpu"))
+    check_denoiser(module, clf._sample_shape(n_features), n_classes, torch.device("cpu"))
     clf.denoiser_ = module
     return clf
 
