@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser
 from skdiffusion._schedule import as_tensor
-from skdiffusion._scoring import EVAL_BLOCK, mean_errors, timestep_grid, trial_noise
+from skdiffusion._scoring import block_rows, mean_errors, timestep_grid, trial_noise
 from skdiffusion._training import train_denoiser, training_timestep_probs
 
 # Peak RSS of predict_proba on many rows, measured in a fresh process.
@@ -71,15 +71,16 @@ def gemm_gflops(m, k, n, repeats=50):
 
 def flops_per_pair(denoiser, n_features, n_classes):
     """Return the denoiser's FLOPs to score one (sample, trial) pair under every class."""
-    x_t = torch.randn(EVAL_BLOCK, n_features)
-    t = torch.randint(1000, (EVAL_BLOCK,))
+    rows = block_rows(n_classes)
+    x_t = torch.randn(rows, n_features)
+    t = torch.randint(1000, (rows,))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         if hasattr(denoiser, "forward_all"):
             denoiser.forward_all(x_t, t)
         else:
             for c in range(n_classes):
-                denoiser(x_t, t, torch.full((EVAL_BLOCK,), c))
-    return counter.get_total_flops() / EVAL_BLOCK
+                denoiser(x_t, t, torch.full((rows,), c))
+    return counter.get_total_flops() / rows
 
 
 def predict_row(name, clf, X, repeats=3):
@@ -94,7 +95,7 @@ def predict_row(name, clf, X, repeats=3):
     seconds = min(timed(clf.predict_proba, X)[1] for _ in range(repeats))
     n_classes = clf.classes_.size
     hidden = clf.denoiser_.input.out_features
-    gemm = gemm_gflops(EVAL_BLOCK, hidden, hidden)
+    gemm = gemm_gflops(block_rows(n_classes), hidden, hidden)  # the hidden layers shape
     flops = flops_per_pair(clf.denoiser_, clf.n_features_in_, n_classes) * len(X) * clf.n_trials
     return {
         "data": name,

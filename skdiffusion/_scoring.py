@@ -7,12 +7,13 @@ from scipy import stats
 from ._schedule import add_noise
 from ._training import per_sample_loss
 
-# (row, trial) pairs per denoiser call. Every call has exactly this many rows (the last
-# block is padded), so float32 GEMM results never depend on how many rows were passed
-# or which rows stand beside a sample. Keep it a multiple of 16: with a ragged tail the
-# GEMM kernel takes another path for the leftover rows, and results move by ~1e-6.
-# 512 rather than more: pruning scores ever fewer pairs, and padding is then wasted work.
-EVAL_BLOCK = 512
+# (sample, trial, class) evaluations per denoiser call. A model's calls always have the
+# same number of rows, block_rows(n_classes) (the last block is padded), so float32 GEMM
+# results never depend on how many rows were passed or which rows stand beside a sample.
+# Not more: pruning scores ever fewer pairs, and padding is then wasted work; and the
+# all-class intermediates of a larger block (rows x classes x width floats) were freed back
+# to the kernel after every call, which doubled digits' predict time in page faults.
+EVAL_BLOCK = 1024
 # (sample, trial) pairs scored per chunk of samples: bounds the memory of predict_proba.
 CHUNK_PAIRS = 1 << 18
 
@@ -43,19 +44,28 @@ def spread_order(n_trials):
     return order[np.sort(np.unique(order, return_index=True)[1])]
 
 
-def _blocks(x0, t, eps, rows, alphas_cumprod):
-    """Yield the (row, trial) pairs of ``rows`` x all trials in blocks of exactly EVAL_BLOCK.
+def block_rows(n_classes):
+    """Return the rows of every denoiser call that scores ``n_classes`` classes at once.
+
+    A multiple of 16: with a ragged tail the GEMM kernel takes another path for the
+    leftover rows, and results move by ~1e-6.
+    """
+    return max(16, EVAL_BLOCK // n_classes // 16 * 16)
+
+
+def _blocks(x0, t, eps, rows, alphas_cumprod, block):
+    """Yield the (row, trial) pairs of ``rows`` x all trials in blocks of exactly ``block``.
 
     Yields ``(row, trial, x_t, t_block, eps_block)``: the noisy samples and their draws,
-    padded to EVAL_BLOCK rows, and the row and trial index of the unpadded ones.
+    padded to ``block`` rows, and the row and trial index of the unpadded ones.
     """
     n_trials = t.shape[0]
     n_pairs = rows.numel() * n_trials
-    for start in range(0, n_pairs, EVAL_BLOCK):
-        pairs = torch.arange(start, start + EVAL_BLOCK, device=x0.device).clamp_(max=n_pairs - 1)
+    for start in range(0, n_pairs, block):
+        pairs = torch.arange(start, start + block, device=x0.device).clamp_(max=n_pairs - 1)
         row, trial = rows[pairs // n_trials], pairs % n_trials
         x_t = add_noise(x0[row], eps[trial], t[trial], alphas_cumprod)
-        stop = min(EVAL_BLOCK, n_pairs - start)
+        stop = min(block, n_pairs - start)
         yield row[:stop], trial[:stop], x_t, t[trial], eps[trial]
 
 
@@ -75,15 +85,17 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
     forward_all = getattr(denoiser, "forward_all", None)
     if forward_all is not None:  # the class-independent part of the network runs once
         rows = active.any(dim=1).nonzero().squeeze(1)
-        for row, trial, x_t, t_block, eps_block in _blocks(x0, t, eps, rows, alphas_cumprod):
+        block = block_rows(n_classes)
+        for row, trial, x_t, t_block, eps_block in _blocks(x0, t, eps, rows, alphas_cumprod, block):
             loss_block = per_sample_loss(loss, forward_all(x_t, t_block), eps_block)
             errors[row, :, trial] = _reported(loss_block[: row.shape[0]])
         errors[~active] = float("nan")
         return errors
+    block = block_rows(1)
     for c in range(n_classes):
-        label = torch.full((EVAL_BLOCK,), c, dtype=torch.long, device=device)
+        label = torch.full((block,), c, dtype=torch.long, device=device)
         rows = active[:, c].nonzero().squeeze(1)
-        for row, trial, x_t, t_block, eps_block in _blocks(x0, t, eps, rows, alphas_cumprod):
+        for row, trial, x_t, t_block, eps_block in _blocks(x0, t, eps, rows, alphas_cumprod, block):
             loss_block = per_sample_loss(loss, denoiser(x_t, t_block, label), eps_block)
             errors[row, c, trial] = _reported(loss_block[: row.shape[0]])
     return errors

@@ -206,10 +206,11 @@ def test_predict_proba_on_ten_thousand_rows_runs_in_bounded_chunks(monkeypatch):
     proba = clf.predict_proba(grid)
     assert proba.shape == (10_000, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    # Every denoiser call has EVAL_BLOCK rows and scores both classes at once; chunks of
+    # Every denoiser call has block_rows(2) rows and scores both classes at once; chunks of
     # 4096, 4096 and 1808 samples.
-    assert set(_CountingMLP.batch_sizes) == {_scoring.EVAL_BLOCK}
-    blocks = sum(-(-n * 8 // _scoring.EVAL_BLOCK) for n in (4096, 4096, 1808))
+    block = _scoring.block_rows(2)
+    assert set(_CountingMLP.batch_sizes) == {block}
+    blocks = sum(-(-n * 8 // block) for n in (4096, 4096, 1808))
     assert len(_CountingMLP.batch_sizes) == blocks
     np.testing.assert_array_equal(proba[4000:4200], clf.predict_proba(grid[4000:4200]))
 
