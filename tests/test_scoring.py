@@ -227,33 +227,26 @@ def test_a_pruned_class_keeps_the_mean_of_its_trials():
     t = torch.as_tensor(timestep_grid(0, 1000, 8))
     eps = trial_noise(8, (2,), 0)
     full = trial_errors(denoiser, x0, t, eps, 3, alphas_cumprod=ALPHAS_CUMPROD, loss="l2").double()
-    mean, n_evaluations = mean_errors(
-        denoiser,
-        x0,
-        t,
-        eps,
-        3,
-        alphas_cumprod=ALPHAS_CUMPROD,
-        loss="l2",
-        pruning=StagedPruning([(4, 1)]),
-        log_prior=np.log([1 / 3] * 3),
-        scale=1.0,
-    )
+
+    def staged(stages):
+        return mean_errors(
+            denoiser,
+            x0,
+            t,
+            eps,
+            3,
+            alphas_cumprod=ALPHAS_CUMPROD,
+            loss="l2",
+            pruning=StagedPruning(stages),
+            log_prior=np.log([1 / 3] * 3),
+            scale=1.0,
+        )
+
+    mean, n_evaluations = staged([(4, 1)])
     # One class kept after 4 trials settles the sample: every class keeps its 4-trial mean.
     np.testing.assert_allclose(mean, full[:, :, :4].mean(dim=2).numpy(), rtol=1e-6)
     np.testing.assert_array_equal(n_evaluations, [3 * 4] * 5)
-    mean, n_evaluations = mean_errors(
-        denoiser,
-        x0,
-        t,
-        eps,
-        3,
-        alphas_cumprod=ALPHAS_CUMPROD,
-        loss="l2",
-        pruning=StagedPruning([(4, 2), (6, 1)]),
-        log_prior=np.log([1 / 3] * 3),
-        scale=1.0,
-    )
+    mean, n_evaluations = staged([(4, 2), (6, 1)])
     np.testing.assert_array_equal(n_evaluations, [3 * 4 + 2 * 2] * 5)  # settled after 6 trials
     kept = full[:, :, :4].mean(dim=2).topk(2, dim=1, largest=False).indices
     for row in range(5):
