@@ -3,7 +3,9 @@
 Run ``python benchmarks/accuracy.py``; it prints a table and writes
 ``benchmarks/results/accuracy.md`` and ``.json``. ``--set key=value`` changes a
 DiffusionClassifier parameter (``random_state=0`` is always set), ``--datasets`` picks
-rows and ``--no-baselines`` skips the scikit-learn columns (for tuning).
+rows and ``--no-baselines`` skips the scikit-learn columns (for tuning). ``--seeds N``
+(default 5) also fits DiffusionClassifier and MLPClassifier with ``random_state`` 0 to
+N - 1 and tabulates the spread: on these small test sets, one seed is one draw.
 """
 
 import argparse
@@ -72,13 +74,14 @@ def main():
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--output", default="accuracy")
+    parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     settings = parse_settings(args.set)
     baselines = {} if args.no_baselines else BASELINES
 
     # One-time costs (torch's lazy imports, ~1 s) are paid before anything is timed.
     DiffusionClassifier(max_iter=1, n_trials=1, random_state=0).fit(*split("iris")[::2]).predict(split("iris")[1])
-    records = []
+    records, seed_records = [], []
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", FutureWarning)  # SVC(probability=True), deprecated in 1.9
@@ -91,11 +94,20 @@ def main():
                 records.append({"data": name, "model": model_name, **evaluate(model, data)})
             shown = [r for r in records if r["data"] == name]
             print(" ".join(f"{r['model']}={r['accuracy']:.3f}" for r in shown), f"({name})", flush=True)
+            # Seed 0 is the run above; the seeds' table takes it from there.
+            seed_records += [{**r, "seed": 0} for r in shown if r["model"] in ("Diffusion", "MLP")]
+            for seed in range(1, args.seeds):
+                seeded = {"Diffusion": DiffusionClassifier(**{**settings, "random_state": seed})}
+                if baselines:
+                    seeded["MLP"] = make_pipeline(StandardScaler(), MLPClassifier(max_iter=1000, random_state=seed))
+                for model_name, model in seeded.items():
+                    seed_records.append({"data": name, "model": model_name, "seed": seed, **evaluate(model, data)})
 
-    table = format_table(records, settings)
+    table = format_table(records, settings) + format_seed_table(seed_records)
     print(table)
     if not args.no_baselines or args.output != "accuracy":
-        write_results(args.output, table, {"settings": settings, "torch": torch.__version__, "records": records})
+        results = {"settings": settings, "torch": torch.__version__, "records": records, "seed_records": seed_records}
+        write_results(args.output, table, results)
 
 
 def format_table(records, settings):
@@ -128,6 +140,28 @@ def format_table(records, settings):
         if (name, "MLP") in by:
             ratio = by[name, "Diffusion"]["fit_s"] / by[name, "MLP"]["fit_s"]
             lines.append(f"\n{name}: DiffusionClassifier fit / MLPClassifier fit = {ratio:.2f} (same run)")
+    return "\n".join(lines)
+
+
+def format_seed_table(seed_records):
+    """Return a markdown table of accuracy and log loss over seeds: mean, min and max."""
+    if not seed_records:
+        return ""
+    seeds = sorted({r["seed"] for r in seed_records})
+    lines = [
+        "",
+        f"\nOver random_state = {seeds[0]}..{seeds[-1]}: mean (min-max)",
+        "",
+        "| data | model | accuracy | log loss |",
+        "|---|---|---|---|",
+    ]
+    for key in dict.fromkeys((r["data"], r["model"]) for r in seed_records):
+        rows = [r for r in seed_records if (r["data"], r["model"]) == key]
+        cells = []
+        for metric in ("accuracy", "log_loss"):
+            values = np.array([r[metric] for r in rows])
+            cells.append(f"{values.mean():.3f} ({values.min():.3f}-{values.max():.3f})")
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
