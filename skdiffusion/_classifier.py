@@ -2,6 +2,8 @@
 
 import contextlib
 import copy
+import functools
+import threading
 import warnings
 from numbers import Integral, Number, Real
 
@@ -14,14 +16,17 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
+from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._calibration import fit_scale, select_timestep_range
-from ._denoisers import MLPDenoiser, build_denoiser, check_denoiser
+from ._callbacks import NO_TASKS, CallbackSupportMixin, FitTasks
+from ._denoisers import MLPDenoiser, build_denoiser, check_denoiser, mlp_options
 from ._sampling import ancestral_sample
 from ._schedule import BETA_SCHEDULES, as_tensor, make_alphas_cumprod
 from ._scoring import (
+    CHUNK_PAIRS,
     PairedTTest,
     StagedPruning,
     mean_errors,
@@ -35,6 +40,10 @@ from ._unet import UNetDenoiser
 
 # Timesteps on which fit scores the held-out samples to choose the trials' range.
 SELECTION_GRID = 128
+# Held while fit seeds torch's global generator and builds a network from it: fits in threads
+# of one process (joblib's threading backend, a Dask worker, which may run two tasks at once)
+# would otherwise draw from each other's seed.
+_GLOBAL_RNG_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -65,6 +74,12 @@ def _check_label_types(y):
     return np.asarray(y.tolist()) if kinds == {"number"} else y
 
 
+def _errors(denoiser, x0, **kwargs):
+    """Return the mean errors of :func:`mean_errors`, computed on one torch thread (also in a job)."""
+    with _one_torch_thread():
+        return mean_errors(denoiser, x0, **kwargs)[0]
+
+
 def _check_errors(errors):
     """Raise a ValueError if some denoising errors of shape (n, n_classes) are not finite."""
     bad = np.flatnonzero(~np.isfinite(errors).all(axis=1))
@@ -75,7 +90,7 @@ def _check_errors(errors):
         )
 
 
-class DiffusionClassifier(ClassifierMixin, BaseEstimator):
+class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     """Classifier that applies Bayes' rule to a class-conditional diffusion model.
 
     ``fit`` trains a conditional denoiser ``eps_theta(x_t, t, y)`` with the DDPM
@@ -100,9 +115,17 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
     ----------
     denoiser : None, nn.Module class or callable, or nn.Module instance, default=None
         The conditional denoiser. None builds a :class:`~skdiffusion.MLPDenoiser` sized
-        from the data. A class or callable is called as ``denoiser(n_features, n_classes)``
+        from the data: its width from the number of features, capped at a quarter of the
+        number of samples (rounded up to a power of two, at least 32); its sinusoidal
+        input features from the spacing of the standardised samples (frequencies up to one
+        over the median distance to the nearest sample of the same class, and none when
+        that distance exceeds 0.1, where the data are too sparse to show finer detail than
+        a plain MLP draws). A class or callable is called as ``denoiser(n_features, n_classes)``
         and must return an ``nn.Module``. An instance is copied by ``fit`` (the copy is
-        trained; the instance is never changed). The module must compute
+        trained; the instance is never changed), on the instance's device: to hold a large
+        pretrained model once on a GPU, keep the instance on the CPU and set ``device``.
+        A pretrained denoiser, whose parameters may be frozen, needs ``max_iter=0`` (see
+        :ref:`zero_shot`). The module must compute
         ``forward(x_t, t, y) -> eps_hat`` with ``eps_hat.shape == x_t.shape``, for
         ``x_t`` of shape (n, n_features), integer timesteps ``t`` of shape (n,) and class
         indices ``y`` of shape (n,) in ``range(n_classes)``. With ``image_shape`` set, None
@@ -135,7 +158,12 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         ``(0, hi)`` with ``hi`` in 0.05, 0.1, 0.2, 0.5, 1 by the log loss of the held-out
         samples (see ``validation_fraction``), or uses (0, 1) when none are held out.
     max_iter : int, default=1000
-        Maximum number of optimizer steps (minibatches) in ``fit``.
+        Maximum number of optimizer steps (minibatches) in ``fit``. Not used by
+        :meth:`partial_fit`, which runs one epoch's worth of steps per call. 0 trains
+        nothing, for a pretrained denoiser: ``fit`` then records the classes, priors and
+        standardisation, checks the denoiser's contract on a batch of two, and chooses the
+        trials' timesteps and scale on all of ``X`` (unless ``validation_fraction=None``),
+        without a ``ConvergenceWarning``.
     batch_size : int, default=256
         Minibatch size of training; capped at the number of training samples.
     learning_rate : float, default=5e-3
@@ -143,11 +171,19 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         ``max_iter`` steps.
     priors : array-like of shape (n_classes,), default=None
         Prior probabilities of the classes. None: the class frequencies seen in ``fit``.
-    noise_schedule : {"linear", "cosine"}, default="linear"
+    noise_schedule : {"linear", "cosine"} or array-like of shape (n_diffusion_steps,), default="linear"
         The beta schedule of the forward process: DDPM's linear one (Ho et al., 2020) or
-        the cosine one of Nichol & Dhariwal (2021).
+        the cosine one of Nichol & Dhariwal (2021); or the ``alphas_cumprod`` of the schedule
+        a pretrained denoiser was trained with, strictly decreasing in (0, 1), indexed by the
+        timesteps ``t = 0, ..., T - 1`` (e.g. a diffusers scheduler's, see
+        :func:`skdiffusion.diffusers.scheduler_alphas_cumprod`).
     n_diffusion_steps : int, default=1000
-        Number of timesteps ``T`` of the forward process.
+        Number of timesteps ``T`` of the forward process; with an array as
+        ``noise_schedule``, it must equal the array's length.
+    standardize : bool, default=True
+        Standardise the features (``StandardScaler``) before the diffusion. False feeds
+        them to the denoiser as they are, as a pretrained denoiser needs (e.g. images in
+        [-1, 1], or a VAE's scaled latents); :meth:`sample` then returns that space too.
     loss : {"l2", "l1", "huber"}, default="l2"
         Per-element denoising loss, used both to train and to score.
     early_stopping : bool, default=False
@@ -159,7 +195,11 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         Fraction of the training data held out (stratified) for early stopping, for the
         choice of ``timestep_range`` and for the error scale. None holds out nothing: the
         timesteps are then ``timestep_range`` (or all, for "auto") and the scale is the
-        number of features (the uniformly weighted ELBO).
+        number of features (the uniformly weighted ELBO). With ``max_iter=0``, not None
+        means all samples: nothing is trained on them. This choice scores every sample
+        under every class at 128 timesteps, twice the cost of predicting with the
+        default 64 trials and no pruning: with a large model, pass ``timestep_range`` and
+        None.
     tol : float, default=1e-2
         Relative tolerance. With early stopping, a check whose held-out loss is not below
         ``(1 - tol)`` times the best so far counts as no progress. Without, the fit
@@ -176,11 +216,21 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
     device : str or torch.device, default="cpu"
         Torch device to train and predict on, e.g. ``"cuda"``. A pickled model is stored
         on the CPU and loads on machines without the device.
+    n_jobs : int, default=None
+        Number of jobs that score the rows of ``predict_proba``, ``predict_log_proba``,
+        ``predict`` and ``score_samples`` in parallel, each on one torch thread, in chunks of
+        ``2**18 // (n_trials * n_classes)`` rows (at least one) run by joblib's backend of
+        the moment (e.g. ``"dask"`` in a :func:`joblib.parallel_config` context); -1 means
+        all processors. None or 1 scores in the calling process, without joblib. The
+        results are bit for bit those of one job. Meant for the CPU: on a GPU, leave it None.
     random_state : int, RandomState instance or None, default=None
         Seeds the weights, the training draws and the noise of ``predict_proba``: the same
         value gives the same probabilities, whatever the rows passed beside a sample.
     verbose : int, default=0
-        Print training progress, and the progress of long predictions.
+        Print the training loss every 50 optimizer steps, as ``MLPClassifier`` does, and
+        the rows scored by long predictions. With scikit-learn >= 1.9, ``set_callbacks``
+        (e.g. ``ProgressBar()``) reports the training to callbacks as well; see the
+        :ref:`User Guide <user_guide>`.
 
     Attributes
     ----------
@@ -188,16 +238,20 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         Class labels.
     class_prior_ : ndarray of shape (n_classes,)
         Prior probability of each class, from ``priors`` or the training frequencies.
+    class_count_ : ndarray of shape (n_classes,)
+        Number of training samples of each class: of the last ``fit``, plus those of every
+        :meth:`partial_fit` since.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during ``fit``, when ``X`` has string column names.
     scaler_ : StandardScaler
-        The standardisation applied to the features before the diffusion.
+        The standardisation applied to the features before the diffusion; the identity
+        (neither centring nor scaling) with ``standardize=False``.
     alphas_cumprod_ : ndarray of shape (n_diffusion_steps,)
         ``prod_{s<=t} (1 - beta_s)`` of the noise schedule, float64.
     denoiser_ : torch.nn.Module
-        The trained denoiser.
+        The trained denoiser (a copy of a given instance, even with ``max_iter=0``).
     loss_curve_ : list of float
         Training loss at each optimizer step.
     validation_scores_ : list of float or None
@@ -246,12 +300,13 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         "n_trials": [Interval(Integral, 1, None, closed="left")],
         "pruning": [None, StrOptions({"t-test"}), tuple, list],
         "timestep_range": [StrOptions({"auto"}), tuple],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "priors": ["array-like", None],
-        "noise_schedule": [StrOptions(set(BETA_SCHEDULES))],
+        "noise_schedule": [StrOptions(set(BETA_SCHEDULES)), "array-like"],
         "n_diffusion_steps": [Interval(Integral, 2, None, closed="left")],
+        "standardize": ["boolean"],
         "loss": [StrOptions(set(LOSSES))],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
@@ -259,6 +314,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
         "device": [str, torch.device],
+        "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -277,6 +333,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         priors=None,
         noise_schedule="linear",
         n_diffusion_steps=1000,
+        standardize=True,
         loss="l2",
         early_stopping=False,
         validation_fraction=0.1,
@@ -284,6 +341,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         n_iter_no_change=10,
         warm_start=False,
         device="cpu",
+        n_jobs=None,
         random_state=None,
         verbose=0,
     ):
@@ -298,6 +356,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         self.priors = priors
         self.noise_schedule = noise_schedule
         self.n_diffusion_steps = n_diffusion_steps
+        self.standardize = standardize
         self.loss = loss
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -305,6 +364,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.warm_start = warm_start
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -331,24 +391,109 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         interrupt (Ctrl-C) during the training loop stops it, with a warning, and keeps the
         model trained so far.
         """
+        # Opened before the snapshot that a failed fit restores: after fit, scikit-learn tears
+        # the callbacks down (in _fit_context) only if the context that this sets is still there.
+        tasks = FitTasks(self, X, y, max_iter=self.max_iter)
+        with self._restored_on_failure(trains_in_place=self.warm_start):
+            return self._fit(X, y, tasks=tasks)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None):
+        """Train the conditional denoiser on one batch of ``(X, y)``, for out-of-core learning.
+
+        Each call trains for ``ceil(n_train / batch_size)`` optimizer steps (one epoch's
+        worth, as :meth:`sklearn.neural_network.MLPClassifier.partial_fit`), on minibatches
+        drawn from the batch's rows as ``fit`` draws them, at the constant rate
+        ``learning_rate``, Adam's moments carried over from the previous call. Unlike
+        ``fit``, a call neither anneals the rate, stops early, nor warns about convergence:
+        how long to train is the caller's choice. ``max_iter`` and ``early_stopping`` are
+        not used.
+
+        The first call (on an unfitted model) builds the denoiser, fits the
+        standardisation of the features to its ``X`` and keeps it fixed after: moving it
+        would shift the inputs of a network trained on the earlier batches. So the first
+        batch should be a fair sample of the data (shuffle data sorted by class or time).
+        The class priors are the class frequencies of all the batches seen, counted in
+        ``class_count_``, unless ``priors`` is given. Every call holds out
+        ``validation_fraction`` of its rows (stratified; they are not trained on) to refit
+        ``timestep_range_`` and ``scale_`` to the network as it now is, as ``fit`` does;
+        with ``validation_fraction=None`` all rows are trained on and these take their
+        defaults. After ``fit``, ``partial_fit`` continues training the fitted network; a
+        later ``fit`` starts afresh, unless ``warm_start``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training samples of this batch.
+        y : array-like of shape (n_samples,)
+            Their class labels, all among ``classes``.
+        classes : array-like of shape (n_classes,), default=None
+            All the classes that any batch may hold; at least two. Required on the first
+            call, and ignored (if equal to ``classes_``) on later ones.
+
+        Returns
+        -------
+        self : DiffusionClassifier
+            The classifier, trained further.
+
+        Notes
+        -----
+        A call that raises leaves the estimator as it was before the call.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdiffusion import DiffusionClassifier
+        >>> from skdiffusion.datasets import make_spirals
+        >>> X, y = make_spirals(n_samples=1000, random_state=0)
+        >>> clf = DiffusionClassifier(random_state=0)
+        >>> for X_batch, y_batch in zip(np.array_split(X, 4), np.array_split(y, 4)):
+        ...     clf = clf.partial_fit(X_batch, y_batch, classes=[0, 1])
+        >>> clf.class_count_.tolist(), clf.n_iter_
+        ([500, 500], 4)
+        """
+        with self._restored_on_failure(trains_in_place=True):
+            return self._fit(X, y, classes, incremental=True)
+
+    @contextlib.contextmanager
+    def _restored_on_failure(self, trains_in_place):
+        """Restore the estimator's attributes if the block raises; copy the network it may train in place."""
         # BaseException: an interrupt outside the training loop must not leave a half fit either.
         previous = dict(self.__dict__)
-        if self.warm_start and "denoiser_" in previous:
-            previous["denoiser_"] = copy.deepcopy(previous["denoiser_"])  # trained in place below
+        if trains_in_place and "denoiser_" in previous:
+            previous["denoiser_"] = copy.deepcopy(previous["denoiser_"])
         try:
-            return self._fit(X, y)
+            yield
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(previous)
             raise
 
-    def _fit(self, X, y):
-        """Fit, setting the attributes as it goes; ``fit`` restores them if this raises."""
-        continuing = self.warm_start and hasattr(self, "denoiser_")
+    def _fit(self, X, y, classes=None, *, incremental=False, tasks=NO_TASKS):
+        """Fit, setting the attributes as it goes; ``fit`` restores them if this raises.
+
+        ``incremental`` (partial_fit): continue the fitted model, if any, with the class
+        counts accumulated, for one epoch at a constant rate, without early stopping.
+        ``tasks`` reports the training to scikit-learn's callbacks (see ``_callbacks``).
+        """
+        if incremental:
+            continuing = not _check_partial_fit_first_call(self, classes)
+        else:
+            continuing = self.warm_start and hasattr(self, "denoiser_")
         X, y = validate_data(self, X, y, reset=not continuing, dtype=[np.float64, np.float32])
         y = _check_label_types(y)
         check_classification_targets(y)
-        classes, y_index = np.unique(y, return_inverse=True)
+        if incremental:
+            classes = self.classes_
+            unknown = ~np.isin(y, classes)
+            if unknown.any():
+                raise ValueError(
+                    f"y contains labels {np.unique(y[unknown]).tolist()} that are not in "
+                    f"classes={classes.tolist()}, the classes given to the first call to partial_fit."
+                )
+            y_index = np.searchsorted(classes, y)
+        else:
+            classes, y_index = np.unique(y, return_inverse=True)
         if classes.size < 2:
             raise ValueError(
                 f"DiffusionClassifier needs samples of at least 2 classes in the data, but the data "
@@ -364,34 +509,47 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(self.timestep_range, str):
             self._timestep_bounds(self.timestep_range)
         self._pruning_rule()
-        if self.early_stopping and self.validation_fraction is None:
+        alphas_cumprod = self._alphas_cumprod()
+        trains = incremental or self.max_iter > 0
+        if self.early_stopping and self.validation_fraction is None and not incremental:
             raise ValueError("early_stopping=True needs held-out samples: set validation_fraction, not None.")
         rng = check_random_state(self.random_state)
         init_seed, train_seed, split_seed, noise_seed = rng.randint(np.iinfo(np.int32).max, size=4)
 
         # Check the priors and the denoiser before setting any fitted attribute: a fit that
         # fails on them must not leave a half-fitted estimator behind.
-        class_prior = self._class_prior(y_index, classes.size)
+        class_count = np.bincount(y_index, minlength=classes.size)
+        if incremental and continuing:
+            class_count = class_count + self.class_count_
+        class_prior = self._class_prior(class_count)
+        with np.errstate(over="ignore", invalid="ignore"):  # _standardise reports an overflow
+            scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize).fit(X)
         if continuing:
             denoiser = self.denoiser_
         else:
-            with torch.random.fork_rng(devices=[]):
+            default = MLPDenoiser if self.image_shape is None else UNetDenoiser
+            if self.image_shape is None and self.denoiser is None:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    options = mlp_options(scaler.transform(X), y_index)
+                default = functools.partial(MLPDenoiser, **options)
+            # Only the seeded draws hold the lock: mlp_options runs joblib (kneighbors), during
+            # which a Dask worker starts another task in this thread's place.
+            with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(init_seed))
-                default = MLPDenoiser if self.image_shape is None else UNetDenoiser
                 denoiser = build_denoiser(
                     self.denoiser, X.shape[1], classes.size, image_shape=self.image_shape, default=default
                 )
         denoiser = denoiser.to(device)
-        check_denoiser(denoiser, sample_shape, classes.size, device)
+        check_denoiser(denoiser, sample_shape, classes.size, device, trainable=trains)
         if not continuing:
             # Until training ends, the previous fit's network must not stand beside new classes.
             self.__dict__.pop("denoiser_", None)
             self.classes_ = classes
-            with np.errstate(over="ignore", invalid="ignore"):  # _standardise reports an overflow
-                self.scaler_ = StandardScaler().fit(X)
-            self.alphas_cumprod_ = make_alphas_cumprod(self.noise_schedule, self.n_diffusion_steps)
+            self.scaler_ = scaler
+            self.alphas_cumprod_ = alphas_cumprod
             self._training_state = None
             self.n_iter_ = 0
+        self.class_count_ = class_count
         self.class_prior_ = class_prior
         self.noise_seed_ = int(noise_seed)
 
@@ -400,9 +558,9 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         alphas_cumprod = as_tensor(self.alphas_cumprod_, device=device)
         timestep_probs = training_timestep_probs(self.n_diffusion_steps)
         generator = torch.Generator().manual_seed(int(train_seed) + self.n_iter_)
-        train_idx, val_idx = self._validation_split(y_index, int(split_seed))
+        train_idx, val_idx = self._validation_split(y_index, int(split_seed), trains=trains)
         validation = None
-        if self.early_stopping and val_idx.size:
+        if self.early_stopping and val_idx.size and not incremental:
             validation = validation_draws(x0[val_idx], labels[val_idx], timestep_probs, generator)
         with _one_torch_thread():
             state = train_denoiser(
@@ -411,7 +569,8 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
                 labels[train_idx],
                 alphas_cumprod=alphas_cumprod,
                 timestep_probs=timestep_probs,
-                max_iter=self.max_iter,
+                # partial_fit: as many steps as one pass over the rows, as MLPClassifier's does.
+                max_iter=-(-train_idx.size // self.batch_size) if incremental else self.max_iter,
                 batch_size=self.batch_size,
                 learning_rate=self.learning_rate,
                 loss=self.loss,
@@ -421,7 +580,10 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
                 validation=validation,
                 state=copy.deepcopy(self._training_state),
                 verbose=self.verbose,
+                anneal=not incremental,
+                callback=tasks.next_interval,
             )
+            tasks.end_interval()
             self.timestep_range_, self.scale_ = self._select_trials(denoiser, x0[val_idx], y_index[val_idx])
         self.denoiser_ = denoiser
         self._training_state = state
@@ -429,13 +591,14 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         self.validation_scores_ = state.validation_scores if self.early_stopping else None
         self.best_loss_ = state.best_loss
         self.n_iter_ = len(state.loss_curve)
-        if not (state.converged or state.interrupted):
+        if trains and not (incremental or state.converged or state.interrupted):
             warnings.warn(
                 f"DiffusionClassifier: maximum iterations ({self.max_iter}) reached and the "
                 "training loss has not converged yet.",
                 ConvergenceWarning,
                 stacklevel=2,
             )
+        tasks.end()
         return self
 
     def predict_proba(self, X):
@@ -583,22 +746,32 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         x0 = self._standardise(X).reshape(-1, *sample_shape)
         t = timestep_grid(*self._timestep_bounds(self.timestep_range_), self.n_trials)[spread_order(self.n_trials)]
         eps = trial_noise(self.n_trials, sample_shape, self.noise_seed_)
+        score = functools.partial(
+            _errors,
+            self.denoiser_.to(device),
+            t=torch.as_tensor(t, device=device),
+            eps=eps.to(device),
+            n_classes=self.classes_.size,
+            alphas_cumprod=as_tensor(self.alphas_cumprod_, device=device),
+            loss=self.loss,
+            pruning=self._pruning_rule(),
+            log_prior=self._log_prior(),
+            scale=self.scale_,
+            verbose=self.verbose,
+        )
+        # Also around the jobs: with the threading backend, they share this process's setting.
         with _one_torch_thread():
-            errors, _ = mean_errors(
-                self.denoiser_.to(device),
-                x0,
-                torch.as_tensor(t, device=device),
-                eps.to(device),
-                self.classes_.size,
-                alphas_cumprod=as_tensor(self.alphas_cumprod_, device=device),
-                loss=self.loss,
-                pruning=self._pruning_rule(),
-                log_prior=np.log(self.class_prior_),
-                scale=self.scale_,
-                verbose=self.verbose,
-            )
+            if self.n_jobs in (None, 1):
+                errors = score(x0)
+            else:
+                # A job per chunk of mean_errors: 2**18 evaluations, 0.25 s of the spirals' MLP
+                # unpruned, beside ~3 ms of loky's overhead per job (benchmarks: see the user guide).
+                rows = max(1, CHUNK_PAIRS // (self.n_trials * self.classes_.size))
+                # Cloned: a pickled view would carry all of x0 to every job.
+                jobs = (delayed(score)(chunk.clone()) for chunk in torch.split(x0, rows))
+                errors = np.concatenate(Parallel(n_jobs=self.n_jobs)(jobs))
         _check_errors(errors)
-        return np.log(self.class_prior_) - self.scale_ * errors
+        return self._log_prior() - self.scale_ * errors
 
     def _pruning_rule(self):
         """Return ``pruning`` as a rule object of ``_scoring``, or None."""
@@ -637,11 +810,13 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
             )
         return x0
 
-    def _validation_split(self, y_index, seed):
+    def _validation_split(self, y_index, seed, *, trains=True):
         """Return the (train, held-out) row indices; the held-out part is empty when none is kept."""
         rows = np.arange(y_index.size)
         if self.validation_fraction is None:
             return rows, rows[:0]
+        if not trains:  # max_iter=0: every sample serves to choose the trials
+            return rows[:0], rows
         n_classes = self.classes_.size
         n_held_out = int(np.ceil(self.validation_fraction * rows.size))
         if np.bincount(y_index).min() < 2 or min(n_held_out, rows.size - n_held_out) < n_classes:
@@ -674,7 +849,7 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
             .double()
             .numpy()
         )
-        log_prior = np.log(self.class_prior_)
+        log_prior = self._log_prior()
         if auto:
             return select_timestep_range(errors, t, y_index, log_prior, self.n_diffusion_steps, self.n_features_in_)
         lo, hi = self._timestep_bounds(self.timestep_range)
@@ -683,6 +858,33 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
             errors[:, :, in_range].mean(axis=2), y_index, log_prior, self.n_features_in_
         )[0]
 
+    def _alphas_cumprod(self):
+        """Return the ``alphas_cumprod`` of ``noise_schedule``, float64, or raise a ValueError if they are bad."""
+        if isinstance(self.noise_schedule, str):
+            return make_alphas_cumprod(self.noise_schedule, self.n_diffusion_steps)
+        try:
+            # A copy: the fitted schedule must not change with the parameter's array.
+            alphas_cumprod = np.asarray(self.noise_schedule, dtype=np.float64).copy()
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(
+                f"noise_schedule must be a name or an array of numbers, got {self.noise_schedule!r}."
+            ) from exc
+        if alphas_cumprod.ndim != 1:
+            raise ValueError(f"noise_schedule must be a 1-D array of alphas_cumprod, got shape {alphas_cumprod.shape}.")
+        if alphas_cumprod.size != self.n_diffusion_steps:
+            raise ValueError(
+                f"noise_schedule holds {alphas_cumprod.size} values of alphas_cumprod, one per diffusion step, "
+                f"but n_diffusion_steps={self.n_diffusion_steps}: set n_diffusion_steps={alphas_cumprod.size}."
+            )
+        # A value of 1 (no noise: no eps to predict) makes sampling divide by zero; one of 0
+        # leaves no signal of x_0 at all.
+        if not ((alphas_cumprod > 0) & (alphas_cumprod < 1)).all() or (np.diff(alphas_cumprod) >= 0).any():
+            raise ValueError(
+                "noise_schedule's alphas_cumprod must decrease strictly, every value in (0, 1) (the signal "
+                f"kept at each timestep t = 0, 1, ...), got {alphas_cumprod!r}."
+            )
+        return alphas_cumprod
+
     def _timestep_bounds(self, timestep_range):
         """Return a ``(lo, hi)`` range as timesteps ``(t_min, t_max)``, or raise a ValueError."""
         lo, hi = timestep_range if len(timestep_range) == 2 else (None, None)
@@ -690,10 +892,11 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"timestep_range must be a pair (lo, hi) with 0 <= lo < hi <= 1, got {timestep_range!r}.")
         return lo * self.n_diffusion_steps, hi * self.n_diffusion_steps
 
-    def _class_prior(self, y_index, n_classes):
-        """Return ``priors`` checked, or the class frequencies of ``y_index``."""
+    def _class_prior(self, class_count):
+        """Return ``priors`` checked, or the class frequencies of ``class_count``."""
+        n_classes = class_count.size
         if self.priors is None:
-            return np.bincount(y_index, minlength=n_classes) / y_index.size
+            return class_count / class_count.sum()
         try:
             priors = np.asarray(self.priors, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -705,6 +908,11 @@ class DiffusionClassifier(ClassifierMixin, BaseEstimator):
         if (priors <= 0).any():
             raise ValueError("Priors must be positive.")
         return priors
+
+    def _log_prior(self):
+        """Return ``log(class_prior_)``: -inf for a class that partial_fit has not seen yet."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.class_prior_)
 
     def _class_index(self, labels):
         """Map labels to their index in ``classes_``; raise on unknown labels."""

@@ -63,7 +63,9 @@ def save(clf, path):
     The default :class:`MLPDenoiser` is stored with its constructor arguments, so
     :func:`load` rebuilds it. Any other denoiser is stored as weights only: pass a
     module of the same architecture (or a callable that builds one, as the ``denoiser``
-    parameter) to ``load(path, denoiser=...)``.
+    parameter) to ``load(path, denoiser=...)``. The optimizer's moments, which
+    :meth:`~DiffusionClassifier.partial_fit` carries from call to call, are not stored: a
+    loaded classifier's next ``partial_fit`` starts them afresh.
     """
     if not isinstance(clf, DiffusionClassifier):
         raise TypeError(f"save expects a DiffusionClassifier, got {type(clf).__name__}.")
@@ -71,18 +73,20 @@ def save(clf, path):
     params = clf.get_params(deep=False)
     denoiser = clf.denoiser_
     content = {
-        "params": {name: _encode(value) for name, value in params.items() if name != "denoiser"},
+        "params": {name: _encode_parameter(name, value) for name, value in params.items() if name != "denoiser"},
         "denoiser": _denoiser_spec(denoiser, params["denoiser"]),
         "attributes": {},
     }
     for name, value in vars(clf).items():
-        if name in params or name == "denoiser_":
+        # Callbacks (set_callbacks) watch fits; they are not part of the model.
+        if name in params or name in ("denoiser_", "_skl_callbacks"):
             continue
         if name == "scaler_":
             fitted = {key: item for key, item in vars(value).items() if key.endswith("_")}
             value = {"params": value.get_params(), "attributes": fitted}
         elif name == "_training_state":
-            value = dataclasses.asdict(value)
+            # Adam's moments of partial_fit are not stored: a loaded model's next call starts them afresh.
+            value = dataclasses.asdict(dataclasses.replace(value, optimizer_state=None))
         elif not FITTED_NAME.fullmatch(name):
             raise TypeError(f"save does not know how to store the attribute {name!r} of DiffusionClassifier.")
         try:
@@ -234,7 +238,8 @@ def _rebuild(content, tensors, denoiser):
     except RuntimeError as exc:
         raise ValueError(f"the saved weights do not fit the denoiser {type(module).__name__}: {exc}") from exc
     module.eval()
-    check_denoiser(module, clf._sample_shape(n_features), n_classes, torch.device("cpu"))
+    # Not trainable, perhaps: a frozen pretrained denoiser, fitted with max_iter=0.
+    check_denoiser(module, clf._sample_shape(n_features), n_classes, torch.device("cpu"), trainable=False)
     clf.denoiser_ = module
     return clf
 
@@ -246,8 +251,9 @@ def _check_shapes(clf):
         raise ValueError(f"n_features_in_={n_features!r} and {n_classes} classes")
     expected = {
         "class_prior_": (np.shape(clf.class_prior_), (n_classes,)),
-        "scaler_.mean_": (np.shape(clf.scaler_.mean_), (n_features,)),
-        "scaler_.scale_": (np.shape(clf.scaler_.scale_), (n_features,)),
+        # standardize=False: the identity scaler, which holds None.
+        "scaler_.mean_": (np.shape(clf.scaler_.mean_), (n_features,) if clf.standardize else ()),
+        "scaler_.scale_": (np.shape(clf.scaler_.scale_), (n_features,) if clf.standardize else ()),
         "alphas_cumprod_": (np.shape(clf.alphas_cumprod_), (clf.n_diffusion_steps,)),
         "timestep_range_": (np.shape(clf.timestep_range_), (2,)),
     }
@@ -282,6 +288,15 @@ def _mlp_arguments(module):
         "input_scale": float(module.input_scale),
     }
     return arguments
+
+
+def _encode_parameter(name, value):
+    """Return the parameter ``value`` encoded; raise a TypeError naming it if it cannot be stored."""
+    try:
+        return _encode(value)
+    except TypeError as exc:
+        hint = " (pass a numpy array, e.g. scheduler_alphas_cumprod(scheduler))" if name == "noise_schedule" else ""
+        raise TypeError(f"save cannot store the parameter {name}, a {type(value).__name__}: {exc}{hint}") from exc
 
 
 def _encode(value):

@@ -91,7 +91,9 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
             errors[row, :, trial] = _reported(loss_block[: row.shape[0]])
         errors[~active] = float("nan")
         return errors
-    block = block_rows(1)
+    # A denoiser may set the rows of its calls: a large model scoring few (sample, trial)
+    # pairs at a time would otherwise mostly evaluate the padding of block_rows(1) rows.
+    block = getattr(denoiser, "eval_batch_size", None) or block_rows(1)
     for c in range(n_classes):
         label = torch.full((block,), c, dtype=torch.long, device=device)
         rows = active[:, c].nonzero().squeeze(1)
@@ -230,6 +232,8 @@ def mean_errors(
             )
         errors[start : start + chunk] = e.double().nanmean(dim=2).cpu().numpy()
         n_evaluations[start : start + chunk] = (~e.isnan()).sum(dim=(1, 2)).cpu().numpy()
-        if verbose and n_samples > chunk:
-            print(f"predict: {min(start + chunk, n_samples)}/{n_samples} samples")
+        done = min(start + chunk, n_samples)
+        # One line per tenth of the rows: 200,000 rows of 2 features make 98 chunks.
+        if verbose and n_samples > chunk and 10 * done // n_samples > 10 * start // n_samples:
+            print(f"predict: {done}/{n_samples} samples")
     return errors, n_evaluations

@@ -48,7 +48,9 @@ class TrainingState:
     best_loss: float = np.inf
     n_no_improvement: int = 0
     converged: bool = False
-    interrupted: bool = False
+    interrupted: bool = False  # by Ctrl-C or by a callback: no ConvergenceWarning
+    # Adam's moments after partial_fit (on the CPU), which the next partial_fit continues.
+    optimizer_state: dict | None = None
 
 
 def train_denoiser(
@@ -68,6 +70,8 @@ def train_denoiser(
     validation=None,
     state=None,
     verbose=False,
+    anneal=True,
+    callback=None,
 ):
     """Train ``denoiser`` in place for up to ``max_iter`` optimizer steps.
 
@@ -75,13 +79,27 @@ def train_denoiser(
     with fixed draws, whose loss decides early stopping and which weights are kept.
     Without it, training runs ``max_iter`` steps and counts as converged when the loss
     fell by at most ``tol`` (relative) over its last ``n_iter_no_change`` checks.
+    With ``anneal`` (fit), Adam starts afresh and its rate decays along a cosine over
+    ``max_iter`` steps; without (partial_fit, whose calls have no known total length),
+    the rate stays constant and Adam continues from ``state.optimizer_state``.
+    ``callback()``, if given, is called before each check interval of ``CHECK_EVERY``
+    steps; when it returns True, training stops there (``state.interrupted``).
     Returns the updated :class:`TrainingState`; raises a FloatingPointError when the loss
     diverges (see :func:`check_loss`), during training or with the weights it ends on.
     """
     state = state or TrainingState()
     state.converged = state.interrupted = False
+    if max_iter == 0:  # a pretrained denoiser (fit with max_iter=0): nothing to train
+        denoiser.eval()
+        return state
     optimizer = torch.optim.Adam(denoiser.parameters(), lr=learning_rate, fused=True)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_iter, eta_min=learning_rate / 10)
+    if anneal:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_iter, eta_min=learning_rate / 10)
+    else:
+        if state.optimizer_state is not None:
+            # The moments only: the rate and other settings are the current parameters'.
+            optimizer.load_state_dict({**optimizer.state_dict(), "state": state.optimizer_state})
+        scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
     batch_size = min(batch_size, x0.shape[0])
     timestep_probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
     best_weights = None
@@ -91,6 +109,9 @@ def train_denoiser(
     limit = None
     try:
         for step in range(max_iter):
+            if callback is not None and not window and callback():
+                state.interrupted = True
+                break
             batch_loss = minibatch_loss(denoiser, *draw)
             optimizer.zero_grad(set_to_none=True)
             batch_loss.backward()
@@ -110,10 +131,12 @@ def train_denoiser(
                 score = validation_loss(denoiser, *validation, alphas_cumprod=alphas_cumprod, loss=loss)
                 state.validation_scores.append(score)
                 denoiser.train()
-            window = []
             if verbose:
-                kind = "validation loss" if validation is not None else "loss"
-                print(f"Iteration {len(state.loss_curve)}, {kind} = {score:.6f}")
+                # scikit-learn's MLP format, with the mean training loss since the last check.
+                print(f"Iteration {len(state.loss_curve)}, loss = {np.mean(window):.8f}")
+                if validation is not None:
+                    print(f"Validation loss: {score:.8f}")
+            window = []
             if score < state.best_loss * (1 - tol):
                 state.best_loss, state.n_no_improvement = score, 0
                 if validation is not None:
@@ -121,6 +144,11 @@ def train_denoiser(
             else:
                 state.n_no_improvement += 1
             if validation is not None and state.n_no_improvement >= n_iter_no_change:
+                if verbose:
+                    print(
+                        f"Validation loss did not improve more than tol={tol:f} for {n_iter_no_change} "
+                        "consecutive checks. Stopping."
+                    )
                 state.converged = True
                 break
     except KeyboardInterrupt:
@@ -130,12 +158,21 @@ def train_denoiser(
         state.converged = relative_decrease(state.loss_curve[-n_iter_no_change * CHECK_EVERY :]) <= tol
     if best_weights is not None:
         denoiser.load_state_dict(best_weights)
+    state.optimizer_state = None if anneal else _cpu_copy(optimizer.state_dict()["state"])
     denoiser.eval()
     # The loss above is computed before each update: the last one is checked here, on the
     # weights kept, in the mode that predict uses.
     with torch.no_grad():
         check_loss(minibatch_loss(denoiser, *draw).item(), limit or np.inf, None)
     return state
+
+
+def _cpu_copy(optimizer_state):
+    """Return a copy of an optimizer's per-parameter state with its tensors on the CPU."""
+    return {
+        index: {name: value.detach().to("cpu", copy=True) for name, value in moments.items()}
+        for index, moments in optimizer_state.items()
+    }
 
 
 def minibatch_loss(denoiser, x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator):

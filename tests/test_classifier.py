@@ -2,7 +2,6 @@
 
 import functools
 import pickle
-import re
 import warnings
 
 import numpy as np
@@ -131,7 +130,8 @@ def test_three_classes_and_pandas_input():
     pd = pytest.importorskip("pandas")
     X, y = _blobs(n_classes=3)
     frame = pd.DataFrame(X, columns=["a", "b"])
-    clf = _clf(max_iter=200).fit(frame, pd.Series(y))
+    # 32 trials: with 8, the Monte Carlo noise alone misclassifies about one blob point in ten.
+    clf = _clf(max_iter=200, n_trials=32).fit(frame, pd.Series(y))
     np.testing.assert_array_equal(clf.feature_names_in_, ["a", "b"])
     assert clf.predict_proba(frame).shape == (len(y), 3)
     assert clf.score(frame, y) >= 0.9
@@ -245,16 +245,6 @@ def test_early_stopping_stops_when_the_held_out_loss_stalls(spirals):
     # A 50% relative improvement is never reached after the first check: stop at the second.
     assert clf.n_iter_ == 100
     assert len(clf.validation_scores_) == 2
-
-
-def test_verbose_prints_progress(spirals, capsys):
-    X, y, _, _ = spirals
-    _clf(max_iter=100, verbose=1, denoiser=SMALL_MLP).fit(X, y)
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split(",")[0] for line in lines] == ["Iteration 50", "Iteration 100"]
-    assert all(re.fullmatch(r"Iteration \d+, loss = \d+\.\d{6}", line) for line in lines)
-    _clf(max_iter=10, denoiser=SMALL_MLP).fit(X, y)
-    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.filterwarnings("default::sklearn.exceptions.ConvergenceWarning")

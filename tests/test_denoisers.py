@@ -2,12 +2,14 @@
 
 import functools
 
+import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
-from skdiffusion import MLPDenoiser
-from skdiffusion._denoisers import build_denoiser, check_denoiser, sinusoidal_embedding
+from skdiffusion import DiffusionClassifier, MLPDenoiser
+from skdiffusion._denoisers import build_denoiser, check_denoiser, class_spacing, mlp_options, sinusoidal_embedding
 
 
 def _inputs(n, n_features, n_classes, seed=0):
@@ -200,3 +202,58 @@ def test_build_denoiser_rejects_a_class_that_is_not_a_module():
 def test_build_denoiser_rejects_a_callable_returning_no_module():
     with pytest.raises(TypeError, match=r"returned dict, not a torch.nn.Module"):
         build_denoiser(lambda n_features, n_classes: {}, 2, 2)
+
+
+def _grid(spacing, n_per_side):
+    """A square grid of points ``spacing`` apart, shape (n_per_side**2, 2)."""
+    side = spacing * np.arange(n_per_side)
+    return np.stack(np.meshgrid(side, side), axis=-1).reshape(-1, 2)
+
+
+def test_mlp_options_scale_the_frequencies_to_the_point_spacing():
+    # Two classes on interleaved grids: every point's nearest same-class point is `spacing` away.
+    x = np.concatenate([_grid(0.05, 10), _grid(0.05, 10) + 0.01])
+    y = np.repeat([0, 1], 100)
+    assert class_spacing(x, y) == pytest.approx(0.05)
+    options = mlp_options(x, y)
+    assert options["n_frequencies"] == 16
+    assert options["input_scale"] == pytest.approx(1 / 0.05)
+
+
+def test_mlp_options_use_no_frequencies_on_sparse_data():
+    # Spacing 0.2 > 0.1: no finer detail than a plain MLP draws.
+    x = np.concatenate([_grid(0.2, 5), _grid(0.2, 5) + 0.05])
+    options = mlp_options(x, np.repeat([0, 1], 25))
+    assert (options["n_frequencies"], options["input_scale"]) == (0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "n_samples, n_features, width",
+    [(50, 2, 32), (124, 13, 32), (129, 13, 64), (398, 30, 128), (700, 2, 64), (1257, 64, 256), (5000, 9, 128)],
+)
+def test_mlp_options_width_is_capped_by_a_quarter_of_the_samples(n_samples, n_features, width):
+    x = np.random.default_rng(0).normal(size=(n_samples, n_features))
+    assert mlp_options(x, np.arange(n_samples) % 2)["hidden_size"] == width
+
+
+def test_class_spacing_corrects_the_spacing_of_a_subsample():
+    # 40,000 uniform points in the unit square: a subsample of 2,000 has spacing about
+    # sqrt(20) times as large, which the correction undoes to within a few percent.
+    x = np.random.default_rng(0).uniform(size=(40_000, 2))
+    y = np.zeros(40_000, dtype=int)
+    assert class_spacing(x, y, max_rows=2_000) == pytest.approx(class_spacing(x, y), rel=0.1)
+    assert class_spacing(x[:1], y[:1]) == np.inf
+
+
+def test_classifier_default_network_takes_its_frequencies_from_the_data():
+    # After standardisation only the number of points per side sets the spacing: 60 per
+    # side are dense enough for frequencies, 5 per side are not.
+    clf = DiffusionClassifier(max_iter=1, n_trials=2, validation_fraction=None)
+    for n_per_side, n_frequencies, width in [(60, 16, 64), (5, 0, 32)]:
+        x = np.concatenate([_grid(1.0, n_per_side), _grid(1.0, n_per_side) + 0.3])
+        with pytest.warns(ConvergenceWarning):
+            clf.fit(x, np.repeat([0, 1], n_per_side**2))
+        assert clf.denoiser_.n_frequencies == n_frequencies
+        assert clf.denoiser_.input.out_features == width
+        if n_frequencies:  # one over the grid's spacing, 1, in standardised units
+            assert clf.denoiser_.input_scale == pytest.approx(x.std(axis=0)[0])

@@ -1,0 +1,166 @@
+"""Progress: ``verbose`` output, and scikit-learn's callbacks (``set_callbacks``, scikit-learn >= 1.9)."""
+
+import functools
+import re
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _scoring, load, save
+from skdiffusion.datasets import make_spirals
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+SMALL_MLP = functools.partial(MLPDenoiser, hidden_size=32, n_blocks=2)
+
+
+def _clf(**params):
+    return DiffusionClassifier(**{"denoiser": SMALL_MLP, "max_iter": 50, "n_trials": 8, "random_state": 0, **params})
+
+
+@pytest.fixture(scope="module")
+def spirals():
+    return make_spirals(200, noise=0.05, random_state=0)
+
+
+def _callbacks():
+    """Return ``sklearn.callback``, or skip the test where scikit-learn has no callbacks (< 1.9)."""
+    return pytest.importorskip("sklearn.callback", reason="scikit-learn < 1.9 has no callbacks")
+
+
+def _recorder(stop_after=None):
+    """Return a callback that records its hook calls, and asks to stop after ``stop_after`` intervals."""
+
+    class Recorder(_callbacks().FitCallback):
+        def __init__(self):
+            self.events, self.fitted = [], None
+
+        def setup(self, estimator, context):
+            self.events.append(("setup", context.task_name))
+
+        def on_fit_task_begin(self, estimator, context, *, X=None, y=None):
+            assert X is not None and y is not None
+            self.events.append(("begin", context.task_name, context.task_id))
+
+        def on_fit_task_end(self, estimator, context, *, X=None, y=None, fitted_estimator=None):
+            assert X is not None and y is not None
+            self.events.append(("end", context.task_name, context.task_id))
+            if context.task_name == "fit":
+                self.fitted = fitted_estimator
+            else:
+                assert fitted_estimator is None
+            return context.task_id + 1 == stop_after
+
+        def teardown(self, estimator, context):
+            self.events.append(("teardown", context.task_name))
+
+    return Recorder()
+
+
+def test_verbose_prints_the_training_loss_as_mlp_does(spirals, capsys):
+    X, y = spirals
+    _clf(max_iter=120, verbose=1).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    # The mean loss of the steps since the last check, every 50 steps and at the end.
+    assert [re.fullmatch(r"Iteration (\d+), loss = \d\.\d{8}", line)[1] for line in lines] == ["50", "100", "120"]
+    _clf(max_iter=120).fit(X, y)
+    assert capsys.readouterr().out == ""
+
+
+def test_verbose_prints_the_validation_loss_and_the_stop(spirals, capsys):
+    X, y = spirals
+    _clf(max_iter=2000, verbose=1, early_stopping=True, n_iter_no_change=1, tol=0.5).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    # A 50% relative improvement is never reached after the first check: stop at the second.
+    assert [re.sub(r"\d\.\d{8}", "L", line) for line in lines] == [
+        "Iteration 50, loss = L",
+        "Validation loss: L",
+        "Iteration 100, loss = L",
+        "Validation loss: L",
+        "Validation loss did not improve more than tol=0.500000 for 1 consecutive checks. Stopping.",
+    ]
+
+
+def test_verbose_predict_reports_each_tenth_of_the_rows(spirals, capsys, monkeypatch):
+    X, y = spirals
+    clf = _clf().fit(X, y)
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 3 * 8 * 2)  # chunks of 3 rows of 8 trials x 2 classes
+    capsys.readouterr()
+    clf.set_params(verbose=1).predict_proba(np.tile(X, (2, 1))[:100])
+    # 34 chunks; a line for the chunk that completes each tenth.
+    assert capsys.readouterr().out.splitlines() == [
+        f"predict: {n}/100 samples" for n in (12, 21, 30, 42, 51, 60, 72, 81, 90, 100)
+    ]
+
+
+def test_callbacks_see_the_fit_and_each_check_interval_in_order(spirals):
+    X, y = spirals
+    recorder = _recorder()
+    clf = _clf(max_iter=120).set_callbacks(recorder).fit(X, y)
+    # 120 steps: intervals of 50, 50 and 20 steps, the last ending with training.
+    intervals = [(hook, "check-interval", i) for i in range(3) for hook in ("begin", "end")]
+    assert recorder.events == [
+        ("setup", "fit"),
+        ("begin", "fit", 0),
+        *intervals,
+        ("end", "fit", 0),
+        ("teardown", "fit"),
+    ]
+    # The fit's task ends on a copy of the fitted estimator, ready to predict.
+    assert recorder.fitted is not clf and recorder.fitted.n_iter_ == 120
+    np.testing.assert_array_equal(recorder.fitted.predict_proba(X[:5]), clf.predict_proba(X[:5]))
+    assert not hasattr(clf, "_callback_fit_ctx")
+
+
+def test_a_callback_stops_training_between_intervals(spirals):
+    X, y = spirals
+    recorder = _recorder(stop_after=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # a requested stop is no failure to converge
+        clf = _clf(max_iter=500).set_callbacks(recorder).fit(X, y)
+    assert clf.n_iter_ == len(clf.loss_curve_) == 100
+    assert [event[2] for event in recorder.events if event[:2] == ("begin", "check-interval")] == [0, 1]
+    assert clf.predict(X[:5]).shape == (5,)
+
+
+def test_callbacks_leave_the_fit_unchanged(spirals):
+    X, y = spirals
+    recorder = _recorder()
+    plain = _clf(max_iter=120).fit(X, y)
+    observed = _clf(max_iter=120).set_callbacks(recorder).fit(X, y)
+    np.testing.assert_array_equal(observed.loss_curve_, plain.loss_curve_)
+    np.testing.assert_array_equal(observed.predict_proba(X), plain.predict_proba(X))
+
+
+def test_a_failed_fit_tears_the_callbacks_down(spirals):
+    X, y = spirals
+    recorder = _recorder()
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        _clf().set_callbacks(recorder).fit(X, np.zeros_like(y))
+    assert recorder.events == [("setup", "fit"), ("begin", "fit", 0), ("teardown", "fit")]
+
+
+def test_progress_bar_in_fit_and_in_grid_search(spirals, capsys):
+    ProgressBar = _callbacks().ProgressBar
+    pytest.importorskip("rich")
+    X, y = spirals
+    _clf(max_iter=120).set_callbacks(ProgressBar()).fit(X, y)
+    assert "DiffusionClassifier - fit" in capsys.readouterr().out
+    search = GridSearchCV(_clf(), {"n_trials": [4, 8]}, cv=2).set_callbacks(ProgressBar()).fit(X, y)
+    out = capsys.readouterr().out
+    assert "GridSearchCV - fit" in out
+    assert out.count("candidate-split-evaluation | DiffusionClassifier - fit") == 4
+    assert search.best_estimator_.n_iter_ == 50
+
+
+def test_save_leaves_the_callbacks_out(spirals, tmp_path):
+    X, y = spirals
+    recorder = _recorder()
+    clf = _clf().set_callbacks(recorder).fit(X, y)
+    save(clf, tmp_path / "model.skd")
+    loaded = load(tmp_path / "model.skd")
+    assert not hasattr(loaded, "_skl_callbacks")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))

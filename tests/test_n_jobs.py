@@ -1,0 +1,69 @@
+"""Parallel work: n_jobs gives the predictions of one process bit for bit; fits in threads stay apart."""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import joblib
+import numpy as np
+import pytest
+import torch
+
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier
+from skdiffusion.datasets import make_spirals
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    # Three overlapping classes in 4-D: the t-test settles half the samples after 8 or 12 of 16 trials.
+    rng = np.random.default_rng(0)
+    y = rng.integers(3, size=300)
+    X = rng.normal(size=(300, 4)) + y[:, None]
+    return DiffusionClassifier(max_iter=50, n_trials=16, random_state=0).fit(X, y), X
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("pruning", ["t-test", None])
+def test_parallel_jobs_give_identical_results(fitted, pruning, monkeypatch):
+    clf, X = fitted
+    clf.set_params(pruning=pruning, n_jobs=None)
+    expected = {name: getattr(clf, name)(X) for name in ("predict_proba", "predict_log_proba", "score_samples")}
+    # 16 trials x 3 classes: chunks of 20 rows, 15 jobs for the 300 rows.
+    monkeypatch.setattr(_classifier, "CHUNK_PAIRS", 1000)
+    clf.set_params(n_jobs=2)
+    with joblib.parallel_config(backend="loky"):
+        for name, values in expected.items():
+            np.testing.assert_array_equal(getattr(clf, name)(X), values)
+        np.testing.assert_array_equal(clf.predict(X), clf.classes_.take(expected["predict_proba"].argmax(axis=1)))
+
+
+@pytest.mark.parametrize("n_jobs", [None, 1])
+def test_one_job_scores_without_joblib(fitted, n_jobs, monkeypatch):
+    clf, X = fitted
+
+    def no_joblib(*args, **kwargs):
+        raise AssertionError("joblib.Parallel was called")
+
+    monkeypatch.setattr(_classifier, "Parallel", no_joblib)
+    assert clf.set_params(n_jobs=n_jobs).predict_proba(X).shape == (300, 3)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fits_in_threads_draw_their_own_initial_weights():
+    # Two fits at once in one process, as joblib's threading backend or a Dask worker runs
+    # them: each seeds torch's global generator for its network, which must not see the other's.
+    def slow_mlp(n_features, n_classes):
+        torch.randn(1)
+        time.sleep(0.05)  # the other thread's fit would seed and draw here
+        return MLPDenoiser(n_features, n_classes)
+
+    X, y = make_spirals(n_samples=100, random_state=0)
+
+    def fit(seed):
+        clf = DiffusionClassifier(slow_mlp, max_iter=1, validation_fraction=None, random_state=seed)
+        return clf.fit(X, y).denoiser_.state_dict()
+
+    with ThreadPoolExecutor(2) as pool:
+        concurrent = list(pool.map(fit, [0, 1]))
+    for seed, weights in enumerate(concurrent):
+        for name, value in fit(seed).items():
+            torch.testing.assert_close(weights[name], value, rtol=0, atol=0)
