@@ -222,7 +222,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         ``2**18 // (n_trials * n_classes)`` rows (at least one) run by joblib's backend of
         the moment (e.g. ``"dask"`` in a :func:`joblib.parallel_config` context); -1 means
         all processors. None or 1 scores in the calling process, without joblib. The
-        results are bit for bit those of one job. Meant for the CPU: on a GPU, leave it None.
+        results are bit for bit those of one job. With ``verbose``, joblib reports the
+        jobs as they finish. Meant for the CPU: on a GPU, leave it None.
     random_state : int, RandomState instance or None, default=None
         Seeds the weights, the training draws and the noise of ``predict_proba``: the same
         value gives the same probabilities, whatever the rows passed beside a sample.
@@ -767,9 +768,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 # A job per chunk of mean_errors: 2**18 evaluations, 0.25 s of the spirals' MLP
                 # unpruned, beside ~3 ms of loky's overhead per job (benchmarks: see the user guide).
                 rows = max(1, CHUNK_PAIRS // (self.n_trials * self.classes_.size))
-                # Cloned: a pickled view would carry all of x0 to every job.
-                jobs = (delayed(score)(chunk.clone()) for chunk in torch.split(x0, rows))
-                errors = np.concatenate(Parallel(n_jobs=self.n_jobs)(jobs))
+                # Cloned: a pickled view would carry all of x0 to every job. Progress is
+                # joblib's, per finished job, rather than each job's over its own chunk.
+                jobs = (delayed(score)(chunk.clone(), verbose=0) for chunk in torch.split(x0, rows))
+                errors = np.concatenate(Parallel(n_jobs=self.n_jobs, verbose=10 * bool(self.verbose))(jobs))
         _check_errors(errors)
         return self._log_prior() - self.scale_ * errors
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier, _scoring
 from skdiffusion.datasets import make_spirals
 
 
@@ -67,3 +67,17 @@ def test_fits_in_threads_draw_their_own_initial_weights():
     for seed, weights in enumerate(concurrent):
         for name, value in fit(seed).items():
             torch.testing.assert_close(weights[name], value, rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_parallel_progress_is_joblibs_per_job(fitted, monkeypatch, capsys):
+    clf, X = fitted
+    monkeypatch.setattr(_classifier, "CHUNK_PAIRS", 1000)  # 15 jobs of 20 rows,
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 500)  # each scored in 2 chunks, which verbose reports
+    # Threads: a job's own progress lines would reach this process's stdout.
+    with joblib.parallel_config(backend="threading"):
+        clf.set_params(n_jobs=2, verbose=1).predict_proba(X)
+    clf.set_params(n_jobs=None, verbose=0)
+    captured = capsys.readouterr()
+    assert "predict:" not in captured.out
+    assert "Done  15 out of  15" in captured.err
