@@ -486,13 +486,13 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         if incremental:
             classes = self.classes_
-            unknown = ~np.isin(y, classes)
-            if unknown.any():
-                raise ValueError(
-                    f"y contains labels {np.unique(y[unknown]).tolist()} that are not in "
-                    f"classes={classes.tolist()}, the classes given to the first call to partial_fit."
-                )
-            y_index = np.searchsorted(classes, y)
+            y_index = self._class_index(
+                y,
+                lambda unknown: (
+                    f"y contains labels {unknown} that are not in classes={classes.tolist()}, "
+                    "the classes given to the first call to partial_fit."
+                ),
+            )
         else:
             classes, y_index = np.unique(y, return_inverse=True)
         if classes.size < 2:
@@ -523,11 +523,11 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if incremental and continuing:
             class_count = class_count + self.class_count_
         class_prior = self._class_prior(class_count)
-        with np.errstate(over="ignore", invalid="ignore"):  # _standardise reports an overflow
-            scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize).fit(X)
         if continuing:
             denoiser = self.denoiser_
         else:
+            with np.errstate(over="ignore", invalid="ignore"):  # _standardise reports an overflow
+                scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize).fit(X)
             default = MLPDenoiser if self.image_shape is None else UNetDenoiser
             if self.image_shape is None and self.denoiser is None:
                 with np.errstate(over="ignore", invalid="ignore"):
@@ -916,12 +916,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         with np.errstate(divide="ignore"):
             return np.log(self.class_prior_)
 
-    def _class_index(self, labels):
-        """Map labels to their index in ``classes_``; raise on unknown labels."""
+    def _class_index(self, labels, message=lambda unknown: f"y contains labels not seen in fit: {unknown}."):
+        """Map labels to their index in ``classes_``; raise ``message(unknown labels)`` on unknown ones."""
         # isin compares labels of any dtype to classes_ without raising (e.g. "a" against ints).
         unknown = ~np.isin(labels, self.classes_)
         if unknown.any():
-            raise ValueError(f"y contains labels not seen in fit: {np.unique(labels[unknown]).tolist()}.")
+            raise ValueError(message(np.unique(labels[unknown]).tolist()))
         return np.searchsorted(self.classes_, labels)
 
     def _torch_device(self):
