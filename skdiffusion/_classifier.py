@@ -145,9 +145,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         paired t-test finds it worse than the best class at p < 0.002 (checked after 8, 12,
         18, 27, ... trials), as Clark & Jaini (2023) do; a sequence of ``(trials, kept)``
         keeps the ``kept`` best classes after ``trials`` trials, as Li et al. (2023) do
-        (e.g. ``((8, 3), (16, 1))``). A dropped class keeps the mean error of the trials
-        it was scored on, so ``predict_proba`` still sums to one and ``predict`` is its
-        argmax; a sample left with one class is settled and scored no further. The trials'
+        (e.g. ``((8, 3), (16, 1))``). A dropped class's mean error is estimated from the
+        trials it was scored on, paired with a class scored on all of them (see the user
+        guide), so ``predict_proba`` still sums to one and ``predict`` is its argmax; a
+        sample left with one class is settled and scored no further. The trials'
         timesteps are taken in an order whose every prefix is spread over the whole range,
         so each stage is a stratified sample. On digits the default reached the accuracy
         of all 64 trials for every class with 5x fewer evaluations (benchmarks/evaluations.py).

@@ -11,6 +11,7 @@ from skdiffusion._scoring import (
     PairedTTest,
     StagedPruning,
     mean_errors,
+    paired_means,
     prune,
     spread_order,
     timestep_grid,
@@ -221,7 +222,29 @@ def test_paired_t_test_drops_only_classes_that_are_significantly_worse():
     assert PairedTTest(min_trials=4).keep(errors, active, np.log([1 / 3] * 3), 1.0).all()
 
 
-def test_a_pruned_class_keeps_the_mean_of_its_trials():
+def test_paired_means_anchor_a_pruned_class_on_the_reference_class():
+    nan = float("nan")
+    errors = torch.tensor(
+        [
+            [[1.0, 3.0, 5.0, 7.0], [3.0, 5.0, nan, nan], [2.0, 2.0, 4.0, 4.0]],
+            # Settled after 2 trials: no class has all 4; the reference is the best of those with 2.
+            [[1.0, 2.0, nan, nan], [4.0, 6.0, nan, nan], [9.0, nan, nan, nan]],
+        ]
+    )
+    # Row 0: the reference is class 2 (mean 3 < 4). Class 1 is 2 above it on their 2
+    # shared trials (its plain mean would be 4); class 0, scored on all 4, keeps its mean.
+    # Row 1: the reference is class 0 (mean 1.5); class 2 is 8 above it on trial 0.
+    expected = [[4.0, 2.0 + 3.0, 3.0], [1.5, 3.5 + 1.5, 8.0 + 1.5]]
+    np.testing.assert_array_equal(paired_means(errors).numpy(), expected)
+    assert paired_means(errors).dtype == torch.float64
+
+
+def test_paired_means_of_fully_scored_classes_are_plain_means():
+    errors = torch.randn(4, 3, 8)
+    np.testing.assert_allclose(paired_means(errors).numpy(), errors.double().mean(dim=2).numpy(), rtol=1e-12)
+
+
+def test_a_pruned_class_is_estimated_from_its_trials_paired_with_the_best_kept_class():
     denoiser = _random_mlp(2, 3)
     x0 = torch.randn(5, 2)
     t = torch.as_tensor(timestep_grid(0, 1000, 8))
@@ -243,7 +266,7 @@ def test_a_pruned_class_keeps_the_mean_of_its_trials():
         )
 
     mean, n_evaluations = staged([(4, 1)])
-    # One class kept after 4 trials settles the sample: every class keeps its 4-trial mean.
+    # One class kept after 4 trials settles the sample: every class has 4 trials, and keeps their mean.
     np.testing.assert_allclose(mean, full[:, :, :4].mean(dim=2).numpy(), rtol=1e-6)
     np.testing.assert_array_equal(n_evaluations, [3 * 4] * 5)
     mean, n_evaluations = staged([(4, 2), (6, 1)])
@@ -251,7 +274,9 @@ def test_a_pruned_class_keeps_the_mean_of_its_trials():
     kept = full[:, :, :4].mean(dim=2).topk(2, dim=1, largest=False).indices
     for row in range(5):
         dropped = ({0, 1, 2} - set(kept[row].tolist())).pop()
-        assert mean[row, dropped] == pytest.approx(full[row, dropped, :4].mean().item(), rel=1e-6)
+        ref = min(kept[row].tolist(), key=lambda c: full[row, c, :6].mean().item())
+        paired = (full[row, dropped, :4] - full[row, ref, :4]).mean() + full[row, ref, :6].mean()
+        assert mean[row, dropped] == pytest.approx(paired.item(), rel=1e-6)
         for c in kept[row].tolist():
             assert mean[row, c] == pytest.approx(full[row, c, :6].mean().item(), rel=1e-6)
 
