@@ -158,7 +158,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         data (fine 2-D structure is only visible at small noise); "auto" chooses
         ``(0, hi)`` with ``hi`` in 0.05, 0.1, 0.2, 0.5, 1 by the log loss of the held-out
         samples (see ``validation_fraction``), or uses (0, 1) when none are held out.
-    max_iter : int, default=1000
+    max_iter : int, default=600
         Maximum number of optimizer steps (minibatches) in ``fit``. Not used by
         :meth:`partial_fit`, which runs one epoch's worth of steps per call. 0 trains
         nothing, for a pretrained denoiser: ``fit`` then records the classes, priors and
@@ -167,9 +167,11 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         without a ``ConvergenceWarning``.
     batch_size : int, default=256
         Minibatch size of training; capped at the number of training samples.
-    learning_rate : float, default=5e-3
+    learning_rate : float or "auto", default="auto"
         Initial learning rate of Adam; it decays to a tenth along a cosine over
-        ``max_iter`` steps.
+        ``max_iter`` steps. "auto": 1e-2 for the default MLP network, 5e-3 for any
+        other (the U-Net of ``image_shape``, or a given ``denoiser``). On digits at 400
+        steps the U-Net reached 0.985 held-out accuracy at 5e-3 and 0.950 at 1e-2.
     priors : array-like of shape (n_classes,), default=None
         Prior probabilities of the classes. None: the class frequencies seen in ``fit``.
     noise_schedule : {"linear", "cosine"} or array-like of shape (n_diffusion_steps,), default="linear"
@@ -205,8 +207,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Relative tolerance. With early stopping, a check whose held-out loss is not below
         ``(1 - tol)`` times the best so far counts as no progress. Without, the fit
         raises a ``ConvergenceWarning`` when a straight line fitted to the training loss
-        of the last ``n_iter_no_change`` checks still falls by more than ``tol`` of its
-        mean (training longer would still lower the loss).
+        of the last ``n_iter_no_change`` checks (at most the last half of the steps)
+        still falls by more than ``tol`` of its mean and by more than twice its standard
+        error: training longer would still lower the loss, beyond the noise of the
+        minibatch losses.
     n_iter_no_change : int, default=10
         Number of checks, one every 50 steps: with early stopping, how many checks
         without progress stop the training; otherwise, how many last checks the
@@ -304,7 +308,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "timestep_range": [StrOptions({"auto"}), tuple],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "priors": ["array-like", None],
         "noise_schedule": [StrOptions(set(BETA_SCHEDULES)), "array-like"],
         "n_diffusion_steps": [Interval(Integral, 2, None, closed="left")],
@@ -329,9 +333,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         n_trials=64,
         pruning="t-test",
         timestep_range="auto",
-        max_iter=1000,
+        max_iter=600,
         batch_size=256,
-        learning_rate=5e-3,
+        learning_rate="auto",
         priors=None,
         noise_schedule="linear",
         n_diffusion_steps=1000,
@@ -574,7 +578,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 # partial_fit: as many steps as one pass over the rows, as MLPClassifier's does.
                 max_iter=-(-train_idx.size // self.batch_size) if incremental else self.max_iter,
                 batch_size=self.batch_size,
-                learning_rate=self.learning_rate,
+                learning_rate=self._learning_rate(),
                 loss=self.loss,
                 generator=generator,
                 tol=self.tol,
@@ -775,6 +779,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 errors = np.concatenate(Parallel(n_jobs=self.n_jobs, verbose=10 * bool(self.verbose))(jobs))
         _check_errors(errors)
         return self._log_prior() - self.scale_ * errors
+
+    def _learning_rate(self):
+        """Return ``learning_rate``, "auto" resolved: 1e-2 for the default MLP network, else 5e-3."""
+        if not isinstance(self.learning_rate, str):
+            return self.learning_rate
+        return 1e-2 if self.denoiser is None and self.image_shape is None else 5e-3
 
     def _pruning_rule(self):
         """Return ``pruning`` as a rule object of ``_scoring``, or None."""

@@ -1,6 +1,7 @@
 """Conditional denoisers ``eps_theta(x_t, t, y)`` and the contract they keep."""
 
 import copy
+import functools
 import inspect
 import math
 
@@ -22,10 +23,16 @@ def sinusoidal_embedding(x, n_frequencies, max_period=10_000.0):
 
     ``x`` of shape (...,) becomes shape (..., 2 * n_frequencies).
     """
-    exponents = torch.arange(n_frequencies, dtype=torch.float32, device=x.device)
-    freqs = torch.exp(-math.log(max_period) * exponents / n_frequencies)
-    angles = x.to(torch.float32).unsqueeze(-1) * freqs
+    angles = x.to(torch.float32).unsqueeze(-1) * _frequencies(n_frequencies, max_period, x.device)
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+@functools.cache
+def _frequencies(n_frequencies, max_period, device):
+    """Return the frequencies of :func:`sinusoidal_embedding`, made once: fit embeds at every step."""
+    with torch.inference_mode(False):  # a tensor that autograd may use later
+        exponents = torch.arange(n_frequencies, dtype=torch.float32, device=device)
+        return torch.exp(-math.log(max_period) * exponents / n_frequencies)
 
 
 class MLPDenoiser(nn.Module):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy import stats
 from torch.nn import functional as F
 
 from ._schedule import add_noise
@@ -77,8 +78,9 @@ def train_denoiser(
 
     Timesteps are drawn from ``timestep_probs``; ``validation`` is ``(x0, y, t, eps)``
     with fixed draws, whose loss decides early stopping and which weights are kept.
-    Without it, training runs ``max_iter`` steps and counts as converged when the loss
-    fell by at most ``tol`` (relative) over its last ``n_iter_no_change`` checks.
+    Without it, training runs ``max_iter`` steps and counts as converged unless the loss
+    still falls over its last ``n_iter_no_change`` checks (at most the last half of the
+    steps), by more than ``tol`` (relative) and beyond noise: see :func:`still_falling`.
     With ``anneal`` (fit), Adam starts afresh and its rate decays along a cosine over
     ``max_iter`` steps; without (partial_fit, whose calls have no known total length),
     the rate stays constant and Adam continues from ``state.optimizer_state``.
@@ -107,6 +109,7 @@ def train_denoiser(
     denoiser.train()
     draw = (x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator)
     limit = None
+    n_before = len(state.loss_curve)
     try:
         for step in range(max_iter):
             if callback is not None and not window and callback():
@@ -155,7 +158,10 @@ def train_denoiser(
         warnings.warn("Training interrupted by the user; the model keeps the weights reached so far.", stacklevel=3)
         state.interrupted = True
     if validation is None:
-        state.converged = relative_decrease(state.loss_curve[-n_iter_no_change * CHECK_EVERY :]) <= tol
+        # The last n_iter_no_change checks, or the last half of this fit's steps if fewer:
+        # the first steps' descent says nothing about where training ends.
+        window = min(n_iter_no_change * CHECK_EVERY, (len(state.loss_curve) - n_before) // 2)
+        state.converged = not still_falling(state.loss_curve[-window:] if window else [], tol)
     if best_weights is not None:
         denoiser.load_state_dict(best_weights)
     state.optimizer_state = None if anneal else _cpu_copy(optimizer.state_dict()["state"])
@@ -206,13 +212,19 @@ def check_loss(value, limit, step, first=False):
     )
 
 
-def relative_decrease(losses):
-    """Return how far a straight line fitted to ``losses`` falls over them, relative to their mean."""
-    losses = np.asarray(losses)
-    if losses.size < 2:
-        return np.inf
-    slope = np.polyfit(np.arange(losses.size), losses, 1)[0]
-    return -slope * losses.size / losses.mean()
+def still_falling(losses, tol):
+    """Return whether a straight line fitted to ``losses`` falls by more than ``tol`` of their mean, beyond noise.
+
+    Beyond noise: by more than twice the fall's standard error. Minibatch losses are
+    noisy (each draws its own timesteps), so a fall of a few per cent over some hundred
+    steps can be chance alone.
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    if losses.size < 3:
+        return True
+    fit = stats.linregress(np.arange(losses.size), losses)
+    fall, stderr = -fit.slope * losses.size / losses.mean(), fit.stderr * losses.size / losses.mean()
+    return bool(fall > tol and fall > 2 * stderr)
 
 
 @torch.no_grad()

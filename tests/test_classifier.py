@@ -247,6 +247,20 @@ def test_early_stopping_stops_when_the_held_out_loss_stalls(spirals):
     assert len(clf.validation_scores_) == 2
 
 
+@pytest.mark.parametrize(
+    "params, rate",
+    [({}, 1e-2), ({"denoiser": SMALL_MLP}, 5e-3), ({"image_shape": (1, 1, 2)}, 5e-3)],
+    ids=["default network", "given denoiser", "image U-Net"],
+)
+def test_auto_learning_rate_is_that_of_the_network(spirals, params, rate):
+    X, y, _, _ = spirals
+    auto = _clf(max_iter=20, **params).fit(X, y)
+    explicit = _clf(max_iter=20, learning_rate=rate, **params).fit(X, y)
+    other = _clf(max_iter=20, learning_rate=rate * 1.5, **params).fit(X, y)
+    assert auto.loss_curve_ == explicit.loss_curve_
+    assert auto.loss_curve_ != other.loss_curve_
+
+
 @pytest.mark.filterwarnings("default::sklearn.exceptions.ConvergenceWarning")
 def test_convergence_warning_at_max_iter(spirals):
     X, y, _, _ = spirals

@@ -12,6 +12,7 @@ from skdiffusion._training import (
     LOSSES,
     TrainingState,
     per_sample_loss,
+    still_falling,
     train_denoiser,
     training_timestep_probs,
     validation_loss,
@@ -187,3 +188,25 @@ def test_state_carries_the_loss_curve_between_calls():
     state = _train(denoiser, x0, y, max_iter=20)
     state = _train(denoiser, x0, y, max_iter=30, state=state)
     assert len(state.loss_curve) == 50
+
+
+def test_still_falling_needs_a_fall_above_tol_and_beyond_noise():
+    noise = np.random.default_rng(0).normal(scale=0.1, size=500)
+    steady = np.linspace(0.5, 0.49, 500)  # falls by 2% of its mean
+    assert still_falling(steady, tol=1e-2)
+    assert not still_falling(steady, tol=5e-2)  # a fall below tol
+    # The same fall in noise of sd 0.1: its standard error is ~3.1%, so 2% is no evidence.
+    assert not still_falling(steady + noise, tol=1e-2)
+    assert still_falling(np.linspace(0.6, 0.4, 500) + noise, tol=1e-2)  # a 40% fall stands out
+    assert not still_falling(0.5 + noise, tol=1e-2)
+    assert still_falling([1.0, 0.5], tol=1e-2)  # too few losses to judge: not converged
+
+
+def test_convergence_is_judged_on_the_last_half_of_a_short_fit():
+    x0, y = _problem()
+    # 100 steps at a rate of ~0: the loss is noise around a constant, over every window.
+    state = _train(_Scalar(0.0), x0, y, max_iter=2 * CHECK_EVERY, learning_rate=1e-12, tol=1e-2, n_iter_no_change=10)
+    assert state.converged
+    # A short fit that learns: its loss still falls over the last half of its steps.
+    state = _train(MLPDenoiser(2, 2, hidden_size=16), x0, y, max_iter=100, learning_rate=1e-2, tol=1e-2)
+    assert not state.converged
