@@ -3,9 +3,11 @@
 Run ``python benchmarks/speed.py``; it prints one table and writes
 ``benchmarks/results/speed.md`` and ``.json``. Everything is measured in the same run:
 
-- the float32 GEMM rate of the default denoiser's hidden layer shape, one thread;
+- the float32 GEMM rate, one thread, of the default denoiser's hidden layer shape, and of
+  all its layers' shapes in one scoring call (each product timed alone; their FLOPs over
+  their summed time);
 - the FLOP rate ``predict_proba`` reaches without pruning (the denoiser's FLOPs per call
-  counted with torch's FlopCounterMode) and its fraction of that GEMM rate, and the time
+  counted with torch's FlopCounterMode) and its fraction of each GEMM rate, and the time
   with the default pruning;
 - denoiser evaluations (sample x trial x class) per second, seconds per 1,000 rows;
 - predict time of the late-class design against the full network per class (digits);
@@ -69,6 +71,29 @@ def gemm_gflops(m, k, n, repeats=50):
     return 2 * m * k * n * repeats / seconds / 1e9
 
 
+def layer_gemm_gflops(denoiser, n_features, n_classes):
+    """Return the float32 GEMM rate, GFLOP/s, of the denoiser's own linear layers in one scoring call.
+
+    Each layer's product, at the shape it has in a call of ``block_rows(n_classes)`` rows
+    (the output layer sees every class's rows), is timed alone; the rate is their FLOPs
+    over their summed time: what the call would reach if it did nothing but its GEMMs.
+    """
+    shapes = []
+    hooks = [
+        module.register_forward_hook(lambda m, args, out: shapes.append((args[0].numel() // m.in_features, m)))
+        for module in denoiser.modules()
+        if isinstance(module, torch.nn.Linear)
+    ]
+    rows = block_rows(n_classes)
+    with torch.no_grad():
+        denoiser.forward_all(torch.randn(rows, n_features), torch.randint(1000, (rows,)))
+    for hook in hooks:
+        hook.remove()
+    flops = [2 * m * layer.in_features * layer.out_features for m, layer in shapes]
+    seconds = [f / gemm_gflops(m, layer.in_features, layer.out_features) for f, (m, layer) in zip(flops, shapes)]
+    return sum(flops) / sum(seconds)
+
+
 def flops_per_pair(denoiser, n_features, n_classes):
     """Return the denoiser's FLOPs to score one (sample, trial) pair under every class."""
     rows = block_rows(n_classes)
@@ -95,7 +120,8 @@ def predict_row(name, clf, X, repeats=3):
     seconds = min(timed(clf.predict_proba, X)[1] for _ in range(repeats))
     n_classes = clf.classes_.size
     hidden = clf.denoiser_.input.out_features
-    gemm = gemm_gflops(block_rows(n_classes), hidden, hidden)  # the hidden layers shape
+    gemm = gemm_gflops(block_rows(n_classes), hidden, hidden)  # the hidden layers' shape
+    layers_gemm = layer_gemm_gflops(clf.denoiser_, clf.n_features_in_, n_classes)  # every layer's shape
     flops = flops_per_pair(clf.denoiser_, clf.n_features_in_, n_classes) * len(X) * clf.n_trials
     return {
         "data": name,
@@ -103,6 +129,8 @@ def predict_row(name, clf, X, repeats=3):
         "gemm_gflops": gemm,
         "predict_gflops": flops / seconds / 1e9,
         "fraction": flops / seconds / 1e9 / gemm,
+        "layers_gemm_gflops": layers_gemm,
+        "layers_fraction": flops / seconds / 1e9 / layers_gemm,
         "evaluations_per_s": len(X) * clf.n_trials * n_classes / seconds,
         "s_per_1000_rows": seconds / len(X) * 1000,
         "default_s_per_1000_rows": default_seconds / len(X) * 1000,
@@ -246,15 +274,17 @@ def main():
         f"torch {torch.__version__}; every timing but the thread table uses one torch thread",
         "(the machine is shared: compare numbers within one table, not across runs)",
         "",
-        "| data | rows | GEMM GFLOP/s | predict GFLOP/s | fraction | evaluations/s | s per 1,000 rows "
-        "| with default pruning |",
-        "|---|---|---|---|---|---|---|---|",
+        "GEMM rates: of the hidden layers' shape, and of all the denoiser's layers' shapes in one call",
+        "",
+        "| data | rows | GEMM GFLOP/s hidden | GEMM GFLOP/s all layers | predict GFLOP/s | fraction of hidden "
+        "| fraction of all layers | evaluations/s | s per 1,000 rows | with default pruning |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in predict:
         lines.append(
-            f"| {r['data']} | {r['rows']} | {r['gemm_gflops']:.1f} | {r['predict_gflops']:.1f} "
-            f"| {r['fraction']:.2f} | {r['evaluations_per_s']:.3g} | {r['s_per_1000_rows']:.3f} "
-            f"| {r['default_s_per_1000_rows']:.3f} |"
+            f"| {r['data']} | {r['rows']} | {r['gemm_gflops']:.1f} | {r['layers_gemm_gflops']:.1f} "
+            f"| {r['predict_gflops']:.1f} | {r['fraction']:.2f} | {r['layers_fraction']:.2f} "
+            f"| {r['evaluations_per_s']:.3g} | {r['s_per_1000_rows']:.3f} | {r['default_s_per_1000_rows']:.3f} |"
         )
     lines += ["", "| digits denoiser (mean of 3 seeds) | accuracy | predict s (540 rows) |", "|---|---|---|"]
     lines += [f"| {k} | {v['accuracy']:.3f} | {v['predict_s']:.2f} |" for k, v in conditioning.items()]
