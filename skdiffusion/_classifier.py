@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from ._calibration import fit_scale, select_timestep_range
 from ._callbacks import NO_TASKS, CallbackSupportMixin, FitTasks
@@ -40,6 +40,11 @@ from ._unet import UNetDenoiser
 
 # Timesteps on which fit scores the held-out samples to choose the trials' range.
 SELECTION_GRID = 128
+# refit="auto" trains afresh on all rows below this many. Over random_state 0 to 4 on the
+# suite, the refit raised iris from 0.987 to 0.996 accuracy and cut breast's log loss from
+# 0.126 to 0.109, changed nothing on spirals (1,400 rows), and on digits (1,257 rows)
+# lowered accuracy from 0.980 to 0.977 and raised log loss from 0.081 to 0.096.
+REFIT_BELOW = 1000
 # Held while fit seeds torch's global generator and builds a network from it: fits in threads
 # of one process (joblib's threading backend, a Dask worker, which may run two tasks at once)
 # would otherwise draw from each other's seed.
@@ -196,7 +201,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         needs held-out samples: ``validation_fraction`` must not be None.
     validation_fraction : float or None, default=0.1
         Fraction of the training data held out (stratified) for early stopping, for the
-        choice of ``timestep_range`` and for the error scale. None holds out nothing: the
+        choice of ``timestep_range`` and for the error scale; a fit that refits (see
+        ``refit``) then trains on them too. None holds out nothing: the
         timesteps are then ``timestep_range`` (or all, for "auto") and the scale is the
         number of features (the uniformly weighted ELBO). With ``max_iter=0``, not None
         means all samples: nothing is trained on them. This choice scores every sample
@@ -218,6 +224,18 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     warm_start : bool, default=False
         Continue training the fitted denoiser on the next call to ``fit``, for up to
         ``max_iter`` more steps, instead of starting afresh.
+    refit : bool or "auto", default="auto"
+        After choosing the trials' timestep range and error scale on the held-out samples,
+        train the network afresh on all samples (from the same initial weights, with the
+        same draws) and keep that choice: the held-out rows are then trained on too, and
+        training takes twice as long. "auto" refits when ``X`` has fewer than 1,000 rows,
+        where the held-out tenth is a loss the network feels: over ``random_state`` 0 to 4
+        on the suite of ``benchmarks/accuracy.py``, iris went from 0.987 to 0.996 accuracy
+        and breast's log loss from 0.126 to 0.109, while on digits (1,257 rows) a refit
+        lowered accuracy (0.980 to 0.977) and raised log loss (0.081 to 0.096): the scale
+        chosen on the first network suits the second less well. No refit with
+        ``early_stopping``, ``validation_fraction=None``, ``max_iter=0``, in a
+        ``warm_start`` fit that continues, or in :meth:`partial_fit`.
     device : str or torch.device, default="cpu"
         Torch device to train and predict on, e.g. ``"cuda"``. A pickled model is stored
         on the CPU and loads on machines without the device.
@@ -319,6 +337,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
+        "refit": ["boolean", StrOptions({"auto"})],
         "device": [str, torch.device],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -346,6 +365,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         tol=1e-2,
         n_iter_no_change=10,
         warm_start=False,
+        refit="auto",
         device="cpu",
         n_jobs=None,
         random_state=None,
@@ -369,6 +389,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.warm_start = warm_start
+        self.refit = refit
         self.device = device
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -399,7 +420,11 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         """
         # Opened before the snapshot that a failed fit restores: after fit, scikit-learn tears
         # the callbacks down (in _fit_context) only if the context that this sets is still there.
-        tasks = FitTasks(self, X, y, max_iter=self.max_iter)
+        try:
+            refits = self._refits(_num_samples(X))
+        except TypeError:  # not array-like: validate_data raises the error
+            refits = False
+        tasks = FitTasks(self, X, y, max_iter=self.max_iter, n_trainings=2 if refits else 1)
         with self._restored_on_failure(trains_in_place=self.warm_start):
             return self._fit(X, y, tasks=tasks)
 
@@ -538,13 +563,18 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 with np.errstate(over="ignore", invalid="ignore"):
                     options = mlp_options(scaler.transform(X), y_index)
                 default = functools.partial(MLPDenoiser, **options)
-            # Only the seeded draws hold the lock: mlp_options runs joblib (kneighbors), during
-            # which a Dask worker starts another task in this thread's place.
-            with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(init_seed))
-                denoiser = build_denoiser(
-                    self.denoiser, X.shape[1], classes.size, image_shape=self.image_shape, default=default
-                )
+
+            def build():
+                # Only the seeded draws hold the lock: mlp_options runs joblib (kneighbors),
+                # during which a Dask worker starts another task in this thread's place.
+                with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(int(init_seed))
+                    module = build_denoiser(
+                        self.denoiser, X.shape[1], classes.size, image_shape=self.image_shape, default=default
+                    )
+                return module.to(device)
+
+            denoiser = build()
         denoiser = denoiser.to(device)
         check_denoiser(denoiser, sample_shape, classes.size, device, trainable=trains)
         if not continuing:
@@ -568,15 +598,16 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         validation = None
         if self.early_stopping and val_idx.size and not incremental:
             validation = validation_draws(x0[val_idx], labels[val_idx], timestep_probs, generator)
-        with _one_torch_thread():
-            state = train_denoiser(
+
+        def train(denoiser, rows, state, generator):
+            return train_denoiser(
                 denoiser,
-                x0[train_idx],
-                labels[train_idx],
+                x0[rows],
+                labels[rows],
                 alphas_cumprod=alphas_cumprod,
                 timestep_probs=timestep_probs,
                 # partial_fit: as many steps as one pass over the rows, as MLPClassifier's does.
-                max_iter=-(-train_idx.size // self.batch_size) if incremental else self.max_iter,
+                max_iter=-(-rows.size // self.batch_size) if incremental else self.max_iter,
                 batch_size=self.batch_size,
                 learning_rate=self._learning_rate(),
                 loss=self.loss,
@@ -584,13 +615,23 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 tol=self.tol,
                 n_iter_no_change=self.n_iter_no_change,
                 validation=validation,
-                state=copy.deepcopy(self._training_state),
+                state=state,
                 verbose=self.verbose,
                 anneal=not incremental,
                 callback=tasks.next_interval,
             )
+
+        with _one_torch_thread():
+            state = train(denoiser, train_idx, copy.deepcopy(self._training_state), generator)
             tasks.end_interval()
             self.timestep_range_, self.scale_ = self._select_trials(denoiser, x0[val_idx], y_index[val_idx])
+            if val_idx.size and self._refits(y_index.size) and not (incremental or state.interrupted):
+                if self.verbose:
+                    print(f"Refitting on all {y_index.size} samples")
+                # The same initial weights and draws, now with the held-out rows too.
+                denoiser = build()
+                state = train(denoiser, np.arange(y_index.size), None, torch.Generator().manual_seed(int(train_seed)))
+                tasks.end_interval()
         self.denoiser_ = denoiser
         self._training_state = state
         self.loss_curve_ = state.loss_curve
@@ -636,7 +677,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             ``log p(classes_[c] | X[i])``.
         """
         jll = self._joint_log_likelihood(X)
-        return jll - logsumexp(jll, axis=1, keepdims=True)
+        # Shifted first: far from the training data, jll reaches 1e13, where subtracting
+        # the log-sum-exp itself would lose the third decimal of the log-probabilities.
+        shifted = jll - jll.max(axis=1, keepdims=True)
+        return shifted - logsumexp(shifted, axis=1, keepdims=True)
 
     def predict(self, X):
         """Return the most probable class of each sample.
@@ -779,6 +823,14 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 errors = np.concatenate(Parallel(n_jobs=self.n_jobs, verbose=10 * bool(self.verbose))(jobs))
         _check_errors(errors)
         return self._log_prior() - self.scale_ * errors
+
+    def _refits(self, n_samples):
+        """Return whether a fit on ``n_samples`` rows trains afresh on all of them after choosing the trials."""
+        if self.early_stopping or self.validation_fraction is None or self.max_iter == 0:
+            return False
+        if self.warm_start and hasattr(self, "denoiser_"):  # continues the fitted network
+            return False
+        return self.refit is True or (self.refit == "auto" and n_samples < REFIT_BELOW)
 
     def _learning_rate(self):
         """Return ``learning_rate``, "auto" resolved: 1e-2 for the default MLP network, else 5e-3."""

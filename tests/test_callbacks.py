@@ -64,8 +64,13 @@ def test_verbose_prints_the_training_loss_as_mlp_does(spirals, capsys):
     X, y = spirals
     _clf(max_iter=120, verbose=1).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
-    # The mean loss of the steps since the last check, every 50 steps and at the end.
-    assert [re.fullmatch(r"Iteration (\d+), loss = \d\.\d{8}", line)[1] for line in lines] == ["50", "100", "120"]
+    # The mean loss of the steps since the last check, every 50 steps and at the end; 200
+    # samples are refitted on (refit="auto"), so a second training follows.
+    assert lines[3] == "Refitting on all 200 samples"
+    iterations = [re.fullmatch(r"Iteration (\d+), loss = \d\.\d{8}", line)[1] for line in lines[:3] + lines[4:]]
+    assert iterations == ["50", "100", "120"] * 2
+    _clf(max_iter=120, verbose=1, refit=False).fit(X, y)
+    assert len(capsys.readouterr().out.splitlines()) == 3
     _clf(max_iter=120).fit(X, y)
     assert capsys.readouterr().out == ""
 
@@ -100,8 +105,9 @@ def test_callbacks_see_the_fit_and_each_check_interval_in_order(spirals):
     X, y = spirals
     recorder = _recorder()
     clf = _clf(max_iter=120).set_callbacks(recorder).fit(X, y)
-    # 120 steps: intervals of 50, 50 and 20 steps, the last ending with training.
-    intervals = [(hook, "check-interval", i) for i in range(3) for hook in ("begin", "end")]
+    # 120 steps: intervals of 50, 50 and 20 steps, the last ending with training; twice,
+    # as 200 samples are refitted on (refit="auto").
+    intervals = [(hook, "check-interval", i) for i in range(6) for hook in ("begin", "end")]
     assert recorder.events == [
         ("setup", "fit"),
         ("begin", "fit", 0),

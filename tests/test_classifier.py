@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 from torch import nn
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _scoring
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier, _scoring
 from skdiffusion.datasets import make_spirals
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -259,6 +259,39 @@ def test_auto_learning_rate_is_that_of_the_network(spirals, params, rate):
     other = _clf(max_iter=20, learning_rate=rate * 1.5, **params).fit(X, y)
     assert auto.loss_curve_ == explicit.loss_curve_
     assert auto.loss_curve_ != other.loss_curve_
+
+
+def test_refit_trains_the_network_afresh_on_all_rows_and_keeps_the_choice(spirals):
+    X, y, _, _ = spirals  # 300 rows: refit="auto" refits
+    auto = _clf().fit(X, y)
+    held_out = _clf(refit=False).fit(X, y)
+    # The trials are chosen on the held-out rows, by the first network...
+    assert auto.timestep_range_ == held_out.timestep_range_
+    assert auto.scale_ == held_out.scale_
+    # ...then the network is that of a fit on all rows: same initial weights and draws.
+    all_rows = _clf(validation_fraction=None).fit(X, y)
+    assert auto.loss_curve_ == all_rows.loss_curve_ != held_out.loss_curve_
+    assert auto.n_iter_ == held_out.n_iter_ == 150
+    for name, value in auto.denoiser_.state_dict().items():
+        torch.testing.assert_close(value, all_rows.denoiser_.state_dict()[name], rtol=0, atol=0)
+
+
+def test_refit_auto_depends_on_the_number_of_rows(spirals, monkeypatch):
+    X, y, _, _ = spirals
+    monkeypatch.setattr(_classifier, "REFIT_BELOW", 300)  # 300 rows are now "many"
+    assert _clf().fit(X, y).loss_curve_ == _clf(refit=False).fit(X, y).loss_curve_
+    assert _clf(refit=True).fit(X, y).loss_curve_ == _clf(validation_fraction=None).fit(X, y).loss_curve_
+
+
+def test_no_refit_with_early_stopping_or_a_continued_fit(spirals):
+    X, y, _, _ = spirals
+    stopped = _clf(early_stopping=True, refit=True).fit(X, y)
+    assert stopped.validation_scores_  # trained on the split, with its held-out checks
+    assert stopped.loss_curve_ == _clf(early_stopping=True, refit=False).fit(X, y).loss_curve_
+    continued = _clf(warm_start=True, refit=True).fit(X, y)
+    first = list(continued.loss_curve_)
+    continued.fit(X, y)
+    assert continued.loss_curve_[: len(first)] == first and continued.n_iter_ == 2 * len(first)
 
 
 @pytest.mark.filterwarnings("default::sklearn.exceptions.ConvergenceWarning")
