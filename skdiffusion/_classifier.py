@@ -551,6 +551,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         # fails on them must not leave a half-fitted estimator behind.
         class_count = np.bincount(y_index, minlength=classes.size)
         if incremental and continuing:
+            if not hasattr(self, "class_count_"):  # pickled or saved by skdiffusion before it kept them
+                raise ValueError(
+                    "This model has no class_count_ (it was saved by an earlier version of skdiffusion), "
+                    "which partial_fit adds the new batch's class counts to: fit it again to continue "
+                    "training with partial_fit."
+                )
             class_count = class_count + self.class_count_
         class_prior = self._class_prior(class_count)
         if continuing:
