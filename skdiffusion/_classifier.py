@@ -3,6 +3,7 @@
 import contextlib
 import copy
 import functools
+import inspect
 import threading
 import warnings
 from numbers import Integral, Number, Real
@@ -1007,12 +1008,19 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         return hasattr(self, "denoiser_")
 
     def __getstate__(self):
-        # Store the network on the CPU, so that a model fitted on a GPU loads anywhere.
-        state = super().__getstate__()
+        # Store the network on the CPU, so that a model fitted on a GPU loads anywhere. A
+        # copy: BaseEstimator returns the instance's own __dict__, which must stay as it is.
+        state = dict(super().__getstate__())
         denoiser = state.get("denoiser_")
         if denoiser is not None and any(p.device.type != "cpu" for p in denoiser.parameters()):
             state["denoiser_"] = copy.deepcopy(denoiser).to("cpu")
         return state
+
+    def __setstate__(self, state):
+        # A model pickled before a parameter existed takes that parameter's default (which
+        # only later fits use), so that get_params, clone and repr work on it.
+        defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()}
+        super().__setstate__({**defaults, **state})
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

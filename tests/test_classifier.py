@@ -172,6 +172,18 @@ def test_pickle_round_trip_gives_identical_probabilities(fitted, spirals):
     assert restored.denoiser_ is not fitted.denoiser_
 
 
+def test_a_model_pickled_before_a_parameter_existed_takes_its_default(fitted, spirals):
+    _, _, X_test, _ = spirals
+    state = fitted.__getstate__()
+    del state["refit"]  # as pickled by a version without it
+    assert fitted.refit == "auto"  # the state is a copy: the estimator keeps its parameter
+    restored = DiffusionClassifier.__new__(DiffusionClassifier)
+    restored.__setstate__(state)
+    assert restored.get_params()["refit"] == "auto"
+    assert clone(restored).get_params() == {**fitted.get_params(), "refit": "auto"}
+    np.testing.assert_array_equal(restored.predict_proba(X_test), fitted.predict_proba(X_test))
+
+
 def test_decision_boundary_display(fitted, spirals):
     pytest.importorskip("matplotlib")
     import matplotlib
