@@ -563,7 +563,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             class_count = class_count + self.class_count_
         class_prior = self._class_prior(class_count)
         if continuing:
-            denoiser = self.denoiser_
+            denoiser = self.denoiser_.to(device)
         else:
             with np.errstate(over="ignore", invalid="ignore"):  # _standardise reports an overflow
                 scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize).fit(X)
@@ -584,7 +584,6 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 return module.to(device)
 
             denoiser = build()
-        denoiser = denoiser.to(device)
         check_denoiser(denoiser, sample_shape, classes.size, device, trainable=trains)
         if not continuing:
             # Until training ends, the previous fit's network must not stand beside new classes.

@@ -207,8 +207,8 @@ def paired_means(errors):
     counts = (~errors.isnan()).sum(dim=2)
     means = errors.nanmean(dim=2)
     ref = means.masked_fill(counts < counts.max(dim=1, keepdim=True).values, np.inf).argmin(dim=1)
-    ref_errors = errors[torch.arange(errors.shape[0], device=errors.device), ref].unsqueeze(1)
-    return (errors - ref_errors).nanmean(dim=2) + ref_errors.nanmean(dim=2)
+    rows = torch.arange(errors.shape[0], device=errors.device)
+    return (errors - errors[rows, ref].unsqueeze(1)).nanmean(dim=2) + means[rows, ref].unsqueeze(1)
 
 
 def mean_errors(
