@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser
 from skdiffusion._schedule import as_tensor
-from skdiffusion._scoring import block_rows, mean_errors, timestep_grid, trial_noise
+from skdiffusion._scoring import call_rows, mean_errors, timestep_grid, trial_noise
 from skdiffusion._training import train_denoiser, training_timestep_probs
 
 # Peak RSS of predict_proba on many rows, measured in a fresh process.
@@ -63,18 +63,26 @@ def clone_fitted(clf, **params):
 
 
 def gemm_gflops(m, k, n, repeats=50):
-    """Return the float32 GEMM rate, GFLOP/s, of an (m x k) @ (k x n) product."""
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    for _ in range(5):
-        a @ b
-    _, seconds = timed(lambda: [a @ b for _ in range(repeats)])
+    """Return the float32 GEMM rate, GFLOP/s, of an (m x k) @ (k x n) product (best of 3 timings).
+
+    The product is written into one output tensor: a fresh output per product would time
+    the kernel's page faults on new memory too (this halved the rate measured at 512 rows).
+    """
+    a, b, out = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
+
+    def products():
+        for _ in range(repeats):
+            torch.mm(a, b, out=out)
+
+    products()
+    seconds = min(timed(products)[1] for _ in range(3))
     return 2 * m * k * n * repeats / seconds / 1e9
 
 
 def layer_gemm_gflops(denoiser, n_features, n_classes):
     """Return the float32 GEMM rate, GFLOP/s, of the denoiser's own linear layers in one scoring call.
 
-    Each layer's product, at the shape it has in a call of ``block_rows(n_classes)`` rows
+    Each layer's product, at the shape it has in a scoring call (``call_rows`` rows)
     (the output layer sees every class's rows), is timed alone; the rate is their FLOPs
     over their summed time: what the call would reach if it did nothing but its GEMMs.
     """
@@ -84,8 +92,8 @@ def layer_gemm_gflops(denoiser, n_features, n_classes):
         for module in denoiser.modules()
         if isinstance(module, torch.nn.Linear)
     ]
-    rows = block_rows(n_classes)
-    with torch.no_grad():
+    rows = call_rows(denoiser, n_classes)
+    with torch.enable_grad():  # the plain path, which calls every layer (see flops_per_pair)
         denoiser.forward_all(torch.randn(rows, n_features), torch.randint(1000, (rows,)))
     for hook in hooks:
         hook.remove()
@@ -95,11 +103,15 @@ def layer_gemm_gflops(denoiser, n_features, n_classes):
 
 
 def flops_per_pair(denoiser, n_features, n_classes):
-    """Return the denoiser's FLOPs to score one (sample, trial) pair under every class."""
-    rows = block_rows(n_classes)
+    """Return the denoiser's FLOPs to score one (sample, trial) pair under every class.
+
+    Counted on MLPDenoiser's plain path (autograd on): without autograd its residual blocks
+    make the same products in place (``addmm_``), which FlopCounterMode does not count.
+    """
+    rows = call_rows(denoiser, n_classes)
     x_t = torch.randn(rows, n_features)
     t = torch.randint(1000, (rows,))
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with FlopCounterMode(display=False) as counter, torch.enable_grad():
         if hasattr(denoiser, "forward_all"):
             denoiser.forward_all(x_t, t)
         else:
@@ -120,7 +132,7 @@ def predict_row(name, clf, X, repeats=3):
     seconds = min(timed(clf.predict_proba, X)[1] for _ in range(repeats))
     n_classes = clf.classes_.size
     hidden = clf.denoiser_.input.out_features
-    gemm = gemm_gflops(block_rows(n_classes), hidden, hidden)  # the hidden layers' shape
+    gemm = gemm_gflops(call_rows(clf.denoiser_, n_classes), hidden, hidden)  # the hidden layers' shape
     layers_gemm = layer_gemm_gflops(clf.denoiser_, clf.n_features_in_, n_classes)  # every layer's shape
     flops = flops_per_pair(clf.denoiser_, clf.n_features_in_, n_classes) * len(X) * clf.n_trials
     return {

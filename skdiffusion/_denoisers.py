@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
 from torch import nn
+from torch.nn import functional as F
 
 CONTRACT = (
     "A denoiser is a torch.nn.Module whose forward(x_t, t, y) takes noisy samples x_t "
@@ -25,6 +26,25 @@ def sinusoidal_embedding(x, n_frequencies, max_period=10_000.0):
     """
     angles = x.to(torch.float32).unsqueeze(-1) * _frequencies(n_frequencies, max_period, x.device)
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def timestep_embedding(t, n_frequencies):
+    """Return ``sinusoidal_embedding(t, n_frequencies)`` of integer timesteps ``t``.
+
+    On the CPU it is looked up in a table of every timestep below a power of two, made
+    once per process: the same values, for 2048 timesteps in 0.1 of the time (on the
+    spirals network, 3% of a scoring call). Elsewhere the table's size, ``t.max()``, would
+    wait for the device, so the embedding is computed.
+    """
+    if t.device.type != "cpu" or t.numel() == 0:
+        return sinusoidal_embedding(t, n_frequencies)
+    return _timestep_table(1 << max(10, int(t.max()).bit_length()), n_frequencies).index_select(0, t)
+
+
+@functools.cache
+def _timestep_table(size, n_frequencies):
+    with torch.inference_mode(False):  # a tensor that autograd may use later
+        return sinusoidal_embedding(torch.arange(size), n_frequencies)
 
 
 @functools.cache
@@ -98,31 +118,58 @@ class MLPDenoiser(nn.Module):
         nn.init.zeros_(self.output[-1].weight)
         nn.init.zeros_(self.output[-1].bias)
 
+    @property
+    def eval_batch_size(self):
+        """Rows of each scoring call: up to 2048, as many as keep the all-class hidden state within 1 MiB.
+
+        (rows x classes x width floats.) The 64-unit, 2-class spirals network gets 2048
+        rows, 1.2x faster than 512; digits' 256 units and 10 classes get 96. Larger
+        temporaries are handed back to the kernel after every call, and page faults then
+        cost more than the calls save (digits at 400 rows: 1.5x slower). Beyond 2048
+        rows, calls gain little and the padding of a small prediction grows.
+        """
+        per_row = self.label.num_embeddings * self.input.out_features
+        return min(2048, max(16, (1 << 18) // per_row // 16 * 16))
+
+    # Every block adds the same conditioning c (time, then time + class) to its input:
+    # h' = h + block(h + c). The network carries s = h + c instead, so that a block is
+    # s' = s + block(s), one addition fewer per block, and entering the class is s + label.
+
     def _shared(self, x_t, t):
-        """Return the hidden state and time embedding, before the class enters."""
+        """Return ``s = h + time``, the state before the class enters: shape (n, hidden)."""
         features = [x_t]
         if self.n_frequencies:
             features.append(sinusoidal_embedding(self.input_scale * x_t, self.n_frequencies).flatten(1))
-        h = self.input(torch.cat(features, dim=1))
-        time = self.time(sinusoidal_embedding(t, 16))
+        s = _add_linear(self.time(timestep_embedding(t, 16)), self.input, torch.cat(features, dim=1))
         for block in self.blocks[: self.n_shared]:
-            h = h + block(h + time)
-        return h, time
+            s = _add_linear(s, block[1], block[0](s))
+        return s
 
-    def _conditioned(self, h, cond):
-        """Run the class-conditioned blocks and the output layer on ``h`` given ``cond``."""
+    def _conditioned(self, s):
+        """Run the class-conditioned blocks and the output layer on ``s = h + time + label``."""
         for block in self.blocks[self.n_shared :]:
-            h = h + block(h + cond)
-        return self.output(h + cond)
+            s = _add_linear(s, block[1], block[0](s))
+        return self.output[1](F.silu(s, inplace=not torch.is_grad_enabled()))
 
     def forward(self, x_t, t, y):
-        h, time = self._shared(x_t, t)
-        return self._conditioned(h, time + self.label(y))
+        return self._conditioned(self._shared(x_t, t) + self.label(y))
 
     def forward_all(self, x_t, t):
         """Return eps_hat under every class, shape (n, n_classes, n_features)."""
-        h, time = self._shared(x_t, t)
-        return self._conditioned(h.unsqueeze(1), time.unsqueeze(1) + self.label.weight)
+        return self._conditioned(self._shared(x_t, t).unsqueeze(1) + self.label.weight)
+
+
+def _add_linear(s, linear, x):
+    """Return ``s + linear(x)``: in ``s``'s memory when autograd is off (scoring, sampling).
+
+    ``s`` must then be a tensor that nothing else holds. In place, the sum needs no
+    temporaries; with the carried state of MLPDenoiser, the spirals network's forward pass
+    is 1.25x faster. It rounds differently, by ~1e-7.
+    """
+    if torch.is_grad_enabled():
+        return s + linear(x)
+    s.view(-1, s.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]), linear.weight.t())
+    return s.add_(linear.bias)
 
 
 def build_denoiser(denoiser, n_features, n_classes, *, image_shape=None, default=None):

@@ -42,7 +42,7 @@ def add_noise(x0, eps, t, alphas_cumprod):
 
     ``alphas_cumprod`` is a tensor on the device and in the dtype of ``x0``.
     """
-    abar = append_dims(alphas_cumprod[t], x0.ndim)
+    abar = append_dims(alphas_cumprod.index_select(0, t), x0.ndim)
     return abar.sqrt() * x0 + (1 - abar).sqrt() * eps
 
 

@@ -7,8 +7,9 @@ from scipy import stats
 from ._schedule import add_noise
 from ._training import per_sample_loss
 
-# (sample, trial, class) evaluations per denoiser call. A model's calls always have the
-# same number of rows, block_rows(n_classes) (the last block is padded), so float32 GEMM
+# (sample, trial, class) evaluations per denoiser call, for a denoiser that does not set
+# its own eval_batch_size (MLPDenoiser does, from its width). A model's calls always have
+# the same number of rows, call_rows(...) (the last block is padded), so float32 GEMM
 # results never depend on how many rows were passed or which rows stand beside a sample.
 # Not more: pruning scores ever fewer pairs, and padding is then wasted work; and the
 # all-class intermediates of a larger block (rows x classes x width floats) were freed back
@@ -53,20 +54,31 @@ def block_rows(n_classes):
     return max(16, EVAL_BLOCK // n_classes // 16 * 16)
 
 
-def _blocks(x0, t, eps, rows, alphas_cumprod, block):
-    """Yield the (row, trial) pairs of ``rows`` x all trials in blocks of exactly ``block``.
+def call_rows(denoiser, n_classes):
+    """Return the rows of each scoring call: the denoiser's ``eval_batch_size``, else :func:`block_rows`.
 
-    Yields ``(row, trial, x_t, t_block, eps_block)``: the noisy samples and their draws,
-    padded to ``block`` rows, and the row and trial index of the unpadded ones.
+    ``n_classes`` is the number of classes one call scores: all of them with
+    ``forward_all``, one without.
+    """
+    return getattr(denoiser, "eval_batch_size", None) or block_rows(n_classes)
+
+
+def _blocks(x0, t, eps, rows, alphas_cumprod, block):
+    """Yield the (row, trial) pairs of ``rows`` x all trials, row-major, in blocks of exactly ``block``.
+
+    Yields ``(x_t, t_block, trial)``: the noisy samples, their timesteps and their trials'
+    indices; the last block is padded with copies of the last pair. The losses of all
+    blocks, concatenated and cut to ``rows.numel() * n_trials``, reshape to (rows, trials).
     """
     n_trials = t.shape[0]
     n_pairs = rows.numel() * n_trials
-    for start in range(0, n_pairs, block):
-        pairs = torch.arange(start, start + block, device=x0.device).clamp_(max=n_pairs - 1)
-        row, trial = rows[pairs // n_trials], pairs % n_trials
-        x_t = add_noise(x0[row], eps[trial], t[trial], alphas_cumprod)
-        stop = min(block, n_pairs - start)
-        yield row[:stop], trial[:stop], x_t, t[trial], eps[trial]
+    pairs = torch.arange(-(-n_pairs // block) * block, device=x0.device).clamp_(max=n_pairs - 1)
+    row, trial = rows[pairs // n_trials], pairs % n_trials
+    for start in range(0, pairs.numel(), block):  # index_select: 2.5x faster than x0[row] here
+        k = trial[start : start + block]
+        t_block = t.index_select(0, k)
+        x_t = add_noise(x0.index_select(0, row[start : start + block]), eps.index_select(0, k), t_block, alphas_cumprod)
+        yield x_t, t_block, k
 
 
 @torch.no_grad()
@@ -78,28 +90,36 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
     Only the (sample, class) pairs where ``active`` (shape (n, n_classes)) is True are
     scored; the others hold NaN.
     """
-    n_samples, device = x0.shape[0], x0.device
-    errors = torch.full((n_samples, n_classes, t.shape[0]), float("nan"), device=device)
+    n_samples, n_trials, device = x0.shape[0], t.shape[0], x0.device
+    errors = torch.full((n_samples, n_classes, n_trials), float("nan"), device=device)
     if active is None:
         active = torch.ones((n_samples, n_classes), dtype=torch.bool, device=device)
     forward_all = getattr(denoiser, "forward_all", None)
     if forward_all is not None:  # the class-independent part of the network runs once
         rows = active.any(dim=1).nonzero().squeeze(1)
-        block = block_rows(n_classes)
-        for row, trial, x_t, t_block, eps_block in _blocks(x0, t, eps, rows, alphas_cumprod, block):
-            loss_block = per_sample_loss(loss, forward_all(x_t, t_block), eps_block)
-            errors[row, :, trial] = _reported(loss_block[: row.shape[0]])
+        # Each trial's noise repeated for every class, looked up per block: subtracting a
+        # broadcast eps from few features is 2.7x slower (spirals: 2 classes, 2 features).
+        target = eps.unsqueeze(1).expand(n_trials, n_classes, *eps.shape[1:]).contiguous()
+        blocks = _blocks(x0, t, eps, rows, alphas_cumprod, call_rows(denoiser, n_classes))
+        losses = [
+            per_sample_loss(loss, forward_all(x_t, t_b), target.index_select(0, k), sample_ndim=eps.ndim - 1)
+            for x_t, t_b, k in blocks
+        ]
+        if losses:
+            scored = torch.cat(losses)[: rows.numel() * n_trials].view(rows.numel(), n_trials, n_classes)
+            errors[rows] = _reported(scored.transpose(1, 2))
         errors[~active] = float("nan")
         return errors
     # A denoiser may set the rows of its calls: a large model scoring few (sample, trial)
     # pairs at a time would otherwise mostly evaluate the padding of block_rows(1) rows.
-    block = getattr(denoiser, "eval_batch_size", None) or block_rows(1)
+    block = call_rows(denoiser, 1)
     for c in range(n_classes):
         label = torch.full((block,), c, dtype=torch.long, device=device)
         rows = active[:, c].nonzero().squeeze(1)
-        for row, trial, x_t, t_block, eps_block in _blocks(x0, t, eps, rows, alphas_cumprod, block):
-            loss_block = per_sample_loss(loss, denoiser(x_t, t_block, label), eps_block)
-            errors[row, c, trial] = _reported(loss_block[: row.shape[0]])
+        blocks = _blocks(x0, t, eps, rows, alphas_cumprod, block)
+        losses = [per_sample_loss(loss, denoiser(x_t, t_b, label), eps.index_select(0, k)) for x_t, t_b, k in blocks]
+        if losses:
+            errors[rows, c] = _reported(torch.cat(losses)[: rows.numel() * n_trials].view(rows.numel(), n_trials))
     return errors
 
 

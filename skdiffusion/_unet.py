@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._denoisers import sinusoidal_embedding
+from ._denoisers import timestep_embedding
 from ._schedule import append_dims
 
 
@@ -120,7 +120,7 @@ class UNetDenoiser(nn.Module):
 
     def _shared(self, x_t, t):
         """Return the state before the class enters: hidden map, pending skips, time embedding."""
-        time = self.time(sinusoidal_embedding(t, 16))
+        time = self.time(timestep_embedding(t, 16))
         h = self.input(x_t)
         skips = []
         for block, downsample in zip(self.down, self.downsample):

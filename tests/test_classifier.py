@@ -218,9 +218,10 @@ def test_predict_proba_on_ten_thousand_rows_runs_in_bounded_chunks(monkeypatch):
     proba = clf.predict_proba(grid)
     assert proba.shape == (10_000, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    # Every denoiser call has block_rows(2) rows and scores both classes at once; chunks of
-    # 4096, 4096 and 1808 samples.
-    block = _scoring.block_rows(2)
+    # Every denoiser call has the network's eval_batch_size rows and scores both classes at
+    # once; chunks of 4096, 4096 and 1808 samples.
+    block = clf.denoiser_.eval_batch_size
+    assert block == 2048  # 16 units x 2 classes: the 1 MiB budget allows more, the cap holds
     assert set(_CountingMLP.batch_sizes) == {block}
     blocks = sum(-(-n * 8 // block) for n in (4096, 4096, 1808))
     assert len(_CountingMLP.batch_sizes) == blocks

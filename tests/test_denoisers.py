@@ -9,7 +9,14 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser
-from skdiffusion._denoisers import build_denoiser, check_denoiser, class_spacing, mlp_options, sinusoidal_embedding
+from skdiffusion._denoisers import (
+    build_denoiser,
+    check_denoiser,
+    class_spacing,
+    mlp_options,
+    sinusoidal_embedding,
+    timestep_embedding,
+)
 
 
 def _inputs(n, n_features, n_classes, seed=0):
@@ -80,6 +87,40 @@ def test_mlp_denoiser_widths():
     assert MLPDenoiser(8, 2).input.in_features == 8 * (1 + 2 * 16)
     assert MLPDenoiser(9, 2).input.in_features == 9
     assert len(MLPDenoiser(2, 2, n_blocks=5).blocks) == 5
+
+
+@pytest.mark.parametrize("class_blocks", [0, 2])
+def test_scoring_path_computes_what_the_autograd_path_computes(class_blocks):
+    # Without autograd the blocks sum in place; the network, its inputs and (to rounding)
+    # its outputs stay those of the plain path that training differentiates.
+    torch.manual_seed(0)
+    net = MLPDenoiser(3, 4, hidden_size=32, n_blocks=2, class_blocks=class_blocks)
+    nn.init.normal_(net.output[-1].weight)
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    x_t, t, y = torch.randn(40, 3), torch.randint(1000, (40,)), torch.randint(4, (40,))
+    inputs = x_t.clone(), t.clone()
+    plain, plain_all = net(x_t, t, y), net.forward_all(x_t, t)
+    assert plain.requires_grad
+    with torch.no_grad():
+        scoring, scoring_all = net(x_t, t, y), net.forward_all(x_t, t)
+    torch.testing.assert_close(scoring, plain.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scoring_all, plain_all.detach(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(x_t, inputs[0]) and torch.equal(t, inputs[1])
+    assert all(torch.equal(v, weights[k]) for k, v in net.state_dict().items())
+
+
+def test_eval_batch_size_keeps_the_all_class_state_within_a_mebibyte():
+    # rows x classes x width floats <= 2**18, in multiples of 16, between 16 and 2048 rows.
+    assert MLPDenoiser(2, 2, hidden_size=64).eval_batch_size == 2048  # spirals
+    assert MLPDenoiser(64, 10, hidden_size=256).eval_batch_size == 96  # digits: 102 rounded down
+    assert MLPDenoiser(2, 2, hidden_size=16).eval_batch_size == 2048  # the cap
+    assert MLPDenoiser(2, 1000, hidden_size=256).eval_batch_size == 16  # the floor
+
+
+def test_timestep_embedding_is_the_sinusoidal_embedding_bit_for_bit():
+    for t in (torch.arange(1000), torch.tensor([0, 1023, 1024, 5000]), torch.randint(2048, (37,))):
+        assert torch.equal(timestep_embedding(t, 16), sinusoidal_embedding(t, 16))
+    assert timestep_embedding(torch.zeros(0, dtype=torch.long), 16).shape == (0, 32)
 
 
 def test_sinusoidal_embedding():

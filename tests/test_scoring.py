@@ -281,15 +281,37 @@ def test_a_pruned_class_is_estimated_from_its_trials_paired_with_the_best_kept_c
             assert mean[row, c] == pytest.approx(full[row, c, :6].mean().item(), rel=1e-6)
 
 
-def test_trial_errors_matches_a_direct_computation():
-    denoiser = _random_mlp(2, 3)
-    x0 = torch.randn(3, 2)
-    t = torch.tensor([10, 500, 990])
-    eps = trial_noise(3, (2,), 0)
-    errors = trial_errors(denoiser, x0, t, eps, 3, alphas_cumprod=ALPHAS_CUMPROD, loss="l2")
-    i, c, k = 2, 1, 0
-    abar = ALPHAS_CUMPROD[t[k]]
-    x_t = abar.sqrt() * x0[i] + (1 - abar).sqrt() * eps[k]
+class _Rows(nn.Module):
+    """Wraps a denoiser and sets the rows of its scoring calls."""
+
+    def __init__(self, denoiser, eval_batch_size, all_classes):
+        super().__init__()
+        self.denoiser, self.eval_batch_size = denoiser, eval_batch_size
+        if all_classes:
+            self.forward_all = denoiser.forward_all
+
+    def forward(self, x_t, t, y):
+        return self.denoiser(x_t, t, y)
+
+
+@pytest.mark.parametrize("all_classes", [True, False])
+def test_trial_errors_matches_a_direct_computation(all_classes):
+    # 7 samples x 5 trials in calls of 16 rows: three calls, the last padded; one sample's
+    # classes are all inactive, another has one class left.
+    denoiser = _Rows(_random_mlp(2, 3), 16, all_classes)
+    x0 = torch.randn(7, 2)
+    t = torch.tensor([10, 500, 990, 3, 250])
+    eps = trial_noise(5, (2,), 0)
+    active = torch.ones((7, 3), dtype=torch.bool)
+    active[2], active[4, :2] = False, False
+    errors = trial_errors(denoiser, x0, t, eps, 3, alphas_cumprod=ALPHAS_CUMPROD, loss="l2", active=active)
+    abar = ALPHAS_CUMPROD[t][:, None]
+    expected = torch.empty((7, 3, 5))
     with torch.no_grad():
-        eps_hat = denoiser(x_t[None], t[k : k + 1], torch.tensor([c]))[0]
-    torch.testing.assert_close(errors[i, c, k], (eps_hat - eps[k]).square().mean(), rtol=1e-5, atol=1e-6)
+        for i in range(7):
+            x_t = abar.sqrt() * x0[i] + (1 - abar).sqrt() * eps
+            for c in range(3):
+                eps_hat = denoiser.denoiser(x_t, t, torch.full((5,), c))
+                expected[i, c] = (eps_hat - eps).square().mean(dim=1)
+    expected[~active] = float("nan")
+    torch.testing.assert_close(errors, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
