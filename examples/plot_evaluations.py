@@ -13,8 +13,10 @@ of spending those evaluations:
   data at ``fit``, shared noise, and ``pruning="t-test"``, which stops scoring a
   class once it is significantly worse than the best and a sample once one class is left.
 
-Run ``python benchmarks/evaluations.py`` to measure them again; the plot reads the
-recorded results, so that this page builds in a second.
+Each point is the mean accuracy over five draws of the noise: on a single draw, which
+test rows a procedure gets right is partly luck. Run ``python
+benchmarks/evaluations.py`` to measure them again; the plot reads the recorded results,
+so that this page builds in a second.
 """
 
 # %%
