@@ -53,7 +53,3 @@ class FitTasks:
         """End the fit's task, whose ``fitted_estimator`` is the fitted estimator."""
         if self.root is not None:
             self.root.call_on_fit_task_end(estimator=self.estimator, reconstruction_attributes={}, **self.data)
-
-
-# The tasks of a fit that reports to no callback (partial_fit): every method does nothing.
-NO_TASKS = FitTasks(None, None, None, max_iter=0)

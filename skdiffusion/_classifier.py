@@ -22,7 +22,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from ._calibration import fit_scale, select_timestep_range
-from ._callbacks import NO_TASKS, CallbackSupportMixin, FitTasks
+from ._callbacks import CallbackSupportMixin, FitTasks
 from ._denoisers import MLPDenoiser, build_denoiser, check_denoiser, mlp_options
 from ._sampling import ancestral_sample
 from ._schedule import BETA_SCHEDULES, as_tensor, make_alphas_cumprod
@@ -486,8 +486,13 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         >>> clf.class_count_.tolist(), clf.n_iter_
         ([500, 500], 4)
         """
+        try:  # one epoch's worth of steps, at most (the held-out rows are not trained on)
+            max_steps = -(-_num_samples(X) // self.batch_size)
+        except TypeError:  # not array-like: validate_data raises the error
+            max_steps = 1
+        tasks = FitTasks(self, X, y, max_iter=max_steps)
         with self._restored_on_failure(trains_in_place=True):
-            return self._fit(X, y, classes, incremental=True)
+            return self._fit(X, y, classes, incremental=True, tasks=tasks)
 
     @contextlib.contextmanager
     def _restored_on_failure(self, trains_in_place):
@@ -503,7 +508,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             self.__dict__.update(previous)
             raise
 
-    def _fit(self, X, y, classes=None, *, incremental=False, tasks=NO_TASKS):
+    def _fit(self, X, y, classes=None, *, tasks, incremental=False):
         """Fit, setting the attributes as it goes; ``fit`` restores them if this raises.
 
         ``incremental`` (partial_fit): continue the fitted model, if any, with the class

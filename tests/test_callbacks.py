@@ -121,6 +121,21 @@ def test_callbacks_see_the_fit_and_each_check_interval_in_order(spirals):
     assert not hasattr(clf, "_callback_fit_ctx")
 
 
+def test_callbacks_see_each_partial_fit_call(spirals):
+    X, y = spirals
+    recorder = _recorder()
+    clf = _clf(batch_size=32).set_callbacks(recorder)
+    for batch in np.array_split(np.arange(len(X)), 2):
+        clf.partial_fit(X[batch], y[batch], classes=[0, 1])
+    # Each call is a task: 100 rows, 90 trained on, are 3 steps of 32, one interval.
+    call = [("setup", "fit"), ("begin", "fit", 0), ("begin", "check-interval", 0)]
+    call += [("end", "check-interval", 0), ("end", "fit", 0), ("teardown", "fit")]
+    assert recorder.events == call * 2
+    assert clf.n_iter_ == 6
+    assert recorder.fitted is not clf and recorder.fitted.n_iter_ == 6
+    assert not hasattr(clf, "_callback_fit_ctx")
+
+
 def test_a_callback_stops_training_between_intervals(spirals):
     X, y = spirals
     recorder = _recorder(stop_after=2)
