@@ -827,7 +827,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             if self.n_jobs in (None, 1):
                 errors = score(x0)
             else:
-                # A job per chunk of mean_errors: 2**18 evaluations, 0.25 s of the spirals' MLP
+                # A job per chunk of mean_errors: 2**18 evaluations, 0.1 s of the spirals' MLP
                 # unpruned, beside ~3 ms of loky's overhead per job (benchmarks: see the user guide).
                 rows = max(1, CHUNK_PAIRS // (self.n_trials * self.classes_.size))
                 # Cloned: a pickled view would carry all of x0 to every job. Progress is
