@@ -34,9 +34,9 @@ def timestep_embedding(t, n_frequencies):
     On the CPU it is looked up in a table of every timestep below a power of two, made
     once per process: the same values, for 2048 timesteps in 0.1 of the time (on the
     spirals network, 3% of a scoring call). Elsewhere the table's size, ``t.max()``, would
-    wait for the device, so the embedding is computed.
+    wait for the device, so the embedding is computed, as it is for float ``t``.
     """
-    if t.device.type != "cpu" or t.numel() == 0:
+    if t.device.type != "cpu" or t.numel() == 0 or t.is_floating_point():
         return sinusoidal_embedding(t, n_frequencies)
     return _timestep_table(1 << max(10, int(t.max()).bit_length()), n_frequencies).index_select(0, t)
 

@@ -121,6 +121,8 @@ def test_timestep_embedding_is_the_sinusoidal_embedding_bit_for_bit():
     for t in (torch.arange(1000), torch.tensor([0, 1023, 1024, 5000]), torch.randint(2048, (37,))):
         assert torch.equal(timestep_embedding(t, 16), sinusoidal_embedding(t, 16))
     assert timestep_embedding(torch.zeros(0, dtype=torch.long), 16).shape == (0, 32)
+    t = torch.tensor([0.5, 999.0])
+    assert torch.equal(timestep_embedding(t, 16), sinusoidal_embedding(t, 16))
 
 
 def test_sinusoidal_embedding():
