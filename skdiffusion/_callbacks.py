@@ -1,4 +1,4 @@
-"""Support for scikit-learn's callbacks (``set_callbacks``, scikit-learn >= 1.9) in ``fit``."""
+"""Support for scikit-learn's callbacks (``set_callbacks``, scikit-learn >= 1.9) in ``fit`` and ``partial_fit``."""
 
 from ._training import CHECK_EVERY
 

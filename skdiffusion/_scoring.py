@@ -58,7 +58,8 @@ def call_rows(denoiser, n_classes):
     """Return the rows of each scoring call: the denoiser's ``eval_batch_size``, else :func:`block_rows`.
 
     ``n_classes`` is the number of classes one call scores: all of them with
-    ``forward_all``, one without.
+    ``forward_all``, one without. A large model scoring few (sample, trial) pairs at a
+    time sets its own rows, or it would mostly evaluate the padding of ``block_rows(1)``.
     """
     return getattr(denoiser, "eval_batch_size", None) or block_rows(n_classes)
 
@@ -66,9 +67,9 @@ def call_rows(denoiser, n_classes):
 def _blocks(x0, t, eps, rows, alphas_cumprod, block):
     """Yield the (row, trial) pairs of ``rows`` x all trials, row-major, in blocks of exactly ``block``.
 
-    Yields ``(x_t, t_block, trial)``: the noisy samples, their timesteps and their trials'
-    indices; the last block is padded with copies of the last pair. The losses of all
-    blocks, concatenated and cut to ``rows.numel() * n_trials``, reshape to (rows, trials).
+    Yields ``(x_t, t_block, eps_block)``, the noisy samples and their draws; the last
+    block is padded with copies of the last pair. The losses of all blocks, concatenated
+    and cut to ``rows.numel() * n_trials``, reshape to (rows, trials).
     """
     n_trials = t.shape[0]
     n_pairs = rows.numel() * n_trials
@@ -76,9 +77,9 @@ def _blocks(x0, t, eps, rows, alphas_cumprod, block):
     row, trial = rows[pairs // n_trials], pairs % n_trials
     for start in range(0, pairs.numel(), block):  # index_select: 2.5x faster than x0[row] here
         k = trial[start : start + block]
-        t_block = t.index_select(0, k)
-        x_t = add_noise(x0.index_select(0, row[start : start + block]), eps.index_select(0, k), t_block, alphas_cumprod)
-        yield x_t, t_block, k
+        t_block, eps_block = t.index_select(0, k), eps.index_select(0, k)
+        x_t = add_noise(x0.index_select(0, row[start : start + block]), eps_block, t_block, alphas_cumprod)
+        yield x_t, t_block, eps_block
 
 
 @torch.no_grad()
@@ -97,27 +98,19 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
     forward_all = getattr(denoiser, "forward_all", None)
     if forward_all is not None:  # the class-independent part of the network runs once
         rows = active.any(dim=1).nonzero().squeeze(1)
-        # Each trial's noise repeated for every class, looked up per block: subtracting a
-        # broadcast eps from few features is 2.7x slower (spirals: 2 classes, 2 features).
-        target = eps.unsqueeze(1).expand(n_trials, n_classes, *eps.shape[1:]).contiguous()
         blocks = _blocks(x0, t, eps, rows, alphas_cumprod, call_rows(denoiser, n_classes))
-        losses = [
-            per_sample_loss(loss, forward_all(x_t, t_b), target.index_select(0, k), sample_ndim=eps.ndim - 1)
-            for x_t, t_b, k in blocks
-        ]
+        losses = [per_sample_loss(loss, forward_all(x_t, t_b), eps_b) for x_t, t_b, eps_b in blocks]
         if losses:
             scored = torch.cat(losses)[: rows.numel() * n_trials].view(rows.numel(), n_trials, n_classes)
             errors[rows] = _reported(scored.transpose(1, 2))
         errors[~active] = float("nan")
         return errors
-    # A denoiser may set the rows of its calls: a large model scoring few (sample, trial)
-    # pairs at a time would otherwise mostly evaluate the padding of block_rows(1) rows.
     block = call_rows(denoiser, 1)
     for c in range(n_classes):
         label = torch.full((block,), c, dtype=torch.long, device=device)
         rows = active[:, c].nonzero().squeeze(1)
         blocks = _blocks(x0, t, eps, rows, alphas_cumprod, block)
-        losses = [per_sample_loss(loss, denoiser(x_t, t_b, label), eps.index_select(0, k)) for x_t, t_b, k in blocks]
+        losses = [per_sample_loss(loss, denoiser(x_t, t_b, label), eps_b) for x_t, t_b, eps_b in blocks]
         if losses:
             errors[rows, c] = _reported(torch.cat(losses)[: rows.numel() * n_trials].view(rows.numel(), n_trials))
     return errors

@@ -109,6 +109,26 @@ def test_scoring_path_computes_what_the_autograd_path_computes(class_blocks):
     assert all(torch.equal(v, weights[k]) for k, v in net.state_dict().items())
 
 
+def test_scoring_path_falls_back_where_summing_in_place_would_differ():
+    torch.manual_seed(0)
+    net = MLPDenoiser(3, 2, hidden_size=32, n_blocks=2)
+    nn.init.normal_(net.output[-1].weight)
+    x_t, y = torch.randn(8, 3), torch.randint(2, (8,))
+    # A timestep shared by every row, broadcast; a bfloat16 autocast.
+    t = torch.tensor([500])
+    with torch.no_grad():
+        torch.testing.assert_close(net(x_t, t, y), net(x_t, t.expand(8), y))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert net.forward_all(x_t, t.expand(8)).shape == (8, 2, 3)
+    # A hook sees the layers' tensors as the plain path makes them, and still fires.
+    seen = []
+    net.blocks[0][1].register_forward_hook(lambda module, args, out: seen.append(out.clone()))
+    plain = net(x_t, t.expand(8), y).detach()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x_t, t.expand(8), y), plain)
+    assert len(seen) == 2 and torch.equal(seen[0], seen[1])
+
+
 def test_eval_batch_size_keeps_the_all_class_state_within_a_mebibyte():
     # rows x classes x width floats <= 2**18, in multiples of 16, between 16 and 2048 rows.
     assert MLPDenoiser(2, 2, hidden_size=64).eval_batch_size == 2048  # spirals
@@ -121,8 +141,9 @@ def test_timestep_embedding_is_the_sinusoidal_embedding_bit_for_bit():
     for t in (torch.arange(1000), torch.tensor([0, 1023, 1024, 5000]), torch.randint(2048, (37,))):
         assert torch.equal(timestep_embedding(t, 16), sinusoidal_embedding(t, 16))
     assert timestep_embedding(torch.zeros(0, dtype=torch.long), 16).shape == (0, 32)
-    t = torch.tensor([0.5, 999.0])
-    assert torch.equal(timestep_embedding(t, 16), sinusoidal_embedding(t, 16))
+    # Float, negative, large and 0-d timesteps are computed as they are.
+    for t in (torch.tensor([0.5, 999.0]), torch.tensor([-3, 7]), torch.tensor([70_000]), torch.tensor(12)):
+        assert torch.equal(timestep_embedding(t, 16), sinusoidal_embedding(t, 16))
 
 
 def test_sinusoidal_embedding():
