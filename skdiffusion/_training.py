@@ -27,17 +27,13 @@ CHECK_EVERY = 50  # optimizer steps between convergence checks
 DIVERGENCE_FACTOR = 1e4
 
 
-def per_sample_loss(loss, eps_hat, eps):
+def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None):
     """Return the mean of ``LOSSES[loss]`` over each sample's elements.
 
-    ``eps`` has shape (n, *sample_shape); ``eps_hat`` the same, or (n, n_classes,
-    *sample_shape) for every class's prediction, which gives shape (n, n_classes).
+    ``eps_hat`` and ``eps`` have the same shape, the samples' dimensions last:
+    ``sample_ndim`` of them (default: all but the first).
     """
-    sample_ndim = eps.ndim - 1
-    if eps_hat.ndim > eps.ndim:
-        # Repeated, not broadcast: F.huber_loss warns about a target of another shape, and
-        # subtracting a broadcast eps from few features is 2x slower (spirals' 2 classes of 2).
-        eps = eps.unsqueeze(1).expand_as(eps_hat).contiguous()
+    sample_ndim = eps.ndim - 1 if sample_ndim is None else sample_ndim
     return LOSSES[loss](eps_hat, eps).flatten(-sample_ndim).mean(-1)
 
 

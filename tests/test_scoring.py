@@ -295,10 +295,11 @@ class _Rows(nn.Module):
 
 
 @pytest.mark.parametrize("all_classes", [True, False])
-def test_trial_errors_matches_a_direct_computation(all_classes):
-    # 7 samples x 5 trials in calls of 16 rows: three calls, the last padded; one sample's
-    # classes are all inactive, another has one class left.
-    denoiser = _Rows(_random_mlp(2, 3), 16, all_classes)
+@pytest.mark.parametrize("rows", [16, 4])
+def test_trial_errors_matches_a_direct_computation(all_classes, rows):
+    # 7 samples x 5 trials in calls of 16 (or 4, fewer than the trials) rows, the last
+    # padded; one sample's classes are all inactive, another has one class left.
+    denoiser = _Rows(_random_mlp(2, 3), rows, all_classes)
     x0 = torch.randn(7, 2)
     t = torch.tensor([10, 500, 990, 3, 250])
     eps = trial_noise(5, (2,), 0)

@@ -84,7 +84,8 @@ def test_per_sample_loss_values():
 def test_per_sample_loss_compares_every_class_with_the_same_noise(loss):
     eps_hat, eps = torch.randn(5, 3, 2, 4), torch.randn(5, 2, 4)  # 3 classes, samples of shape (2, 4)
     per_class = torch.stack([per_sample_loss(loss, eps_hat[:, c], eps) for c in range(3)], dim=1)
-    assert torch.equal(per_sample_loss(loss, eps_hat, eps), per_class)
+    repeated = eps.unsqueeze(1).expand(5, 3, 2, 4).contiguous()
+    assert torch.equal(per_sample_loss(loss, eps_hat, repeated, sample_ndim=2), per_class)
 
 
 def test_training_timestep_probs():
