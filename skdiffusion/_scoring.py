@@ -48,8 +48,10 @@ def spread_order(n_trials):
 def block_rows(n_classes):
     """Return the rows of every denoiser call that scores ``n_classes`` classes at once.
 
-    A multiple of 16: with a ragged tail the GEMM kernel takes another path for the
-    leftover rows, and results move by ~1e-6.
+    A multiple of 16, at least 16: a row's result can depend on how many rows a call
+    has (with torch 2.13's CPU kernels here, calls of 1 to 3 rows round differently from
+    larger ones, by ~1e-7), and one fixed, round size keeps every call on one path
+    whatever the BLAS.
     """
     return max(16, EVAL_BLOCK // n_classes // 16 * 16)
 
