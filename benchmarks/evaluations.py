@@ -12,10 +12,14 @@ Run ``python benchmarks/evaluations.py``; it prints tables and writes
 3. Clark & Jaini (2023): evenly spaced t over [0, T) weighted by exp(-7 t / T), shared
    noise, paired t-test pruning at p < 2e-3 from 20 trials on;
 4. skdiffusion's default: timesteps over the range fitted on held-out data, shared
-   noise, priors and fitted scale, paired t-test pruning (``pruning="t-test"``).
+   noise in antithetic pairs, priors and fitted scale, paired t-test pruning on the
+   pairs (``pruning="t-test"``).
 
 An evaluation is one (sample, trial, class) denoising error. Pruning is replayed with
-the library's own loop (``_scoring.prune``) on errors computed once per budget.
+the library's own loop (``_scoring.prune``) on errors computed once per budget, and
+every procedure ranks the classes as ``predict_proba`` does (``_scoring.paired_means``):
+a class kept to the end by its mean error, a class dropped early by the draws it shares
+with the best kept class.
 
 Each cell is the mean over ``--repeats`` draws of the noise (and, for the naive loop, of
 its timesteps): on one draw, which test rows a procedure gets right is partly luck, and
@@ -36,9 +40,11 @@ from skdiffusion._schedule import as_tensor
 from skdiffusion._scoring import (
     PairedTTest,
     StagedPruning,
+    paired_means,
     prune,
     spread_order,
     timestep_grid,
+    trial_draws,
     trial_errors,
     trial_noise,
 )
@@ -89,26 +95,28 @@ def evaluate(procedure, clf, X, y_index, n_trials, seed=0):
         scored = torch.stack(columns, dim=1)
         scores = -scored.mean(dim=2)
     else:
-        eps = trial_noise(n_trials, (n_features,), clf.noise_seed_ + seed)
         if procedure in ("skdiffusion", "skdiffusion, no pruning"):
             lo, hi = clf._timestep_bounds(clf.timestep_range_)
-            t = timestep_grid(lo, hi, n_trials)[spread_order(n_trials)]
+            t, eps = trial_draws(lo, hi, n_trials, (n_features,), clf.noise_seed_ + seed)
             rule, log_prior, scale = PairedTTest(), np.log(clf.class_prior_), clf.scale_
             rule = rule if procedure == "skdiffusion" else None
         else:
             t = timestep_grid(0, n_steps, n_trials)[spread_order(n_trials)]
+            eps = trial_noise(n_trials, (n_features,), clf.noise_seed_ + seed)
             log_prior, scale = uniform, 1.0
             if procedure == "Li et al.":
                 stage = max(1, n_trials // 10)
                 rule = StagedPruning([(stage, max(1, n_classes // 2))]) if n_classes > 2 and stage < n_trials else None
             else:
-                rule = PairedTTest(min_trials=20)
+                rule = PairedTTest(min_trials=20, antithetic=False)
         errors = errors_for(clf, X, t, eps)
         if procedure == "Clark & Jaini":
             weights = np.exp(-7 * t / n_steps)
             errors = errors * torch.as_tensor(weights / weights.mean())
         scored = errors if rule is None else replay(errors, rule, log_prior, scale)
-        scores = torch.as_tensor(log_prior) - scale * scored.nanmean(dim=2)
+        # As predict_proba: a class dropped early is estimated on the draws it shares with
+        # the best kept class (a plain mean over fewer, other timesteps would be biased).
+        scores = torch.as_tensor(log_prior) - scale * paired_means(scored)
     accuracy = float((scores.argmax(dim=1).numpy() == y_index).mean())
     return accuracy, float((~scored.isnan()).sum(dim=(1, 2)).double().mean())
 

@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser
 from skdiffusion._schedule import as_tensor
-from skdiffusion._scoring import call_rows, mean_errors, timestep_grid, trial_noise
+from skdiffusion._scoring import call_rows, mean_errors, trial_draws
 from skdiffusion._training import train_denoiser, training_timestep_probs
 
 # Peak RSS of predict_proba on many rows, measured in a fresh process.
@@ -151,12 +151,13 @@ def predict_row(name, clf, X, repeats=3):
 
 def scoring_job(clf, X):
     """Return a call of the scoring loop that predict_proba runs (predict_proba fixes one thread)."""
+    t, eps = trial_draws(0, 1000, clf.n_trials, (clf.n_features_in_,), 0)
     return functools.partial(
         mean_errors,
         clf.denoiser_,
         torch.as_tensor(clf.scaler_.transform(X), dtype=torch.float32),
-        torch.as_tensor(timestep_grid(0, 1000, clf.n_trials)),
-        trial_noise(clf.n_trials, (clf.n_features_in_,), 0),
+        torch.as_tensor(t),
+        eps,
         clf.classes_.size,
         alphas_cumprod=as_tensor(clf.alphas_cumprod_),
         loss=clf.loss,

@@ -10,8 +10,9 @@ of spending those evaluations:
 - **Li et al.**: evenly spaced timesteps, noise shared by the classes, staged top-k;
 - **Clark & Jaini**: timesteps weighted by ``exp(-7 t / T)``, paired t-test pruning;
 - **skdiffusion**: the default: the timestep range and error scale fitted on held-out
-  data at ``fit``, shared noise, and ``pruning="t-test"``, which stops scoring a
-  class once it is significantly worse than the best and a sample once one class is left.
+  data at ``fit``, shared noise in antithetic pairs, and ``pruning="t-test"``, which
+  stops scoring a class once it is significantly worse than the best and a sample once
+  one class is left.
 
 Each point is the mean accuracy over five draws of the noise: on a single draw, which
 test rows a procedure gets right is partly luck. Run ``python

@@ -216,7 +216,7 @@ def test_a_unet_trained_here_classifies_zero_shot():
     # ... then wrap the trained model, frozen, as a pretrained one; labels swapped to check label_ids.
     unet = trainer.denoiser_.model.requires_grad_(False)
     clf = DiffusionClassifier(UNet2DAdapter(unet, label_ids=[1, 0]), max_iter=0, n_trials=16, **settings)
-    clf.fit(X[:100], 1 - y[:100])  # calibrated on these: 100 x 2 classes x 128 timesteps
+    clf.fit(X[:100], 1 - y[:100])  # calibrated on these: 100 x 2 classes x 256 trials
     # Chance is 0.5; the bright half is obvious at moderate noise.
     assert clf.score(X_test, 1 - y_test) >= 0.9
 

@@ -15,6 +15,7 @@ from skdiffusion._scoring import (
     prune,
     spread_order,
     timestep_grid,
+    trial_draws,
     trial_errors,
     trial_noise,
 )
@@ -73,6 +74,47 @@ def test_trial_noise_is_seeded_standard_normal():
     assert abs(eps.mean().item()) < 0.05
     assert abs(eps.std().item() - 1) < 0.05
     assert trial_noise(2, (1, 4, 4), seed=0).shape == (2, 1, 4, 4)
+
+
+@pytest.mark.parametrize("n_trials", [1, 2, 7, 64])
+def test_trial_draws_are_antithetic_pairs_on_a_spread_grid(n_trials):
+    t, eps = trial_draws(100, 500, n_trials, (3,), seed=4)
+    n_pairs = (n_trials + 1) // 2
+    assert t.shape == (n_trials,) and eps.shape == (n_trials, 3)
+    # Pair k: the k-th timestep of the spread pair grid, noise eps_k and -eps_k.
+    grid = timestep_grid(100, 500, n_pairs)[spread_order(n_pairs)]
+    np.testing.assert_array_equal(t, np.repeat(grid, 2)[:n_trials])
+    torch.testing.assert_close(eps[0::2], trial_noise(n_pairs, (3,), seed=4), rtol=0, atol=0)
+    torch.testing.assert_close(eps[1::2], -eps[0::2][: n_trials // 2], rtol=0, atol=0)
+    assert torch.equal(trial_draws(100, 500, n_trials, (3,), seed=4)[1], eps)
+
+
+class _LinearClassBias(nn.Module):
+    """eps_hat = x_t W + b_c: linear in x_t, the class entering as a bias."""
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.weight = torch.randn(2, 2, generator=generator) * 0.5
+        self.bias = torch.randn(3, 2, generator=generator)
+
+    def forward(self, x_t, t, y):
+        return x_t @ self.weight + self.bias[y]
+
+
+def test_an_antithetic_pair_cancels_the_noise_in_a_class_difference():
+    # With eps_hat linear in x_t and the class a bias, e_a - e_b is linear in eps, so a
+    # pair's mean difference is its value at eps = 0: no Monte Carlo noise at all.
+    denoiser, x0 = _LinearClassBias(), torch.randn(4, 2)
+    t, eps = trial_draws(0, 1000, 16, (2,), seed=0)
+    t = torch.as_tensor(t)
+    errors = trial_errors(denoiser, x0, t, eps, 3, alphas_cumprod=ALPHAS_CUMPROD, loss="l2").double()
+    at_zero = trial_errors(denoiser, x0, t, torch.zeros_like(eps), 3, alphas_cumprod=ALPHAS_CUMPROD, loss="l2")
+    difference, difference_at_zero = errors[:, 1:] - errors[:, :1], (at_zero[:, 1:] - at_zero[:, :1]).double()
+    pair_means = difference.unflatten(2, (8, 2)).mean(dim=3)
+    torch.testing.assert_close(pair_means, difference_at_zero[:, :, ::2], rtol=0, atol=1e-5)
+    # Each trial alone does carry noise.
+    assert (difference - difference_at_zero).abs().max() > 0.1
 
 
 def test_every_class_and_row_sees_the_same_noise():
@@ -208,9 +250,29 @@ def test_staged_pruning_keeps_the_best_classes_at_each_stage():
     assert calls == [0, 1, 2, 3, 0, 1]
 
 
+def test_paired_t_test_checks_between_antithetic_pairs():
+    assert PairedTTest().checkpoints(64) == [8, 12, 18, 26, 38, 56]
+    assert PairedTTest(antithetic=False).checkpoints(64) == [8, 12, 18, 27, 40, 60]
+    # At least two pairs (or trials) before the first test.
+    assert PairedTTest(min_trials=1).checkpoints(10) == [4, 6, 8]
+    assert PairedTTest(min_trials=1, antithetic=False).checkpoints(10) == [2, 3, 4, 6, 9]
+
+
+def test_paired_t_test_on_antithetic_pairs_tests_the_pair_means():
+    # Class 1 is worse than class 0 by 1.0, 1.1, 0.9, 1.0 on four pairs (t = 24.5 on 3
+    # degrees of freedom, p < 1e-4); within each pair the two trials differ by +-5.
+    pair_excess = torch.tensor([1.0, 1.1, 0.9, 1.0]).repeat_interleave(2)
+    errors = torch.zeros(1, 2, 8)
+    errors[0, 1] = pair_excess + 5 * torch.tensor([1.0, -1.0]).repeat(4)
+    active = torch.ones(1, 2, dtype=torch.bool)
+    log_prior = np.log([0.5, 0.5])
+    assert PairedTTest(alpha=1e-3).keep(errors, active, log_prior, 1.0).tolist() == [[True, False]]
+    # Taken as 8 independent trials, the spread of +-5 hides the excess (t = 0.5).
+    assert PairedTTest(alpha=1e-3, antithetic=False).keep(errors, active, log_prior, 1.0).all()
+
+
 def test_paired_t_test_drops_only_classes_that_are_significantly_worse():
-    assert PairedTTest().checkpoints(64) == [8, 12, 18, 27, 40, 60]
-    errors, _ = _pruned(PairedTTest(alpha=1e-3, min_trials=4))
+    errors, _ = _pruned(PairedTTest(alpha=1e-3, min_trials=4, antithetic=False))
     scored = ~errors.isnan()
     # The other classes' errors exceed class 0's by a constant: all dropped at the first
     # check, which settles every sample after 4 trials.
