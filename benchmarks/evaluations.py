@@ -108,7 +108,7 @@ def evaluate(procedure, clf, X, y_index, n_trials, seed=0):
                 stage = max(1, n_trials // 10)
                 rule = StagedPruning([(stage, max(1, n_classes // 2))]) if n_classes > 2 and stage < n_trials else None
             else:
-                rule = PairedTTest(min_trials=20, antithetic=False)
+                rule = PairedTTest(min_trials=20, trials_per_draw=1)
         errors = errors_for(clf, X, t, eps)
         if procedure == "Clark & Jaini":
             weights = np.exp(-7 * t / n_steps)

@@ -57,9 +57,10 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# One or two trials are too few: each is one timestep, and the arms of the spirals are
-# told apart only at small noise. From four on the accuracy is within a point or two of
-# its best, and from 16 on the differences are within the spread of the folds. The time
+# One or two trials are too few: they are one timestep (an antithetic pair of noises),
+# and the arms of the spirals are told apart only at small noise. From four on the
+# accuracy is within a point or two of its best, and from 16 on the differences are
+# within the spread of the folds. The time
 # grows with the trials, but ever more slowly: with the default ``pruning="t-test"``, a
 # point whose two classes a paired t-test tells apart (at checks after 8, 12, 18, ...
 # trials) is settled and not scored any further, so only the points near the boundary

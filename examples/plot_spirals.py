@@ -28,8 +28,8 @@ X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_
 # -------------
 # ``fit`` standardises the features and trains a conditional denoiser
 # ``eps_theta(x_t, t, y)`` to predict the noise added to a training point. ``predict``
-# noises each point at ``n_trials`` evenly spaced timesteps, with the same noise for
-# both classes, and picks the class whose denoiser explains the noise best. The defaults
+# noises each point at ``n_trials / 2`` evenly spaced timesteps, twice each with opposite
+# noises, the same for both classes, and picks the class whose denoiser explains the noise best. The defaults
 # are used unchanged; ``random_state`` fixes the weights and the Monte Carlo noise.
 from skdiffusion import DiffusionClassifier
 

@@ -33,7 +33,8 @@ from skdiffusion import DiffusionClassifier
 from skdiffusion.diffusers import DiTAdapter, VAEEncoder, scheduler_alphas_cumprod
 
 # Li et al.'s (2023) ImageNet schedule: keep 500, 50, 10 classes after 50, 100, 500
-# trials, and the best one after all 1000 (1000 timesteps of the 1000, one noise each).
+# trials, and the best one after all 1000 (500 timesteps of the 1000, an antithetic pair
+# of noises at each: skdiffusion's draws, where Li et al. take 1000 timesteps).
 N_TRIALS = 1000
 PRUNING = ((50, 500), (100, 50), (500, 10))
 # Rows per DiT call: every stage's number of trials is a multiple, so no call is padded.

@@ -35,8 +35,9 @@ def trial_draws(t_min, t_max, n_trials, sample_shape, seed):
     """Return the trials' timesteps and noise, ``(t, eps)``: shapes (n_trials,) and (n_trials, *sample_shape).
 
     Trials come in antithetic pairs: trials ``2k`` and ``2k + 1`` share one timestep and
-    take noise ``eps`` and ``-eps``. Between two classes, the leading term of the error
-    difference, ``-2 eps . (eps_a - eps_b)``, is odd in ``eps``, and a pair cancels it:
+    take noise ``eps`` and ``-eps``: antithetic variates (Hammersley & Morton, 1956).
+    Between two classes, the leading term of the error difference,
+    ``-2 eps . (eps_a - eps_b)``, is odd in ``eps``, and a pair cancels it:
     on the accuracy suite, at equal trials, the Monte Carlo spread of the log-probabilities
     fell 1.3x (spirals) to 3.3x (wine). The pairs' timesteps are Li et al.'s evenly spaced
     grid (:func:`timestep_grid`) in :func:`spread_order`, so every prefix of pairs spreads
@@ -153,7 +154,9 @@ class StagedPruning:
 
     ``stages`` is a sequence of ``(trials, kept)`` pairs, e.g. ``((50, 500), (100, 50),
     (500, 10))`` for ImageNet's 1000 classes, as Li et al. do with 1000 trials in all.
-    Classes are ranked by their posterior score.
+    Classes are ranked by their posterior score. An even ``trials`` ends a stage between
+    the antithetic pairs of :func:`trial_draws`; an odd one leaves a dropped class half a
+    pair, whose noise does not cancel.
     """
 
     def __init__(self, stages):
@@ -177,35 +180,36 @@ class PairedTTest:
     From ``min_trials`` trials on, at checkpoints that grow by half (8, 12, 18, 26, ...),
     each class still in the running is compared with the best one by a paired Student
     t-test on their errors (shared draws make the pairs), the priors shifting the
-    threshold. Fewer, growing checks keep the scoring calls large. With ``antithetic``
-    (the trials of :func:`trial_draws`), the test's samples are the means of antithetic
-    pairs, which are independent where single trials are not, and checkpoints fall
-    between pairs.
+    threshold. Fewer, growing checks keep the scoring calls large. The test's samples are
+    the means of ``trials_per_draw`` consecutive trials: 2 for the antithetic pairs of
+    :func:`trial_draws`, whose means are independent where the two trials of a pair are
+    not; checkpoints fall between draws.
     """
 
-    def __init__(self, alpha=2e-3, min_trials=8, *, antithetic=True):
-        self.alpha, self.min_trials, self.antithetic = alpha, min_trials, antithetic
+    def __init__(self, alpha=2e-3, min_trials=8, trials_per_draw=2):
+        self.alpha, self.min_trials, self.trials_per_draw = alpha, min_trials, trials_per_draw
 
     def checkpoints(self, n_trials):
-        unit = 2 if self.antithetic else 1
-        checks = [max(2, self.min_trials // unit)]  # a t-test needs 2 samples
-        while checks[-1] + checks[-1] // 2 < n_trials // unit:
-            checks.append(checks[-1] + checks[-1] // 2)
-        return [unit * k for k in checks if unit * k < n_trials]
+        per_draw = self.trials_per_draw
+        draws = [max(2, -(-self.min_trials // per_draw))]  # a t-test needs 2 samples
+        while draws[-1] + draws[-1] // 2 < n_trials // per_draw:
+            draws.append(draws[-1] + draws[-1] // 2)
+        return [per_draw * k for k in draws if per_draw * k < n_trials]
 
     def keep(self, errors, active, log_prior, scale):
         best = _scores(errors, active, log_prior, scale).argmax(dim=1)
-        if self.antithetic:
-            errors = errors[:, :, : errors.shape[2] // 2 * 2].unflatten(2, (-1, 2)).mean(dim=3)
-        n_draws = errors.shape[2]
+        per_draw = self.trials_per_draw
+        draws = errors[:, :, : errors.shape[2] // per_draw * per_draw].unflatten(2, (-1, per_draw)).mean(dim=3)
+        n_draws = draws.shape[2]
         rows = torch.arange(errors.shape[0], device=errors.device)
-        diff = (errors - errors[rows, best].unsqueeze(1)).double()
-        # Worse than the best once the mean error difference exceeds the prior's head start.
+        diff = (draws - draws[rows, best].unsqueeze(1)).double()
+        # Worse than the best once the mean error difference exceeds the prior's head start;
+        # a difference without spread (stderr 0) is worse as soon as it is positive.
         log_prior = torch.as_tensor(log_prior, dtype=torch.float64, device=errors.device)
         excess = diff.mean(dim=2) - (log_prior - log_prior[best].unsqueeze(1)) / scale
         stderr = diff.std(dim=2) / np.sqrt(n_draws)
         worse = excess > stats.t.ppf(1 - self.alpha, n_draws - 1) * stderr
-        return active & ~(worse & (stderr > 0))
+        return active & ~worse
 
 
 def _scores(errors, active, log_prior, scale):

@@ -16,6 +16,7 @@ from sklearn.preprocessing import MinMaxScaler
 from torch import nn
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier, _scoring
+from skdiffusion._schedule import as_tensor
 from skdiffusion.datasets import make_spirals
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -150,6 +151,27 @@ def test_pipeline_and_clone(spirals):
     assert twin_params.pop("denoiser").keywords == params.pop("denoiser").keywords
     assert twin_params == params
     assert not hasattr(twin, "classes_")
+
+
+def test_predict_proba_is_bayes_rule_on_antithetic_pairs_pruned_by_the_pair_t_test():
+    X, y = _blobs()
+    clf = _clf(n_trials=32).fit(X, y)
+    t, eps = _scoring.trial_draws(*clf._timestep_bounds(clf.timestep_range_), 32, (2,), clf.noise_seed_)
+    errors, _ = _scoring.mean_errors(
+        clf.denoiser_,
+        torch.as_tensor(clf.scaler_.transform(X), dtype=torch.float32),
+        torch.as_tensor(t),
+        eps,
+        3,
+        alphas_cumprod=as_tensor(clf.alphas_cumprod_),
+        loss="l2",
+        pruning=_scoring.PairedTTest(trials_per_draw=2),
+        log_prior=np.log(clf.class_prior_),
+        scale=clf.scale_,
+    )
+    scores = np.log(clf.class_prior_) - clf.scale_ * errors
+    expected = np.exp(scores - scores.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(clf.predict_proba(X), expected / expected.sum(axis=1, keepdims=True), rtol=1e-10)
 
 
 def test_grid_search_over_the_number_of_trials():

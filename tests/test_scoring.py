@@ -252,10 +252,11 @@ def test_staged_pruning_keeps_the_best_classes_at_each_stage():
 
 def test_paired_t_test_checks_between_antithetic_pairs():
     assert PairedTTest().checkpoints(64) == [8, 12, 18, 26, 38, 56]
-    assert PairedTTest(antithetic=False).checkpoints(64) == [8, 12, 18, 27, 40, 60]
-    # At least two pairs (or trials) before the first test.
+    assert PairedTTest(trials_per_draw=1).checkpoints(64) == [8, 12, 18, 27, 40, 60]
+    # At least two pairs (or trials) before the first test, and never fewer trials than min_trials.
+    assert PairedTTest(min_trials=9).checkpoints(64)[0] == 10
     assert PairedTTest(min_trials=1).checkpoints(10) == [4, 6, 8]
-    assert PairedTTest(min_trials=1, antithetic=False).checkpoints(10) == [2, 3, 4, 6, 9]
+    assert PairedTTest(min_trials=1, trials_per_draw=1).checkpoints(10) == [2, 3, 4, 6, 9]
 
 
 def test_paired_t_test_on_antithetic_pairs_tests_the_pair_means():
@@ -268,14 +269,16 @@ def test_paired_t_test_on_antithetic_pairs_tests_the_pair_means():
     log_prior = np.log([0.5, 0.5])
     assert PairedTTest(alpha=1e-3).keep(errors, active, log_prior, 1.0).tolist() == [[True, False]]
     # Taken as 8 independent trials, the spread of +-5 hides the excess (t = 0.5).
-    assert PairedTTest(alpha=1e-3, antithetic=False).keep(errors, active, log_prior, 1.0).all()
+    assert PairedTTest(alpha=1e-3, trials_per_draw=1).keep(errors, active, log_prior, 1.0).all()
 
 
-def test_paired_t_test_drops_only_classes_that_are_significantly_worse():
-    errors, _ = _pruned(PairedTTest(alpha=1e-3, min_trials=4, antithetic=False))
+@pytest.mark.parametrize("trials_per_draw", [1, 2])
+def test_paired_t_test_drops_only_classes_that_are_significantly_worse(trials_per_draw):
+    errors, _ = _pruned(PairedTTest(alpha=1e-3, min_trials=4, trials_per_draw=trials_per_draw))
     scored = ~errors.isnan()
-    # The other classes' errors exceed class 0's by a constant: all dropped at the first
-    # check, which settles every sample after 4 trials.
+    # The other classes' errors exceed class 0's by a constant plus a little noise, which
+    # a pair (noise 0.1, then 0) averages away: all dropped at the first check, which
+    # settles every sample after 4 trials.
     assert scored[:, :, :4].all()
     assert not scored[:, :, 4:].any()
     # With identical classes the differences have zero variance and nothing is dropped.
