@@ -33,9 +33,10 @@ def select_timestep_range(errors, t, y, log_prior, n_steps, prior_scale):
     """Choose the trials' timestep range and error scale by held-out log loss.
 
     ``errors`` of shape (n, n_classes, n_grid) are the held-out samples' errors at the
-    timesteps ``t``, spread evenly over ``[0, n_steps)`` in any order. Each range ``[0, hi * n_steps)``
-    of ``RANGE_CANDIDATES`` is scored by the log loss of its mean errors after fitting the
-    scale (see :func:`fit_scale`); returns ``((0.0, hi), scale)`` of the best.
+    timesteps ``t``, spread evenly over ``[0, n_steps)`` in any order. Each range
+    ``[0, hi * n_steps)`` of ``RANGE_CANDIDATES`` is scored by the log loss of its mean
+    errors after fitting the scale (see :func:`fit_scale`); returns ``((0.0, hi), scale)``
+    of the best.
     """
     best = None
     for hi in RANGE_CANDIDATES:

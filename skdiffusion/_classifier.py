@@ -151,9 +151,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Stop scoring classes that are out of the running. "t-test" drops a class once a
         paired t-test on the means of the antithetic pairs finds it worse than the best
         class at p < 0.002 (checked after 8, 12, 18, 26, ... trials), as Clark & Jaini
-        (2023) do; a sequence of ``(trials, kept)``
-        keeps the ``kept`` best classes after ``trials`` trials, as Li et al. (2023) do
-        (e.g. ``((8, 3), (16, 1))``). A dropped class's mean error is estimated from the
+        (2023) do; a sequence of ``(trials, kept)`` keeps the ``kept`` best classes after
+        ``trials`` trials, as Li et al. (2023) do (e.g. ``((8, 3), (16, 1))``; even trial
+        counts keep the pairs whole). A dropped class's mean error is estimated from the
         trials it was scored on, paired with a class scored on all of them (see the user
         guide), so ``predict_proba`` still sums to one and ``predict`` is its argmax; a
         sample left with one class is settled and scored no further. The trials'
