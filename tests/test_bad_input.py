@@ -218,7 +218,11 @@ def test_one_class_only(labels, shown):
 
 def test_a_class_with_one_sample():
     y = np.r_[np.zeros(39, int), 1]
-    with pytest.warns(UserWarning, match=r"Too few samples per class to hold out validation_fraction=0.1"):
+    # 40 rows: the fit would refit, so validation_fraction="auto" would hold out 0.3 of them.
+    with pytest.warns(
+        UserWarning,
+        match=r"Too few samples per class to hold out a fraction 0.3 of them \(validation_fraction='auto'\)",
+    ):
         clf = _clf().fit(X, y)
     np.testing.assert_allclose(clf.class_prior_, [39 / 40, 1 / 40])
     _assert_probabilities(clf.predict_proba(X), 40, 2)
@@ -585,7 +589,7 @@ def test_warm_start_with_other_classes_or_features():
     [
         # The loss explodes at the second step, long before it would overflow.
         (1e6, 100, rf"The training loss became {NUMBER} at step 2, over 10000 times its first value \(training"),
-        (10.0, 100, rf"became {NUMBER} at step 2, over 10000 times its first value \(training diverged\)"),
+        (10.0, 100, rf"became {NUMBER} at step [2-9], over 10000 times its first value \(training diverged\)"),
         # One step: the loss is computed before the update, so only the final check sees it.
         (10.0, 1, rf"became {NUMBER} after the last update, over 10000 times its first value"),
         (1e30, 1, r"The training loss became (inf|nan) after the last update; lower learning_rate"),

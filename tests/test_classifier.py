@@ -297,9 +297,9 @@ def test_auto_learning_rate_is_that_of_the_network(spirals, params, rate):
 
 
 def test_refit_trains_the_network_afresh_on_all_rows_and_keeps_the_choice(spirals):
-    X, y, _, _ = spirals  # 300 rows: refit="auto" refits
+    X, y, _, _ = spirals  # 300 rows: refit="auto" refits, validation_fraction="auto" holds out 0.3
     auto = _clf().fit(X, y)
-    held_out = _clf(refit=False).fit(X, y)
+    held_out = _clf(refit=False, validation_fraction=0.3).fit(X, y)
     # The trials are chosen on the held-out rows, by the first network...
     assert auto.timestep_range_ == held_out.timestep_range_
     assert auto.scale_ == held_out.scale_
@@ -309,6 +309,23 @@ def test_refit_trains_the_network_afresh_on_all_rows_and_keeps_the_choice(spiral
     assert auto.n_iter_ == held_out.n_iter_ == 150
     for name, value in auto.denoiser_.state_dict().items():
         torch.testing.assert_close(value, all_rows.denoiser_.state_dict()[name], rtol=0, atol=0)
+
+
+def test_validation_fraction_auto_holds_out_more_when_the_fit_refits(spirals, monkeypatch):
+    X, y, _, _ = spirals  # 300 rows
+    held_out = []
+    select = DiffusionClassifier._select_trials
+
+    def counting(self, denoiser, x0, y_index):
+        held_out.append(y_index.size)
+        return select(self, denoiser, x0, y_index)
+
+    monkeypatch.setattr(DiffusionClassifier, "_select_trials", counting)
+    _clf(max_iter=5).fit(X, y)  # refits: 0.3
+    _clf(max_iter=5, refit=False).fit(X, y)  # 0.1
+    _clf(max_iter=5, validation_fraction=0.2).fit(X, y)  # as given
+    _clf(max_iter=5, early_stopping=True).fit(X, y)  # early stopping never refits: 0.1
+    assert held_out == [90, 30, 60, 30]
 
 
 def test_refit_auto_depends_on_the_number_of_rows(spirals, monkeypatch):

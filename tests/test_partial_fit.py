@@ -99,7 +99,8 @@ def test_one_epoch_of_steps_per_call_with_the_optimizer_carried_over():
         assert clf.n_iter_ == len(clf.loss_curve_) == 5 * call
         # Adam's step count: its moments continue from call to call.
         assert all(int(moments["step"]) == 5 * call for moments in clf._training_state.optimizer_state.values())
-    # With validation_fraction=0.1, 30 rows are held out to calibrate: ceil(270 / 64) = 5 steps too.
+    # validation_fraction="auto" holds out 0.1 in partial_fit, which never refits: 30 rows
+    # are held out to calibrate, ceil(270 / 54) = 5 steps too.
     held_out = DiffusionClassifier(**{**CHEAP, "batch_size": 54}).partial_fit(X, y, classes=[0, 1])
     assert held_out.n_iter_ == 5
 

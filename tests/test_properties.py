@@ -62,7 +62,7 @@ def data_sets(draw):
 @st.composite
 def estimators(draw):
     """Return a DiffusionClassifier on one of the cheapest settings that still run every stage."""
-    validation_fraction = draw(st.sampled_from([None, 0.1, 0.5]))
+    validation_fraction = draw(st.sampled_from([None, 0.1, 0.5, "auto"]))
     return DiffusionClassifier(
         n_trials=draw(st.integers(1, 3)),
         max_iter=draw(st.integers(1, 3)),
