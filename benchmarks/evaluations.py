@@ -98,7 +98,7 @@ def evaluate(procedure, clf, X, y_index, n_trials, seed=0):
         if procedure in ("skdiffusion", "skdiffusion, no pruning"):
             lo, hi = clf._timestep_bounds(clf.timestep_range_)
             t, eps = trial_draws(lo, hi, n_trials, (n_features,), clf.noise_seed_ + seed)
-            rule, log_prior, scale = PairedTTest(), np.log(clf.class_prior_), clf.scale_
+            rule, log_prior, scale = clf._pruning_rule(), np.log(clf.class_prior_), clf.scale_
             rule = rule if procedure == "skdiffusion" else None
         else:
             t = timestep_grid(0, n_steps, n_trials)[spread_order(n_trials)]
