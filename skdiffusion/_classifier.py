@@ -175,6 +175,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         data (fine 2-D structure is only visible at small noise); "auto" chooses
         ``(0, hi)`` with ``hi`` in 0.05, 0.1, 0.2, 0.5, 1 by the log loss of the held-out
         samples (see ``validation_fraction``), or uses (0, 1) when none are held out.
+        Half of a training's timesteps are drawn from the range when it is known: from
+        the start with an explicit range, in the refit with "auto" (see ``refit``).
     max_iter : int, default=600
         Maximum number of optimizer steps (minibatches) in ``fit``. Not used by
         :meth:`partial_fit`, which runs one epoch's worth of steps per call. 0 trains
@@ -244,14 +246,15 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         ``max_iter`` more steps, instead of starting afresh.
     refit : bool or "auto", default="auto"
         After choosing the trials' timestep range and error scale on the held-out samples,
-        train the network afresh on all samples (from the same initial weights, with the
-        same draws) and keep that choice: the held-out rows are then trained on too, and
-        training takes twice as long. "auto" refits when ``X`` has fewer than 1,000 rows,
-        where the held-out rows are a loss the network feels: over ``random_state`` 0 to 4
-        on the suite of ``benchmarks/accuracy.py``, iris went from 0.987 to 0.996 accuracy
-        and breast's log loss from 0.126 to 0.109, while on digits (1,257 rows) a refit
-        lowered accuracy (0.980 to 0.977) and raised log loss (0.081 to 0.096): the scale
-        chosen on the first network suits the second less well. No refit with
+        train the network afresh on all samples (from the same initial weights and seed,
+        half its timesteps drawn from the chosen range) and keep that choice: the held-out
+        rows are then trained on too, and training takes twice as long. "auto" refits
+        when ``X`` has fewer than 1,000 rows, where the held-out rows are a loss the
+        network feels: over ``random_state`` 0 to 4 on the suite of
+        ``benchmarks/accuracy.py``, iris went from 0.987 to 0.996 accuracy and breast's
+        log loss from 0.126 to 0.109, while on digits (1,257 rows) a refit lowered
+        accuracy (0.980 to 0.977) and raised log loss (0.081 to 0.096): the scale chosen
+        on the first network suits the second less well. No refit with
         ``early_stopping``, ``validation_fraction=None``, ``max_iter=0``, in a
         ``warm_start`` fit that continues, or in :meth:`partial_fit`.
     device : str or torch.device, default="cpu"
@@ -561,8 +564,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             )
         device = self._torch_device()
         sample_shape = self._sample_shape(X.shape[1])
-        if not isinstance(self.timestep_range, str):
-            self._timestep_bounds(self.timestep_range)
+        # An explicit range is checked here and trained on from the start; "auto" is known after training.
+        scored = None if isinstance(self.timestep_range, str) else self._timestep_bounds(self.timestep_range)
         self._pruning_rule()
         alphas_cumprod = self._alphas_cumprod()
         trains = incremental or self.max_iter > 0
@@ -621,7 +624,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         x0 = self._standardise(X).reshape(-1, *sample_shape).to(device)
         labels = torch.as_tensor(y_index, device=device)
         alphas_cumprod = as_tensor(self.alphas_cumprod_, device=device)
-        timestep_probs = training_timestep_probs(self.n_diffusion_steps)
+        timestep_probs = training_timestep_probs(self.n_diffusion_steps, scored)
         generator = torch.Generator().manual_seed(int(train_seed) + self.n_iter_)
         refits = trains and not incremental and self._refits(y_index.size)
         train_idx, val_idx = self._validation_split(y_index, int(split_seed), trains=trains, refits=refits)
@@ -629,7 +632,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if self.early_stopping and val_idx.size and not incremental:
             validation = validation_draws(x0[val_idx], labels[val_idx], timestep_probs, generator)
 
-        def train(denoiser, rows, state, generator):
+        def train(denoiser, rows, state, generator, timestep_probs=timestep_probs):
             return train_denoiser(
                 denoiser,
                 x0[rows],
@@ -658,9 +661,16 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             if val_idx.size and refits and not state.interrupted:
                 if self.verbose:
                     print(f"Refitting on all {y_index.size} samples")
-                # The same initial weights and draws, now with the held-out rows too.
+                # The same initial weights and seed, now with the held-out rows too, and
+                # training concentrated on the chosen range.
                 denoiser = build()
-                state = train(denoiser, np.arange(y_index.size), None, torch.Generator().manual_seed(int(train_seed)))
+                state = train(
+                    denoiser,
+                    np.arange(y_index.size),
+                    None,
+                    torch.Generator().manual_seed(int(train_seed)),
+                    training_timestep_probs(self.n_diffusion_steps, self._timestep_bounds(self.timestep_range_)),
+                )
                 tasks.end_interval()
         self.denoiser_ = denoiser
         self._training_state = state
@@ -731,6 +741,11 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
     def sample(self, n_samples=1, *, y=None, random_state=None):
         """Generate samples of given classes by ancestral sampling (Ho et al., 2020, Alg. 2).
+
+        Generation walks through every timestep, while a refit trains the timesteps above
+        the chosen ``timestep_range_`` half as often: on data of many features this can
+        spoil the samples (see the user guide). A model fitted with
+        ``timestep_range=(0, 1)`` trains every timestep at least as often as by default.
 
         Parameters
         ----------

@@ -25,6 +25,13 @@ CHECK_EVERY = 50  # optimizer steps between convergence checks
 # already scores about 1, and a healthy loss never leaves that neighbourhood by orders of
 # magnitude. Such weights overflow into NaN at predict time, or a few steps later.
 DIVERGENCE_FACTOR = 1e4
+# A training that knows the timesteps the classifier scores draws this share of its
+# timesteps uniformly from them (see training_timestep_probs); the rest keep the default
+# spread, which generation needs. Over random_state 0 to 29 on the suite's four sets that
+# refit, a refit concentrated on the chosen range cut the mean log loss of wine from 0.058
+# to 0.038, breast cancer from 0.113 to 0.106 and iris from 0.068 to 0.063, moons unmoved;
+# a share of 0.75 or 0.9 did about as well but worse on moons (see the user guide).
+SCORED_SHARE = 0.5
 
 
 def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None):
@@ -232,16 +239,24 @@ def validation_loss(denoiser, x0, y, t, eps, *, alphas_cumprod, loss):
     return per_sample_loss(loss, eps_hat, eps).mean().item()
 
 
-def training_timestep_probs(n_steps, low_fraction=0.1, low_boost=10.0):
+def training_timestep_probs(n_steps, scored=None, low_fraction=0.1, low_boost=10.0):
     """Return the distribution of training timesteps, shape (n_steps,).
 
     Uniform, with the lowest ``low_fraction`` of timesteps ``low_boost`` times as likely:
     fine class structure (such as the arms of a spiral) is only visible at small noise,
-    yet generation needs every timestep trained.
+    yet generation needs every timestep trained. ``scored``, the ``(t_min, t_max)`` of
+    the classifier's trials when a training knows them, moves ``SCORED_SHARE`` of the
+    draws to a uniform distribution over the timesteps those trials take.
     """
     probs = np.ones(n_steps)
     probs[: max(1, int(low_fraction * n_steps))] = low_boost
-    return probs / probs.sum()
+    probs /= probs.sum()
+    if scored is None:
+        return probs
+    # The trials' timesteps are floor(t) for t in [t_min, t_max): see timestep_grid.
+    in_range = np.zeros(n_steps)
+    in_range[int(scored[0]) : int(np.ceil(scored[1]))] = 1.0
+    return (1 - SCORED_SHARE) * probs + SCORED_SHARE * in_range / in_range.sum()
 
 
 def validation_draws(x0, y, timestep_probs, generator, n_draws=2048):

@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 from torch import nn
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier, _scoring
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier, _scoring, _training
 from skdiffusion._schedule import as_tensor
 from skdiffusion.datasets import make_spirals
 
@@ -303,12 +303,35 @@ def test_refit_trains_the_network_afresh_on_all_rows_and_keeps_the_choice(spiral
     # The trials are chosen on the held-out rows, by the first network...
     assert auto.timestep_range_ == held_out.timestep_range_
     assert auto.scale_ == held_out.scale_
-    # ...then the network is that of a fit on all rows: same initial weights and draws.
-    all_rows = _clf(validation_fraction=None).fit(X, y)
+    # ...then the network is that of a fit on all rows with that range given: same initial
+    # weights and seed, training concentrated on the chosen range.
+    all_rows = _clf(validation_fraction=None, timestep_range=auto.timestep_range_).fit(X, y)
     assert auto.loss_curve_ == all_rows.loss_curve_ != held_out.loss_curve_
     assert auto.n_iter_ == held_out.n_iter_ == 150
     for name, value in auto.denoiser_.state_dict().items():
         torch.testing.assert_close(value, all_rows.denoiser_.state_dict()[name], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("timestep_range", ["auto", (0.2, 0.55)])
+def test_training_concentrates_on_the_timesteps_the_classifier_scores(spirals, monkeypatch, timestep_range):
+    X, y, _, _ = spirals  # 300 rows: refits
+    probs = []
+    train = _classifier.train_denoiser
+
+    def recording(denoiser, x0, y, **kwargs):
+        probs.append(kwargs["timestep_probs"])
+        return train(denoiser, x0, y, **kwargs)
+
+    monkeypatch.setattr(_classifier, "train_denoiser", recording)
+    clf = _clf(max_iter=5, timestep_range=timestep_range).fit(X, y)
+    lo, hi = clf.timestep_range_
+    concentrated = _training.training_timestep_probs(1000, (lo * 1000, hi * 1000))
+    # "auto" learns the range from the first network, which trains on the default spread;
+    # an explicit range is trained on from the start.
+    first = _training.training_timestep_probs(1000) if timestep_range == "auto" else concentrated
+    assert len(probs) == 2
+    np.testing.assert_array_equal(probs[0], first)
+    np.testing.assert_array_equal(probs[1], concentrated)
 
 
 def test_validation_fraction_auto_holds_out_more_when_the_fit_refits(spirals, monkeypatch):
@@ -332,7 +355,9 @@ def test_refit_auto_depends_on_the_number_of_rows(spirals, monkeypatch):
     X, y, _, _ = spirals
     monkeypatch.setattr(_classifier, "REFIT_BELOW", 300)  # 300 rows are now "many"
     assert _clf().fit(X, y).loss_curve_ == _clf(refit=False).fit(X, y).loss_curve_
-    assert _clf(refit=True).fit(X, y).loss_curve_ == _clf(validation_fraction=None).fit(X, y).loss_curve_
+    refit = _clf(refit=True).fit(X, y)
+    all_rows = _clf(validation_fraction=None, timestep_range=refit.timestep_range_).fit(X, y)
+    assert refit.loss_curve_ == all_rows.loss_curve_
 
 
 def test_no_refit_with_early_stopping_or_a_continued_fit(spirals):

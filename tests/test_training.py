@@ -96,6 +96,19 @@ def test_training_timestep_probs():
     assert probs[0] == pytest.approx(10 * probs[-1])
 
 
+def test_training_timestep_probs_moves_half_the_draws_onto_the_scored_timesteps():
+    default = training_timestep_probs(1000)
+    # The trials of (12.5, 37.2) take the timesteps floor(t), 12 to 37: 26 of them.
+    probs = training_timestep_probs(1000, scored=(12.5, 37.2))
+    in_range = np.zeros(1000, dtype=bool)
+    in_range[12:38] = True
+    assert probs.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(probs[~in_range], default[~in_range] / 2)
+    np.testing.assert_allclose(probs[in_range], default[in_range] / 2 + 0.5 / 26)
+    # Over the whole range, half the draws become uniform.
+    np.testing.assert_allclose(training_timestep_probs(1000, scored=(0, 1000)), default / 2 + 0.5 / 1000)
+
+
 def test_loss_decreases_on_a_tiny_problem():
     torch.manual_seed(0)
     x0, y = _problem()
