@@ -21,14 +21,15 @@ class FitTasks:
     support (scikit-learn < 1.9) every method does nothing.
     """
 
-    def __init__(self, estimator, X, y, *, max_iter, n_trainings=1):
+    def __init__(self, estimator, X, y, *, trainings):
         """Open the fit's task: run the callbacks' ``setup`` and ``on_fit_task_begin``.
 
-        ``n_trainings`` trainings of up to ``max_iter`` steps each (2 when fit refits).
+        ``trainings`` holds the most steps of each training the fit runs (two when it
+        refits or tunes).
         """
         self.estimator, self.data, self.interval, self.root = estimator, {"X": X, "y": y}, None, None
         if hasattr(estimator, "_init_callback_context"):
-            n_intervals = n_trainings * -(-max_iter // CHECK_EVERY)
+            n_intervals = sum(-(-max_iter // CHECK_EVERY) for max_iter in trainings)
             self.root = estimator._init_callback_context(max_subtasks=n_intervals)
             self.root.call_on_fit_task_begin(estimator=estimator, **self.data)
 

@@ -53,6 +53,14 @@ REFIT_BELOW = 1000
 # paired standard errors; 0.4 did as well within the noise, 0.25 and 0.5 nearly.
 REFIT_VALIDATION_SHARE = 0.3
 VALIDATION_SHARE = 0.1
+# A fit that chooses its range on held-out rows and does not refit tunes instead: it goes
+# on for TUNE_STEPS * max_iter steps, half its timesteps drawn from the chosen range, at
+# TUNE_RATE times the initial learning rate, then fits the scale again. Over random_state
+# 0 to 11 on digits, this raised mean accuracy from 0.980 to 0.984 and cut mean log loss
+# from 0.078 to 0.069; the same steps on the default spread of timesteps did about
+# two-thirds as well (seeds 0 to 5), and a restart at the full rate made digits worse.
+TUNE_STEPS = 0.5
+TUNE_RATE = 0.2
 # Held while fit seeds torch's global generator and builds a network from it: fits in threads
 # of one process (joblib's threading backend, a Dask worker, which may run two tasks at once)
 # would otherwise draw from each other's seed.
@@ -176,9 +184,11 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         ``(0, hi)`` with ``hi`` in 0.05, 0.1, 0.2, 0.5, 1 by the log loss of the held-out
         samples (see ``validation_fraction``), or uses (0, 1) when none are held out.
         Half of a training's timesteps are drawn from the range when it is known: from
-        the start with an explicit range, in the refit with "auto" (see ``refit``).
+        the start with an explicit range, with "auto" in the refit or the tuning that
+        follows the choice (see ``refit``).
     max_iter : int, default=600
-        Maximum number of optimizer steps (minibatches) in ``fit``. Not used by
+        Maximum number of optimizer steps (minibatches) of a training in ``fit``; a fit
+        that tunes (see ``refit``) then runs half as many more. Not used by
         :meth:`partial_fit`, which runs one epoch's worth of steps per call. 0 trains
         nothing, for a pretrained denoiser: ``fit`` then records the classes, priors and
         standardisation, checks the denoiser's contract on a batch of two, and chooses the
@@ -254,9 +264,14 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         ``benchmarks/accuracy.py``, iris went from 0.987 to 0.996 accuracy and breast's
         log loss from 0.126 to 0.109, while on digits (1,257 rows) a refit lowered
         accuracy (0.980 to 0.977) and raised log loss (0.081 to 0.096): the scale chosen
-        on the first network suits the second less well. No refit with
-        ``early_stopping``, ``validation_fraction=None``, ``max_iter=0``, in a
-        ``warm_start`` fit that continues, or in :meth:`partial_fit`.
+        on the first network suits the second less well. A fit that does not refit, with
+        ``timestep_range="auto"``, tunes instead: it trains the network on for half of
+        ``max_iter`` more steps, half its timesteps drawn from the chosen range, at a fifth
+        of the initial learning rate, then fits the scale again on the held-out samples
+        (digits, ``random_state`` 0 to 11: accuracy 0.980 to 0.984, log loss 0.078 to
+        0.069, for half again the fit time). Neither with ``early_stopping``,
+        ``validation_fraction=None``, ``max_iter=0``, in a ``warm_start`` fit that
+        continues, or in :meth:`partial_fit`.
     device : str or torch.device, default="cpu"
         Torch device to train and predict on, e.g. ``"cuda"``. A pickled model is stored
         on the CPU and loads on machines without the device.
@@ -298,13 +313,15 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     denoiser_ : torch.nn.Module
         The trained denoiser (a copy of a given instance, even with ``max_iter=0``).
     loss_curve_ : list of float
-        Training loss at each optimizer step.
+        Training loss at each optimizer step of the network kept: a refit's steps, or
+        the first training's followed by the tuning's.
     validation_scores_ : list of float or None
         Held-out denoising loss at each check, with ``early_stopping``.
     best_loss_ : float
         Best smoothed training loss, or best held-out loss with ``early_stopping``.
     n_iter_ : int
-        Number of optimizer steps run, over all fits with ``warm_start``.
+        Number of optimizer steps of the network kept (see ``loss_curve_``), over all
+        fits with ``warm_start``.
     noise_seed_ : int
         Seed of the noise shared by the trials of ``predict_proba``.
     timestep_range_ : tuple of two floats
@@ -442,10 +459,11 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         # Opened before the snapshot that a failed fit restores: after fit, scikit-learn tears
         # the callbacks down (in _fit_context) only if the context that this sets is still there.
         try:
-            refits = self._refits(_num_samples(X))
+            then = self._second_training(_num_samples(X))
         except TypeError:  # not array-like: validate_data raises the error
-            refits = False
-        tasks = FitTasks(self, X, y, max_iter=self.max_iter, n_trainings=2 if refits else 1)
+            then = None
+        steps = {"refit": [self.max_iter] * 2, "tune": [self.max_iter, self._tune_steps()], None: [self.max_iter]}
+        tasks = FitTasks(self, X, y, trainings=steps[then])
         with self._restored_on_failure(trains_in_place=self.warm_start):
             return self._fit(X, y, tasks=tasks)
 
@@ -509,7 +527,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             max_steps = -(-_num_samples(X) // self.batch_size)
         except TypeError:  # not array-like: validate_data raises the error
             max_steps = 1
-        tasks = FitTasks(self, X, y, max_iter=max_steps)
+        tasks = FitTasks(self, X, y, trainings=[max_steps])
         with self._restored_on_failure(trains_in_place=True):
             return self._fit(X, y, classes, incremental=True, tasks=tasks)
 
@@ -626,13 +644,13 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         alphas_cumprod = as_tensor(self.alphas_cumprod_, device=device)
         timestep_probs = training_timestep_probs(self.n_diffusion_steps, scored)
         generator = torch.Generator().manual_seed(int(train_seed) + self.n_iter_)
-        refits = trains and not incremental and self._refits(y_index.size)
-        train_idx, val_idx = self._validation_split(y_index, int(split_seed), trains=trains, refits=refits)
+        then = self._second_training(y_index.size) if trains and not incremental else None
+        train_idx, val_idx = self._validation_split(y_index, int(split_seed), trains=trains, refits=then == "refit")
         validation = None
         if self.early_stopping and val_idx.size and not incremental:
             validation = validation_draws(x0[val_idx], labels[val_idx], timestep_probs, generator)
 
-        def train(denoiser, rows, state, generator, timestep_probs=timestep_probs):
+        def train(denoiser, rows, state, generator, timestep_probs=timestep_probs, max_iter=self.max_iter, rate=1.0):
             return train_denoiser(
                 denoiser,
                 x0[rows],
@@ -640,9 +658,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 alphas_cumprod=alphas_cumprod,
                 timestep_probs=timestep_probs,
                 # partial_fit: as many steps as one pass over the rows, as MLPClassifier's does.
-                max_iter=-(-rows.size // self.batch_size) if incremental else self.max_iter,
+                max_iter=-(-rows.size // self.batch_size) if incremental else max_iter,
                 batch_size=self.batch_size,
-                learning_rate=self._learning_rate(),
+                learning_rate=rate * self._learning_rate(),
                 loss=self.loss,
                 generator=generator,
                 tol=self.tol,
@@ -658,19 +676,20 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             state = train(denoiser, train_idx, copy.deepcopy(self._training_state), generator)
             tasks.end_interval()
             self.timestep_range_, self.scale_ = self._select_trials(denoiser, x0[val_idx], y_index[val_idx])
-            if val_idx.size and refits and not state.interrupted:
-                if self.verbose:
-                    print(f"Refitting on all {y_index.size} samples")
-                # The same initial weights and seed, now with the held-out rows too, and
-                # training concentrated on the chosen range.
-                denoiser = build()
-                state = train(
-                    denoiser,
-                    np.arange(y_index.size),
-                    None,
-                    torch.Generator().manual_seed(int(train_seed)),
-                    training_timestep_probs(self.n_diffusion_steps, self._timestep_bounds(self.timestep_range_)),
-                )
+            if val_idx.size and then and not state.interrupted:
+                chosen = training_timestep_probs(self.n_diffusion_steps, self._timestep_bounds(self.timestep_range_))
+                if then == "refit":
+                    if self.verbose:
+                        print(f"Refitting on all {y_index.size} samples")
+                    # The same initial weights and seed, now with the held-out rows too.
+                    denoiser = build()
+                    generator = torch.Generator().manual_seed(int(train_seed))
+                    state = train(denoiser, np.arange(y_index.size), None, generator, chosen)
+                else:
+                    if self.verbose:
+                        print(f"Tuning on the timestep range {self.timestep_range_}")
+                    state = train(denoiser, train_idx, state, generator, chosen, self._tune_steps(), TUNE_RATE)
+                    self.scale_ = self._select_trials(denoiser, x0[val_idx], y_index[val_idx], self.timestep_range_)[1]
                 tasks.end_interval()
         self.denoiser_ = denoiser
         self._training_state = state
@@ -869,13 +888,24 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         _check_errors(errors)
         return self._log_prior() - self.scale_ * errors
 
-    def _refits(self, n_samples):
-        """Return whether a fit on ``n_samples`` rows trains afresh on all of them after choosing the trials."""
+    def _second_training(self, n_samples):
+        """Return how a fit on ``n_samples`` rows trains once it has chosen the trials: "refit", "tune" or None.
+
+        "refit" trains the network afresh on all rows; "tune" goes on training it on the
+        same rows, concentrated on the chosen range (only for ``timestep_range="auto"``: an
+        explicit range is concentrated on from the start).
+        """
         if self.early_stopping or self.validation_fraction is None or self.max_iter == 0:
-            return False
+            return None
         if self.warm_start and hasattr(self, "denoiser_"):  # continues the fitted network
-            return False
-        return self.refit is True or (self.refit == "auto" and n_samples < REFIT_BELOW)
+            return None
+        if self.refit is True or (self.refit == "auto" and n_samples < REFIT_BELOW):
+            return "refit"
+        return "tune" if isinstance(self.timestep_range, str) else None
+
+    def _tune_steps(self):
+        """Return the number of optimizer steps of a fit's tuning (see ``TUNE_STEPS``)."""
+        return max(1, round(TUNE_STEPS * self.max_iter))
 
     def _learning_rate(self):
         """Return ``learning_rate``, "auto" resolved: 1e-2 for the default MLP network, else 5e-3."""
@@ -942,12 +972,19 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             return rows, rows[:0]
         return train_test_split(rows, test_size=n_held_out, stratify=y_index, random_state=seed)
 
-    def _select_trials(self, denoiser, x0, y_index):
-        """Return ``(timestep_range_, scale_)``, fitted on held-out samples when there are some."""
-        auto = isinstance(self.timestep_range, str)
+    def _select_trials(self, denoiser, x0, y_index, timestep_range=None):
+        """Return ``(timestep_range_, scale_)``, fitted on held-out samples when there are some.
+
+        ``timestep_range`` (default: the parameter) given as a pair fixes the range: the
+        samples are then scored on ``SELECTION_TRIALS`` trials spread over it, and only the
+        scale is fitted.
+        """
+        timestep_range = self.timestep_range if timestep_range is None else timestep_range
+        auto = isinstance(timestep_range, str)
         if y_index.size == 0:
-            return (0.0, 1.0) if auto else self.timestep_range, float(self.n_features_in_)
-        t, eps = trial_draws(0, self.n_diffusion_steps, SELECTION_TRIALS, x0.shape[1:], self.noise_seed_ + 1)
+            return (0.0, 1.0) if auto else timestep_range, float(self.n_features_in_)
+        bounds = (0, self.n_diffusion_steps) if auto else self._timestep_bounds(timestep_range)
+        t, eps = trial_draws(*bounds, SELECTION_TRIALS, x0.shape[1:], self.noise_seed_ + 1)
         errors = (
             trial_errors(
                 denoiser,
@@ -965,11 +1002,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         log_prior = self._log_prior()
         if auto:
             return select_timestep_range(errors, t, y_index, log_prior, self.n_diffusion_steps, self.n_features_in_)
-        lo, hi = self._timestep_bounds(self.timestep_range)
-        in_range = (t >= lo) & (t < hi)
-        return self.timestep_range, fit_scale(
-            errors[:, :, in_range].mean(axis=2), y_index, log_prior, self.n_features_in_
-        )[0]
+        return timestep_range, fit_scale(errors.mean(axis=2), y_index, log_prior, self.n_features_in_)[0]
 
     def _alphas_cumprod(self):
         """Return the ``alphas_cumprod`` of ``noise_schedule``, float64, or raise a ValueError if they are bad."""

@@ -69,7 +69,13 @@ def test_verbose_prints_the_training_loss_as_mlp_does(spirals, capsys):
     assert lines[3] == "Refitting on all 200 samples"
     iterations = [re.fullmatch(r"Iteration (\d+), loss = \d\.\d{8}", line)[1] for line in lines[:3] + lines[4:]]
     assert iterations == ["50", "100", "120"] * 2
+    # Without the refit, the fit tunes on the chosen range: 60 more steps.
     _clf(max_iter=120, verbose=1, refit=False).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3].startswith("Tuning on the timestep range (0.0, ")
+    iterations = [re.fullmatch(r"Iteration (\d+), loss = \d\.\d{8}", line)[1] for line in lines[:3] + lines[4:]]
+    assert iterations == ["50", "100", "120", "170", "180"]
+    _clf(max_iter=120, verbose=1, refit=False, timestep_range=(0, 1)).fit(X, y)  # no second training
     assert len(capsys.readouterr().out.splitlines()) == 3
     _clf(max_iter=120).fit(X, y)
     assert capsys.readouterr().out == ""

@@ -296,10 +296,13 @@ def test_auto_learning_rate_is_that_of_the_network(spirals, params, rate):
     assert auto.loss_curve_ != other.loss_curve_
 
 
-def test_refit_trains_the_network_afresh_on_all_rows_and_keeps_the_choice(spirals):
+def test_refit_trains_the_network_afresh_on_all_rows_and_keeps_the_choice(spirals, monkeypatch):
     X, y, _, _ = spirals  # 300 rows: refit="auto" refits, validation_fraction="auto" holds out 0.3
     auto = _clf().fit(X, y)
-    held_out = _clf(refit=False, validation_fraction=0.3).fit(X, y)
+    # The first training alone (no refit, no tuning) on the same rows.
+    with monkeypatch.context() as patch:
+        patch.setattr(DiffusionClassifier, "_second_training", lambda self, n_samples: None)
+        held_out = _clf(validation_fraction=0.3).fit(X, y)
     # The trials are chosen on the held-out rows, by the first network...
     assert auto.timestep_range_ == held_out.timestep_range_
     assert auto.scale_ == held_out.scale_
@@ -334,21 +337,66 @@ def test_training_concentrates_on_the_timesteps_the_classifier_scores(spirals, m
     np.testing.assert_array_equal(probs[1], concentrated)
 
 
+def test_a_fit_that_does_not_refit_tunes_on_the_chosen_range(spirals, monkeypatch):
+    X, y, _, _ = spirals
+    calls, selections, scored_t = [], [], []
+    train, select, trial_errors = (
+        _classifier.train_denoiser,
+        DiffusionClassifier._select_trials,
+        _classifier.trial_errors,
+    )
+
+    def recording_train(denoiser, x0, y, **kwargs):
+        calls.append((denoiser, x0.shape[0], kwargs))
+        return train(denoiser, x0, y, **kwargs)
+
+    def recording_select(self, denoiser, x0, y_index, timestep_range=None):
+        selections.append((denoiser, x0.shape[0], timestep_range, select(self, denoiser, x0, y_index, timestep_range)))
+        return selections[-1][-1]
+
+    def recording_errors(denoiser, x0, t, *args, **kwargs):
+        scored_t.append(t.numpy())
+        return trial_errors(denoiser, x0, t, *args, **kwargs)
+
+    monkeypatch.setattr(_classifier, "train_denoiser", recording_train)
+    monkeypatch.setattr(DiffusionClassifier, "_select_trials", recording_select)
+    monkeypatch.setattr(_classifier, "trial_errors", recording_errors)
+    clf = _clf(max_iter=40, refit=False).fit(X, y)  # 270 rows trained on, 30 held out
+    (first, n_first, first_kwargs), (tuned, n_tuned, tune_kwargs) = calls
+    # The same network goes on, on the same rows: 20 steps at a fifth of the rate, half the
+    # timesteps drawn from the range chosen after the first training.
+    assert first is tuned is clf.denoiser_ and n_first == n_tuned == 270
+    assert (first_kwargs["max_iter"], tune_kwargs["max_iter"]) == (40, 20) and clf.n_iter_ == 60
+    assert tune_kwargs["learning_rate"] == pytest.approx(0.2 * first_kwargs["learning_rate"])
+    lo, hi = clf.timestep_range_
+    np.testing.assert_array_equal(first_kwargs["timestep_probs"], _training.training_timestep_probs(1000))
+    np.testing.assert_array_equal(
+        tune_kwargs["timestep_probs"], _training.training_timestep_probs(1000, (lo * 1000, hi * 1000))
+    )
+    # The range is chosen once; the scale is fitted again on the tuned network, on the same
+    # held-out rows, at 256 trials spread over the chosen range alone.
+    (_, n_held_out, fixed, chosen), (again_on, n_again, range_again, (_, scale)) = selections
+    assert (fixed, range_again, chosen[0]) == (None, clf.timestep_range_, clf.timestep_range_)
+    assert again_on is clf.denoiser_ and n_held_out == n_again == 30
+    assert clf.scale_ == scale
+    assert scored_t[-1].size == 256 and scored_t[-1].min() >= 0 and scored_t[-1].max() < hi * 1000
+
+
 def test_validation_fraction_auto_holds_out_more_when_the_fit_refits(spirals, monkeypatch):
     X, y, _, _ = spirals  # 300 rows
     held_out = []
     select = DiffusionClassifier._select_trials
 
-    def counting(self, denoiser, x0, y_index):
+    def counting(self, denoiser, x0, y_index, timestep_range=None):
         held_out.append(y_index.size)
-        return select(self, denoiser, x0, y_index)
+        return select(self, denoiser, x0, y_index, timestep_range)
 
     monkeypatch.setattr(DiffusionClassifier, "_select_trials", counting)
     _clf(max_iter=5).fit(X, y)  # refits: 0.3
-    _clf(max_iter=5, refit=False).fit(X, y)  # 0.1
+    _clf(max_iter=5, refit=False).fit(X, y)  # 0.1, scored again after tuning
     _clf(max_iter=5, validation_fraction=0.2).fit(X, y)  # as given
     _clf(max_iter=5, early_stopping=True).fit(X, y)  # early stopping never refits: 0.1
-    assert held_out == [90, 30, 60, 30]
+    assert held_out == [90, 30, 30, 60, 30]
 
 
 def test_refit_auto_depends_on_the_number_of_rows(spirals, monkeypatch):
