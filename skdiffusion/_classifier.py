@@ -761,9 +761,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     def sample(self, n_samples=1, *, y=None, random_state=None):
         """Generate samples of given classes by ancestral sampling (Ho et al., 2020, Alg. 2).
 
-        Generation walks through every timestep, while a refit trains the timesteps above
-        the chosen ``timestep_range_`` half as often: on data of many features this can
-        spoil the samples (see the user guide). A model fitted with
+        Generation walks through every timestep, while a refit, or a fit's tuning, trains
+        the timesteps above the chosen ``timestep_range_`` half as often: on data of many
+        features this can spoil the samples (see the user guide). A model fitted with
         ``timestep_range=(0, 1)`` trains every timestep at least as often as by default.
 
         Parameters
