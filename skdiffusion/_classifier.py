@@ -764,7 +764,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Generation walks through every timestep, while a refit, or a fit's tuning, trains
         the timesteps above the chosen ``timestep_range_`` half as often: on data of many
         features this can spoil the samples (see the user guide). A model fitted with
-        ``timestep_range=(0, 1)`` trains every timestep at least as often as by default.
+        ``timestep_range=(0, 1)`` trains the timesteps above the lowest tenth more often
+        than by default, and none less than half as often.
 
         Parameters
         ----------
