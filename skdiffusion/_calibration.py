@@ -1,13 +1,28 @@
 """Choosing, on held-out samples, the trials' timestep range and the error-to-log-likelihood scale."""
 
+import math
+
 import numpy as np
+import torch
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
+from ._scoring import trial_draws, trial_errors
+from ._validation import timestep_bounds
+
 # Upper ends of the timestep ranges that fit chooses among, as fractions of T. Which
 # timesteps separate the classes depends on the data: fine 2-D structure lives at small t,
-# other data use the whole range (DESIGN.md section 4).
+# other data use the whole range.
 RANGE_CANDIDATES = (0.05, 0.1, 0.2, 0.5, 1.0)
+# Trials on which the held-out samples are scored to choose the range: 128 antithetic
+# pairs, each at its own timestep, a grid fine enough for the narrowest candidate.
+SELECTION_TRIALS = 256
+# The selection's noise is seeded this far from predict's (noise_seed_): the scale is fitted
+# on draws other than those it will be applied to.
+SELECTION_SEED_OFFSET = 1
+# Bounds of log(scale) searched by fit_scale: scales from 3e-4 to 1.6e5, far beyond any
+# seen, so that the prior, not the bounds, keeps the scale finite.
+LOG_SCALE_BOUNDS = (-8.0, 12.0)
 
 
 def fit_scale(errors, y, log_prior, prior_scale):
@@ -25,7 +40,7 @@ def fit_scale(errors, y, log_prior, prior_scale):
         log_loss = np.sum(logsumexp(scores, axis=1) - scores[rows, y])
         return float((log_loss + 0.5 * (log_s - np.log(prior_scale)) ** 2) / y.size)
 
-    result = minimize_scalar(objective, bounds=(-8.0, 12.0), method="bounded")
+    result = minimize_scalar(objective, bounds=LOG_SCALE_BOUNDS, method="bounded")
     return float(np.exp(result.x)), float(result.fun)
 
 
@@ -45,3 +60,25 @@ def select_timestep_range(errors, t, y, log_prior, n_steps, prior_scale):
         if best is None or loss < best[0]:
             best = (loss, (0.0, hi), scale)
     return best[1], best[2]
+
+
+def choose_trials(denoiser, x0, y, *, timestep_range, alphas_cumprod, loss, log_prior, noise_seed):
+    """Return ``(timestep_range_, scale_)`` for the held-out samples ``x0`` of class indices ``y``.
+
+    ``timestep_range`` "auto" chooses the range by :func:`select_timestep_range`; a pair
+    fixes it, and only the scale is fitted, on ``SELECTION_TRIALS`` trials spread over
+    it. Without held-out samples: the whole range (for "auto") and the scale of the
+    uniformly weighted ELBO, the number of features.
+    """
+    n_features, n_steps = math.prod(x0.shape[1:]), alphas_cumprod.shape[0]
+    auto = isinstance(timestep_range, str)
+    if y.size == 0:
+        return (0.0, 1.0) if auto else timestep_range, float(n_features)
+    bounds = (0, n_steps) if auto else timestep_bounds(timestep_range, n_steps)
+    t, eps = trial_draws(*bounds, SELECTION_TRIALS, x0.shape[1:], noise_seed + SELECTION_SEED_OFFSET)
+    t_device, eps = torch.as_tensor(t, device=x0.device), eps.to(x0.device)
+    errors = trial_errors(denoiser, x0, t_device, eps, log_prior.size, alphas_cumprod=alphas_cumprod, loss=loss)
+    errors = errors.cpu().double().numpy()
+    if auto:
+        return select_timestep_range(errors, t, y, log_prior, n_steps, n_features)
+    return timestep_range, fit_scale(errors.mean(axis=2), y, log_prior, n_features)[0]

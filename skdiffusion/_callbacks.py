@@ -1,5 +1,6 @@
 """Support for scikit-learn's callbacks (``set_callbacks``, scikit-learn >= 1.9) in ``fit`` and ``partial_fit``."""
 
+from ._compute import ceil_div
 from ._training import CHECK_EVERY
 
 try:
@@ -29,7 +30,7 @@ class FitTasks:
         """
         self.estimator, self.data, self.interval, self.root = estimator, {"X": X, "y": y}, None, None
         if hasattr(estimator, "_init_callback_context"):
-            n_intervals = sum(-(-max_iter // CHECK_EVERY) for max_iter in trainings)
+            n_intervals = sum(ceil_div(max_iter, CHECK_EVERY) for max_iter in trainings)
             self.root = estimator._init_callback_context(max_subtasks=n_intervals)
             self.root.call_on_fit_task_begin(estimator=estimator, **self.data)
 

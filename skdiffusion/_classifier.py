@@ -1,114 +1,45 @@
 """DiffusionClassifier: a class-conditional diffusion model as a scikit-learn classifier."""
 
-import contextlib
 import copy
 import functools
-import inspect
-import threading
 import warnings
-from numbers import Integral, Number, Real
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
-from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._calibration import fit_scale, select_timestep_range
 from ._callbacks import CallbackSupportMixin, FitTasks
-from ._denoisers import MLPDenoiser, build_denoiser, check_denoiser, mlp_options
+from ._compute import one_torch_thread, run_in_jobs
+from ._denoisers import check_denoiser
+from ._fitting import Seeds, TrainingData, network_builder, plan_fit, run_plan
+from ._losses import LOSSES
 from ._sampling import ancestral_sample
-from ._schedule import BETA_SCHEDULES, as_tensor, make_alphas_cumprod
-from ._scoring import (
-    CHUNK_PAIRS,
-    PairedTTest,
-    StagedPruning,
-    mean_errors,
-    trial_draws,
-    trial_errors,
+from ._schedule import BETA_SCHEDULES, as_tensor
+from ._scoring import chunk_rows, mean_errors, trial_draws
+from ._validation import (
+    DTYPES,
+    check_alphas_cumprod,
+    check_device,
+    check_errors,
+    check_label_types,
+    check_pruning,
+    check_sample_shape,
+    check_training_data,
+    class_index,
+    class_prior,
+    log_prior,
+    partial_fit_classes,
+    standardise,
+    timestep_bounds,
 )
-from ._training import LOSSES, train_denoiser, training_timestep_probs, validation_draws
-from ._unet import UNetDenoiser
-
-# Trials (128 antithetic pairs, each at its own timestep) on which fit scores the held-out
-# samples to choose the trials' range.
-SELECTION_TRIALS = 256
-# refit="auto" trains afresh on all rows below this many. Over random_state 0 to 4 on the
-# suite, the refit raised iris from 0.987 to 0.996 accuracy and cut breast's log loss from
-# 0.126 to 0.109, changed nothing on spirals (1,400 rows), and on digits (1,257 rows)
-# lowered accuracy from 0.980 to 0.977 and raised log loss from 0.081 to 0.096.
-REFIT_BELOW = 1000
-# validation_fraction="auto" holds out this share of a fit that refits (its held-out rows
-# serve only to choose the trials, and the refit trains on them too), and VALIDATION_SHARE
-# of any other. Over random_state 0 to 39 on the suite's four sets that refit, holding out
-# 0.3 instead of 0.1 lowered the mean test log loss of moons (0.124 to 0.115), iris (0.078
-# to 0.067), wine (0.076 to 0.056) and breast cancer (0.120 to 0.113), each by 1.7 to 3.2
-# paired standard errors; 0.4 did as well within the noise, 0.25 and 0.5 nearly.
-REFIT_VALIDATION_SHARE = 0.3
-VALIDATION_SHARE = 0.1
-# A fit that chooses its range on held-out rows and does not refit tunes instead: it goes
-# on for TUNE_STEPS * max_iter steps, half its timesteps drawn from the chosen range, at
-# TUNE_RATE times the initial learning rate, then fits the scale again. Over random_state
-# 0 to 11 on digits, this raised mean accuracy from 0.980 to 0.984 and cut mean log loss
-# from 0.078 to 0.069; the same steps on the default spread of timesteps did about
-# two-thirds as well (seeds 0 to 5), and a restart at the full rate made digits worse.
-TUNE_STEPS = 0.5
-TUNE_RATE = 0.2
-# Held while fit seeds torch's global generator and builds a network from it: fits in threads
-# of one process (joblib's threading backend, a Dask worker, which may run two tasks at once)
-# would otherwise draw from each other's seed.
-_GLOBAL_RNG_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _one_torch_thread():
-    """Run the block on one torch thread, then restore the caller's setting.
-
-    On two cores shared with another busy process (benchmarks/speed.py), two torch
-    threads made predict_proba up to 100x and fit 2x slower than one, while on an idle
-    machine they gained at most 1.8x: parallelism is safer across processes (joblib).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _check_label_types(y):
-    """Return ``y``, an object array of numbers as numbers; raise a TypeError if it mixes types."""
-    if y.dtype != object:
-        return y
-    numeric = Number | np.number | np.bool_
-    kinds = {"str" if isinstance(v, str) else "number" if isinstance(v, numeric) else type(v).__name__ for v in y}
-    if len(kinds) > 1:
-        raise TypeError(f"y mixes labels of types {sorted(kinds)}; the labels must be all strings or all numbers.")
-    # type_of_target calls an object array of numbers "unknown"; as numbers they are classes.
-    return np.asarray(y.tolist()) if kinds == {"number"} else y
-
-
-def _errors(denoiser, x0, **kwargs):
-    """Return the mean errors of :func:`mean_errors`, computed on one torch thread (also in a job)."""
-    with _one_torch_thread():
-        return mean_errors(denoiser, x0, **kwargs)[0]
-
-
-def _check_errors(errors):
-    """Raise a ValueError if some denoising errors of shape (n, n_classes) are not finite."""
-    bad = np.flatnonzero(~np.isfinite(errors).all(axis=1))
-    if bad.size:
-        raise ValueError(
-            f"The denoising errors of {bad.size} of {len(errors)} samples are not finite (first: row {bad[0]}): "
-            "the denoiser returned NaN or inf, or these samples lie too far from the training data."
-        )
 
 
 class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
@@ -456,16 +387,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         interrupt (Ctrl-C) during the training loop stops it, with a warning, and keeps the
         model trained so far.
         """
-        # Opened before the snapshot that a failed fit restores: after fit, scikit-learn tears
-        # the callbacks down (in _fit_context) only if the context that this sets is still there.
-        try:
-            then = self._second_training(_num_samples(X))
-        except TypeError:  # not array-like: validate_data raises the error
-            then = None
-        steps = {"refit": [self.max_iter] * 2, "tune": [self.max_iter, self._tune_steps()], None: [self.max_iter]}
-        tasks = FitTasks(self, X, y, trainings=steps[then])
-        with self._restored_on_failure(trains_in_place=self.warm_start):
-            return self._fit(X, y, tasks=tasks)
+        previous = self._fitted_model() if self.warm_start else None
+        return self._fit(X, y, previous)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None):
@@ -523,181 +446,86 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         >>> clf.class_count_.tolist(), clf.n_iter_
         ([500, 500], 4)
         """
-        try:  # one epoch's worth of steps, at most (the held-out rows are not trained on)
-            max_steps = -(-_num_samples(X) // self.batch_size)
-        except TypeError:  # not array-like: validate_data raises the error
-            max_steps = 1
-        tasks = FitTasks(self, X, y, trainings=[max_steps])
-        with self._restored_on_failure(trains_in_place=True):
-            return self._fit(X, y, classes, incremental=True, tasks=tasks)
+        previous = self._fitted_model()
+        classes = partial_fit_classes(classes, None if previous is None else previous["classes"])
+        return self._fit(X, y, previous, classes=classes)
 
-    @contextlib.contextmanager
-    def _restored_on_failure(self, trains_in_place):
-        """Restore the estimator's attributes if the block raises; copy the network it may train in place."""
-        # BaseException: an interrupt outside the training loop must not leave a half fit either.
-        previous = dict(self.__dict__)
-        if trains_in_place and "denoiser_" in previous:
-            previous["denoiser_"] = copy.deepcopy(previous["denoiser_"])
-        try:
-            yield
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(previous)
-            raise
+    def _fitted_model(self):
+        """Return what a continuing fit starts from (the fitted network and its state), or None if unfitted."""
+        if not self.__sklearn_is_fitted__():
+            return None
+        names = ("denoiser_", "scaler_", "classes_", "class_count_", "alphas_cumprod_", "n_iter_")
+        return {name.rstrip("_"): getattr(self, name) for name in names} | {"state": self._training_state}
 
-    def _fit(self, X, y, classes=None, *, tasks, incremental=False):
-        """Fit, setting the attributes as it goes; ``fit`` restores them if this raises.
+    def _fit(self, X, y, previous, *, classes=None):
+        """Fit on ``(X, y)``, continuing ``previous`` if given; ``classes`` given: a ``partial_fit`` call.
 
-        ``incremental`` (partial_fit): continue the fitted model, if any, with the class
-        counts accumulated, for one epoch at a constant rate, without early stopping.
-        ``tasks`` reports the training to scikit-learn's callbacks (see ``_callbacks``).
+        Checks, plans and trains, then sets every fitted attribute at once: a fit that raises
+        changes none.
         """
-        if incremental:
-            continuing = not _check_partial_fit_first_call(self, classes)
-        else:
-            continuing = self.warm_start and hasattr(self, "denoiser_")
-        X, y = validate_data(self, X, y, reset=not continuing, dtype=[np.float64, np.float32])
-        y = _check_label_types(y)
-        check_classification_targets(y)
-        if incremental:
-            classes = self.classes_
-            y_index = self._class_index(
-                y,
-                lambda unknown: (
-                    f"y contains labels {unknown} that are not in classes={classes.tolist()}, "
-                    "the classes given to the first call to partial_fit."
-                ),
-            )
-        else:
-            classes, y_index = np.unique(y, return_inverse=True)
-        if classes.size < 2:
-            raise ValueError(
-                f"DiffusionClassifier needs samples of at least 2 classes in the data, but the data "
-                f"contain only one class: {classes.tolist()[0]!r}."
-            )
-        if continuing and not np.array_equal(classes, self.classes_):
-            raise ValueError(
-                f"warm_start=True needs the classes of the previous fit {self.classes_.tolist()}, "
-                f"got {classes.tolist()}."
-            )
-        device = self._torch_device()
-        sample_shape = self._sample_shape(X.shape[1])
-        # An explicit range is checked here and trained on from the start; "auto" is known after training.
-        scored = None if isinstance(self.timestep_range, str) else self._timestep_bounds(self.timestep_range)
-        self._pruning_rule()
-        alphas_cumprod = self._alphas_cumprod()
-        trains = incremental or self.max_iter > 0
-        if self.early_stopping and self.validation_fraction is None and not incremental:
-            raise ValueError("early_stopping=True needs held-out samples: set validation_fraction, not None.")
-        rng = check_random_state(self.random_state)
-        init_seed, train_seed, split_seed, noise_seed = rng.randint(np.iinfo(np.int32).max, size=4)
-
-        # Check the priors and the denoiser before setting any fitted attribute: a fit that
-        # fails on them must not leave a half-fitted estimator behind.
+        incremental, continuing = classes is not None, previous is not None
+        X_checked, y_index, classes, feature_names = self._training_data(X, y, previous, classes)
+        device = check_device(self.device)
+        sample_shape = check_sample_shape(self.image_shape, X_checked.shape[1])
+        check_pruning(self.pruning)
+        alphas_cumprod = self._schedule(previous)
+        seeds = Seeds.draw(check_random_state(self.random_state))
         class_count = np.bincount(y_index, minlength=classes.size)
-        if incremental and continuing:
-            if not hasattr(self, "class_count_"):  # pickled or saved by skdiffusion before it kept them
-                raise ValueError(
-                    "This model has no class_count_ (it was saved by an earlier version of skdiffusion), "
-                    "which partial_fit adds the new batch's class counts to: fit it again to continue "
-                    "training with partial_fit."
-                )
-            class_count = class_count + self.class_count_
-        class_prior = self._class_prior(class_count)
-        if continuing:
-            denoiser = self.denoiser_.to(device)
+        if incremental and continuing:  # partial_fit counts the classes of every batch
+            class_count = class_count + previous["class_count"]
+        prior = class_prior(self.priors, class_count)
+        plan = plan_fit(
+            self.get_params(deep=False),
+            y_index,
+            classes.size,
+            seeds=seeds,
+            continuing=continuing,
+            incremental=incremental,
+        )
+        if continuing:  # a copy: the fitted network stays as it is should this fit fail
+            scaler, build = previous["scaler"], None
+            network = copy.deepcopy(previous["denoiser"]).to(device)
         else:
-            with np.errstate(over="ignore", invalid="ignore"):  # _standardise reports an overflow
-                scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize).fit(X)
-            default = MLPDenoiser if self.image_shape is None else UNetDenoiser
-            if self.image_shape is None and self.denoiser is None:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    options = mlp_options(scaler.transform(X), y_index)
-                default = functools.partial(MLPDenoiser, **options)
-
-            def build():
-                # Only the seeded draws hold the lock: mlp_options runs joblib (kneighbors),
-                # during which a Dask worker starts another task in this thread's place.
-                with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(int(init_seed))
-                    module = build_denoiser(
-                        self.denoiser, X.shape[1], classes.size, image_shape=self.image_shape, default=default
-                    )
-                return module.to(device)
-
-            denoiser = build()
-        check_denoiser(denoiser, sample_shape, classes.size, device, trainable=trains)
-        if not continuing:
-            # Until training ends, the previous fit's network must not stand beside new classes.
-            self.__dict__.pop("denoiser_", None)
-            self.classes_ = classes
-            self.scaler_ = scaler
-            self.alphas_cumprod_ = alphas_cumprod
-            self._training_state = None
-            self.n_iter_ = 0
-        self.class_count_ = class_count
-        self.class_prior_ = class_prior
-        self.noise_seed_ = int(noise_seed)
-
-        x0 = self._standardise(X).reshape(-1, *sample_shape).to(device)
-        labels = torch.as_tensor(y_index, device=device)
-        alphas_cumprod = as_tensor(self.alphas_cumprod_, device=device)
-        timestep_probs = training_timestep_probs(self.n_diffusion_steps, scored)
-        generator = torch.Generator().manual_seed(int(train_seed) + self.n_iter_)
-        then = self._second_training(y_index.size) if trains and not incremental else None
-        train_idx, val_idx = self._validation_split(y_index, int(split_seed), trains=trains, refits=then == "refit")
-        validation = None
-        if self.early_stopping and val_idx.size and not incremental:
-            validation = validation_draws(x0[val_idx], labels[val_idx], timestep_probs, generator)
-
-        def train(denoiser, rows, state, generator, timestep_probs=timestep_probs, max_iter=self.max_iter, rate=1.0):
-            return train_denoiser(
-                denoiser,
-                x0[rows],
-                labels[rows],
-                alphas_cumprod=alphas_cumprod,
-                timestep_probs=timestep_probs,
-                # partial_fit: as many steps as one pass over the rows, as MLPClassifier's does.
-                max_iter=-(-rows.size // self.batch_size) if incremental else max_iter,
-                batch_size=self.batch_size,
-                learning_rate=rate * self._learning_rate(),
-                loss=self.loss,
-                generator=generator,
-                tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
-                validation=validation,
-                state=state,
-                verbose=self.verbose,
-                anneal=not incremental,
-                callback=tasks.next_interval,
+            scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize)
+            with np.errstate(over="ignore", invalid="ignore"):  # standardise reports an overflow
+                x_standardised = scaler.fit(X_checked).transform(X_checked)
+            build = network_builder(
+                self.get_params(deep=False), x_standardised, y_index, classes.size, seed=seeds.init, device=device
             )
-
-        with _one_torch_thread():
-            state = train(denoiser, train_idx, copy.deepcopy(self._training_state), generator)
-            tasks.end_interval()
-            self.timestep_range_, self.scale_ = self._select_trials(denoiser, x0[val_idx], y_index[val_idx])
-            if val_idx.size and then and not state.interrupted:
-                chosen = training_timestep_probs(self.n_diffusion_steps, self._timestep_bounds(self.timestep_range_))
-                if then == "refit":
-                    if self.verbose:
-                        print(f"Refitting on all {y_index.size} samples")
-                    # The same initial weights and seed, now with the held-out rows too.
-                    denoiser = build()
-                    generator = torch.Generator().manual_seed(int(train_seed))
-                    state = train(denoiser, np.arange(y_index.size), None, generator, chosen)
-                else:
-                    if self.verbose:
-                        print(f"Tuning on the timestep range {self.timestep_range_}")
-                    state = train(denoiser, train_idx, state, generator, chosen, self._tune_steps(), TUNE_RATE)
-                    self.scale_ = self._select_trials(denoiser, x0[val_idx], y_index[val_idx], self.timestep_range_)[1]
-                tasks.end_interval()
-        self.denoiser_ = denoiser
-        self._training_state = state
-        self.loss_curve_ = state.loss_curve
-        self.validation_scores_ = state.validation_scores if self.early_stopping else None
-        self.best_loss_ = state.best_loss
-        self.n_iter_ = len(state.loss_curve)
-        if trains and not (incremental or state.converged or state.interrupted):
+            network = build()
+        check_denoiser(network, sample_shape, classes.size, device, trainable=plan.trains)
+        data = TrainingData(
+            x0=standardise(scaler, X_checked).reshape(-1, *sample_shape).to(device),
+            y=torch.as_tensor(y_index, device=device),
+            y_index=y_index,
+            alphas_cumprod=as_tensor(alphas_cumprod, device=device),
+            log_prior=log_prior(prior),
+        )
+        start = (copy.deepcopy(previous["state"]), previous["n_iter"]) if continuing else (None, 0)
+        tasks = FitTasks(self, X, y, trainings=plan.steps)
+        with one_torch_thread():
+            network, state, (timestep_range, scale) = run_plan(
+                plan, data, network, start[0], n_iter=start[1], build=build, tasks=tasks
+            )
+        self._set_fitted(
+            n_features_in_=X_checked.shape[1],
+            feature_names_in_=feature_names,
+            classes_=classes,
+            class_count_=class_count,
+            class_prior_=prior,
+            scaler_=scaler,
+            alphas_cumprod_=alphas_cumprod,
+            noise_seed_=seeds.noise,
+            denoiser_=network,
+            _training_state=state,
+            loss_curve_=state.loss_curve,
+            validation_scores_=state.validation_scores if self.early_stopping else None,
+            best_loss_=state.best_loss,
+            n_iter_=len(state.loss_curve),
+            timestep_range_=timestep_range,
+            scale_=scale,
+        )
+        if plan.trains and not (incremental or state.converged or state.interrupted):
             warnings.warn(
                 f"DiffusionClassifier: maximum iterations ({self.max_iter}) reached and the "
                 "training loss has not converged yet.",
@@ -706,6 +534,56 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             )
         tasks.end()
         return self
+
+    def _training_data(self, X, y, previous, classes):
+        """Return ``X``, ``y`` as class indices, the classes and the feature names, checked.
+
+        Like ``validate_data``, but a fit that starts afresh records nothing yet: its
+        feature count and names are set with the other fitted attributes.
+        """
+        X, y, feature_names = check_training_data(self, X, y, reset=previous is None)
+        y = check_label_types(y)
+        check_classification_targets(y)
+        if classes is None:
+            classes, y_index = np.unique(y, return_inverse=True)
+        else:
+            y_index = class_index(
+                y,
+                classes,
+                lambda unknown: (
+                    f"y contains labels {unknown} that are not in classes={classes.tolist()}, "
+                    "the classes given to the first call to partial_fit."
+                ),
+            )
+        if classes.size < 2:
+            raise ValueError(
+                f"DiffusionClassifier needs samples of at least 2 classes in the data, but the data "
+                f"contain only one class: {classes.tolist()[0]!r}."
+            )
+        if previous is not None and not np.array_equal(classes, previous["classes"]):
+            raise ValueError(
+                f"warm_start=True needs the classes of the previous fit {previous['classes'].tolist()}, "
+                f"got {classes.tolist()}."
+            )
+        return X, y_index, classes, feature_names
+
+    def _schedule(self, previous):
+        """Return the ``alphas_cumprod`` of the parameters, which a continued fit must share with the fitted model."""
+        alphas_cumprod = check_alphas_cumprod(self.noise_schedule, self.n_diffusion_steps)
+        if previous is not None and not np.array_equal(alphas_cumprod, previous["alphas_cumprod"]):
+            raise ValueError(
+                "noise_schedule or n_diffusion_steps changed since the model was fitted: a continued fit "
+                "(warm_start=True, partial_fit) trains the fitted network on its own schedule. Set them back, "
+                "or fit afresh (warm_start=False)."
+            )
+        return alphas_cumprod
+
+    def _set_fitted(self, **attributes):
+        """Set the fitted attributes of a fit that succeeded; a ``feature_names_in_`` of None is removed."""
+        if attributes["feature_names_in_"] is None:
+            del attributes["feature_names_in_"]
+            self.__dict__.pop("feature_names_in_", None)
+        vars(self).update(attributes)
 
     def predict_proba(self, X):
         """Return the probability of each class, by Bayes' rule on the denoising errors.
@@ -799,14 +677,14 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                     f"y must be one label or an array of shape (n_samples,) = ({n_samples},), "
                     f"got an array of shape {labels.shape}."
                 )
-            y_index = self._class_index(labels)
-        device = self._torch_device()
+            y_index = class_index(labels, self.classes_)
+        device = check_device(self.device)
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        with _one_torch_thread():
+        with one_torch_thread():
             x0 = ancestral_sample(
                 self.denoiser_.to(device),
                 torch.as_tensor(y_index, device=device),
-                self._sample_shape(self.n_features_in_),
+                check_sample_shape(self.image_shape, self.n_features_in_),
                 alphas_cumprod=self.alphas_cumprod_,
                 generator=generator,
             )
@@ -855,228 +733,28 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     def _joint_log_likelihood(self, X):
         """Return ``log p(c) + log p(x | c)`` up to a constant per row, shape (n, n_classes)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        device = self._torch_device()
-        sample_shape = self._sample_shape(self.n_features_in_)
-        x0 = self._standardise(X).reshape(-1, *sample_shape)
-        t_min, t_max = self._timestep_bounds(self.timestep_range_)
-        t, eps = trial_draws(t_min, t_max, self.n_trials, sample_shape, self.noise_seed_)
+        X = validate_data(self, X, reset=False, dtype=DTYPES)
+        device = check_device(self.device)
+        sample_shape = check_sample_shape(self.image_shape, self.n_features_in_)
+        x0 = standardise(self.scaler_, X).reshape(-1, *sample_shape)
+        bounds = timestep_bounds(self.timestep_range_, self.n_diffusion_steps)
+        t, eps = trial_draws(*bounds, self.n_trials, sample_shape, self.noise_seed_)
         score = functools.partial(
-            _errors,
+            mean_errors,
             self.denoiser_.to(device),
             t=torch.as_tensor(t, device=device),
             eps=eps.to(device),
             n_classes=self.classes_.size,
             alphas_cumprod=as_tensor(self.alphas_cumprod_, device=device),
             loss=self.loss,
-            pruning=self._pruning_rule(),
-            log_prior=self._log_prior(),
+            pruning=check_pruning(self.pruning),
+            log_prior=log_prior(self.class_prior_),
             scale=self.scale_,
-            verbose=self.verbose,
         )
-        # Also around the jobs: with the threading backend, they share this process's setting.
-        with _one_torch_thread():
-            if self.n_jobs in (None, 1):
-                errors = score(x0)
-            else:
-                # A job per chunk of mean_errors: 2**18 evaluations, 0.1 s of the spirals' MLP
-                # unpruned, beside ~3 ms of loky's overhead per job (benchmarks: see the user guide).
-                rows = max(1, CHUNK_PAIRS // (self.n_trials * self.classes_.size))
-                # Cloned: a pickled view would carry all of x0 to every job. Progress is
-                # joblib's, per finished job, rather than each job's over its own chunk.
-                jobs = (delayed(score)(chunk.clone(), verbose=0) for chunk in torch.split(x0, rows))
-                errors = np.concatenate(Parallel(n_jobs=self.n_jobs, verbose=10 * bool(self.verbose))(jobs))
-        _check_errors(errors)
-        return self._log_prior() - self.scale_ * errors
-
-    def _second_training(self, n_samples):
-        """Return how a fit on ``n_samples`` rows trains once it has chosen the trials: "refit", "tune" or None.
-
-        "refit" trains the network afresh on all rows; "tune" goes on training it on the
-        same rows, concentrated on the chosen range (only for ``timestep_range="auto"``: an
-        explicit range is concentrated on from the start).
-        """
-        if self.early_stopping or self.validation_fraction is None or self.max_iter == 0:
-            return None
-        if self.warm_start and hasattr(self, "denoiser_"):  # continues the fitted network
-            return None
-        if self.refit is True or (self.refit == "auto" and n_samples < REFIT_BELOW):
-            return "refit"
-        return "tune" if isinstance(self.timestep_range, str) else None
-
-    def _tune_steps(self):
-        """Return the number of optimizer steps of a fit's tuning (see ``TUNE_STEPS``)."""
-        return max(1, round(TUNE_STEPS * self.max_iter))
-
-    def _learning_rate(self):
-        """Return ``learning_rate``, "auto" resolved: 1e-2 for the default MLP network, else 5e-3."""
-        if not isinstance(self.learning_rate, str):
-            return self.learning_rate
-        return 1e-2 if self.denoiser is None and self.image_shape is None else 5e-3
-
-    def _pruning_rule(self):
-        """Return ``pruning`` as a rule object of ``_scoring``, or None."""
-        if self.pruning is None:
-            return None
-        if isinstance(self.pruning, str):
-            return PairedTTest()
-        try:
-            return StagedPruning(self.pruning)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"pruning must be None, 't-test' or a sequence of (trials, kept) pairs, got {self.pruning!r}."
-            ) from exc
-
-    def _sample_shape(self, n_features):
-        """Return the shape of one sample for the denoiser, or raise a ValueError if ``image_shape`` is bad."""
-        if self.image_shape is None:
-            return (n_features,)
-        shape = self.image_shape
-        if not (len(shape) == 3 and all(isinstance(size, Integral) and size >= 1 for size in shape)):
-            raise ValueError(f"image_shape must be a tuple (channels, height, width) of positive ints, got {shape!r}.")
-        if int(np.prod(shape)) != n_features:
-            raise ValueError(
-                f"image_shape={shape!r} holds {int(np.prod(shape))} values, but X has {n_features} features per row."
-            )
-        return tuple(int(size) for size in shape)
-
-    def _standardise(self, X):
-        """Return ``X`` standardised as a float32 tensor, or raise a ValueError if it overflows."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            x0 = torch.as_tensor(self.scaler_.transform(X), dtype=torch.float32)
-        if not torch.isfinite(x0).all():
-            raise ValueError(
-                "X has values too large for DiffusionClassifier: standardised with the training mean and "
-                f"scale they overflow float32 (largest |X| = {np.abs(X).max():.3g}). Rescale the features."
-            )
-        return x0
-
-    def _validation_split(self, y_index, seed, *, trains=True, refits=False):
-        """Return the (train, held-out) row indices; the held-out part is empty when none is kept."""
-        rows = np.arange(y_index.size)
-        if self.validation_fraction is None:
-            return rows, rows[:0]
-        if not trains:  # max_iter=0: every sample serves to choose the trials
-            return rows[:0], rows
-        fraction = self.validation_fraction
-        if fraction == "auto":
-            fraction = REFIT_VALIDATION_SHARE if refits else VALIDATION_SHARE
-        n_classes = self.classes_.size
-        n_held_out = int(np.ceil(fraction * rows.size))
-        if np.bincount(y_index).min() < 2 or min(n_held_out, rows.size - n_held_out) < n_classes:
-            warnings.warn(
-                f"Too few samples per class to hold out a fraction {fraction} of them "
-                f"(validation_fraction={self.validation_fraction!r}): "
-                "training on all samples, without early stopping, with the error scale of the ELBO.",
-                stacklevel=3,
-            )
-            return rows, rows[:0]
-        return train_test_split(rows, test_size=n_held_out, stratify=y_index, random_state=seed)
-
-    def _select_trials(self, denoiser, x0, y_index, timestep_range=None):
-        """Return ``(timestep_range_, scale_)``, fitted on held-out samples when there are some.
-
-        ``timestep_range`` (default: the parameter) given as a pair fixes the range: the
-        samples are then scored on ``SELECTION_TRIALS`` trials spread over it, and only the
-        scale is fitted.
-        """
-        timestep_range = self.timestep_range if timestep_range is None else timestep_range
-        auto = isinstance(timestep_range, str)
-        if y_index.size == 0:
-            return (0.0, 1.0) if auto else timestep_range, float(self.n_features_in_)
-        bounds = (0, self.n_diffusion_steps) if auto else self._timestep_bounds(timestep_range)
-        t, eps = trial_draws(*bounds, SELECTION_TRIALS, x0.shape[1:], self.noise_seed_ + 1)
-        errors = (
-            trial_errors(
-                denoiser,
-                x0,
-                torch.as_tensor(t, device=x0.device),
-                eps.to(x0.device),
-                self.classes_.size,
-                alphas_cumprod=as_tensor(self.alphas_cumprod_, device=x0.device),
-                loss=self.loss,
-            )
-            .cpu()
-            .double()
-            .numpy()
-        )
-        log_prior = self._log_prior()
-        if auto:
-            return select_timestep_range(errors, t, y_index, log_prior, self.n_diffusion_steps, self.n_features_in_)
-        return timestep_range, fit_scale(errors.mean(axis=2), y_index, log_prior, self.n_features_in_)[0]
-
-    def _alphas_cumprod(self):
-        """Return the ``alphas_cumprod`` of ``noise_schedule``, float64, or raise a ValueError if they are bad."""
-        if isinstance(self.noise_schedule, str):
-            return make_alphas_cumprod(self.noise_schedule, self.n_diffusion_steps)
-        try:
-            # A copy: the fitted schedule must not change with the parameter's array.
-            alphas_cumprod = np.asarray(self.noise_schedule, dtype=np.float64).copy()
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise ValueError(
-                f"noise_schedule must be a name or an array of numbers, got {self.noise_schedule!r}."
-            ) from exc
-        if alphas_cumprod.ndim != 1:
-            raise ValueError(f"noise_schedule must be a 1-D array of alphas_cumprod, got shape {alphas_cumprod.shape}.")
-        if alphas_cumprod.size != self.n_diffusion_steps:
-            raise ValueError(
-                f"noise_schedule holds {alphas_cumprod.size} values of alphas_cumprod, one per diffusion step, "
-                f"but n_diffusion_steps={self.n_diffusion_steps}: set n_diffusion_steps={alphas_cumprod.size}."
-            )
-        # A value of 1 (no noise: no eps to predict) makes sampling divide by zero; one of 0
-        # leaves no signal of x_0 at all.
-        if not ((alphas_cumprod > 0) & (alphas_cumprod < 1)).all() or (np.diff(alphas_cumprod) >= 0).any():
-            raise ValueError(
-                "noise_schedule's alphas_cumprod must decrease strictly, every value in (0, 1) (the signal "
-                f"kept at each timestep t = 0, 1, ...), got {alphas_cumprod!r}."
-            )
-        return alphas_cumprod
-
-    def _timestep_bounds(self, timestep_range):
-        """Return a ``(lo, hi)`` range as timesteps ``(t_min, t_max)``, or raise a ValueError."""
-        lo, hi = timestep_range if len(timestep_range) == 2 else (None, None)
-        if not (isinstance(lo, Real) and isinstance(hi, Real) and 0 <= lo < hi <= 1):
-            raise ValueError(f"timestep_range must be a pair (lo, hi) with 0 <= lo < hi <= 1, got {timestep_range!r}.")
-        return lo * self.n_diffusion_steps, hi * self.n_diffusion_steps
-
-    def _class_prior(self, class_count):
-        """Return ``priors`` checked, or the class frequencies of ``class_count``."""
-        n_classes = class_count.size
-        if self.priors is None:
-            return class_count / class_count.sum()
-        try:
-            priors = np.asarray(self.priors, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"priors must be an array of class probabilities, got {self.priors!r}.") from exc
-        if priors.shape != (n_classes,):
-            raise ValueError("Number of priors must match number of classes.")
-        if not np.isclose(priors.sum(), 1.0):
-            raise ValueError("The sum of the priors should be 1.")
-        if (priors <= 0).any():
-            raise ValueError("Priors must be positive.")
-        return priors
-
-    def _log_prior(self):
-        """Return ``log(class_prior_)``: -inf for a class that partial_fit has not seen yet."""
-        with np.errstate(divide="ignore"):
-            return np.log(self.class_prior_)
-
-    def _class_index(self, labels, message=lambda unknown: f"y contains labels not seen in fit: {unknown}."):
-        """Map labels to their index in ``classes_``; raise ``message(unknown labels)`` on unknown ones."""
-        # isin compares labels of any dtype to classes_ without raising (e.g. "a" against ints).
-        unknown = ~np.isin(labels, self.classes_)
-        if unknown.any():
-            raise ValueError(message(np.unique(labels[unknown]).tolist()))
-        return np.searchsorted(self.classes_, labels)
-
-    def _torch_device(self):
-        """Return ``device`` as a torch.device, or raise a ValueError naming it."""
-        try:
-            device = torch.device(self.device)
-            torch.zeros(1, device=device).cpu()
-        except (RuntimeError, AssertionError, NotImplementedError) as exc:
-            raise ValueError(f"device={self.device!r} is not available: {exc}") from exc
-        return device
+        rows = chunk_rows(self.n_trials, self.classes_.size)
+        errors, _ = run_in_jobs(score, x0, rows=rows, n_jobs=self.n_jobs, verbose=self.verbose)
+        check_errors(errors)
+        return log_prior(self.class_prior_) - self.scale_ * errors
 
     def __sklearn_is_fitted__(self):
         # Fitted once a network is trained: a fit that failed part way leaves other attributes.
@@ -1090,12 +768,6 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if denoiser is not None and any(p.device.type != "cpu" for p in denoiser.parameters()):
             state["denoiser_"] = copy.deepcopy(denoiser).to("cpu")
         return state
-
-    def __setstate__(self, state):
-        # A model pickled before a parameter existed takes that parameter's default (which
-        # only later fits use), so that get_params, clone and repr work on it.
-        defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()}
-        super().__setstate__({**defaults, **state})
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

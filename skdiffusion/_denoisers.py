@@ -197,15 +197,15 @@ def _add_linear(s, linear, x, in_place):
     return s.add_(linear.bias)
 
 
-def build_denoiser(denoiser, n_features, n_classes, *, image_shape=None, default=None):
+def build_denoiser(denoiser, n_features, n_classes, *, image_shape=None):
     """Return the network that ``fit`` trains: built from a spec, or a copy of an instance.
 
-    A class or callable (and ``default``, else :class:`MLPDenoiser`, when ``denoiser`` is
-    None) is called with the sample's size: ``image_shape`` when given, else ``n_features``.
+    A class or callable (:class:`MLPDenoiser` when ``denoiser`` is None) is called with
+    the sample's size: ``image_shape`` when given, else ``n_features``.
     """
     size = n_features if image_shape is None else tuple(image_shape)
     if denoiser is None:
-        return (default or MLPDenoiser)(size, n_classes)
+        return MLPDenoiser(size, n_classes)
     if isinstance(denoiser, nn.Module):
         return copy.deepcopy(denoiser)
     if inspect.isclass(denoiser) and not issubclass(denoiser, nn.Module):

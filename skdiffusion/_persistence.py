@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._classifier import DiffusionClassifier
 from ._denoisers import MLPDenoiser, build_denoiser, check_denoiser
 from ._training import TrainingState
+from ._validation import check_sample_shape, timestep_bounds
 
 FORMAT = "skdiffusion"
 FORMAT_VERSION = 1
@@ -239,7 +240,9 @@ def _rebuild(content, tensors, denoiser):
         raise ValueError(f"the saved weights do not fit the denoiser {type(module).__name__}: {exc}") from exc
     module.eval()
     # Not trainable, perhaps: a frozen pretrained denoiser, fitted with max_iter=0.
-    check_denoiser(module, clf._sample_shape(n_features), n_classes, torch.device("cpu"), trainable=False)
+    check_denoiser(
+        module, check_sample_shape(clf.image_shape, n_features), n_classes, torch.device("cpu"), trainable=False
+    )
     clf.denoiser_ = module
     return clf
 
@@ -260,7 +263,7 @@ def _check_shapes(clf):
     for name, (shape, want) in expected.items():
         if shape != want:
             raise ValueError(f"{name} has shape {shape}, expected {want}")
-    clf._timestep_bounds(clf.timestep_range_)
+    timestep_bounds(clf.timestep_range_, clf.n_diffusion_steps)
     if not (np.isfinite(clf.scale_) and clf.scale_ > 0 and np.isclose(np.sum(clf.class_prior_), 1.0)):
         raise ValueError(f"scale_={clf.scale_!r} or class_prior_={clf.class_prior_!r} is not valid")
     return n_features, n_classes

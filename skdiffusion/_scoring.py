@@ -4,8 +4,9 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ._compute import ceil_div
+from ._losses import per_sample_loss
 from ._schedule import add_noise
-from ._training import per_sample_loss
 
 # (sample, trial, class) evaluations per denoiser call, for a denoiser that does not set
 # its own eval_batch_size (MLPDenoiser does, from its width). A model's calls always have
@@ -17,6 +18,11 @@ from ._training import per_sample_loss
 EVAL_BLOCK = 1024
 # (sample, trial) pairs scored per chunk of samples: bounds the memory of predict_proba.
 CHUNK_PAIRS = 1 << 18
+
+
+def chunk_rows(n_trials, n_classes):
+    """Return the samples of a chunk: ``CHUNK_PAIRS`` (sample, trial, class) evaluations, at least one sample."""
+    return max(1, CHUNK_PAIRS // (n_trials * n_classes))
 
 
 def timestep_grid(t_min, t_max, n_trials):
@@ -43,7 +49,7 @@ def trial_draws(t_min, t_max, n_trials, sample_shape, seed):
     grid (:func:`timestep_grid`) in :func:`spread_order`, so every prefix of pairs spreads
     over the range. An odd ``n_trials`` ends with half a pair.
     """
-    n_pairs = -(-n_trials // 2)
+    n_pairs = ceil_div(n_trials, 2)
     t = np.repeat(timestep_grid(t_min, t_max, n_pairs)[spread_order(n_pairs)], 2)[:n_trials]
     eps = trial_noise(n_pairs, sample_shape, seed)
     return t, torch.stack([eps, -eps], dim=1).flatten(0, 1)[:n_trials]
@@ -93,7 +99,7 @@ def _blocks(x0, t, eps, rows, alphas_cumprod, block):
     """
     n_trials = t.shape[0]
     n_pairs = rows.numel() * n_trials
-    pairs = torch.arange(-(-n_pairs // block) * block, device=x0.device).clamp_(max=n_pairs - 1)
+    pairs = torch.arange(ceil_div(n_pairs, block) * block, device=x0.device).clamp_(max=n_pairs - 1)
     row, trial = rows[pairs // n_trials], pairs % n_trials
     for start in range(0, pairs.numel(), block):  # index_select: 2.5x faster than x0[row] here
         k = trial[start : start + block]
@@ -191,7 +197,7 @@ class PairedTTest:
 
     def checkpoints(self, n_trials):
         per_draw = self.trials_per_draw
-        draws = [max(2, -(-self.min_trials // per_draw))]  # a t-test needs 2 samples
+        draws = [max(2, ceil_div(self.min_trials, per_draw))]  # a t-test needs 2 samples
         while draws[-1] + draws[-1] // 2 < n_trials // per_draw:
             draws.append(draws[-1] + draws[-1] // 2)
         return [per_draw * k for k in draws if per_draw * k < n_trials]
@@ -272,7 +278,7 @@ def mean_errors(
     and is moved to the denoiser's device a chunk at a time.
     """
     n_samples, n_trials = x0.shape[0], t.shape[0]
-    chunk = max(1, CHUNK_PAIRS // (n_trials * n_classes))
+    chunk = chunk_rows(n_trials, n_classes)
     errors = np.empty((n_samples, n_classes))
     n_evaluations = np.empty(n_samples, dtype=np.int64)
     for start in range(0, n_samples, chunk):

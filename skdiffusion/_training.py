@@ -1,23 +1,17 @@
 """The DDPM training loop: minimise ``E || eps - eps_theta(x_t, t, y) ||`` (Ho et al., 2020)."""
 
 import copy
+import functools
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from scipy import stats
-from torch.nn import functional as F
 
+from ._compute import ceil_div
+from ._losses import per_sample_loss
 from ._schedule import add_noise
-
-# Per-element losses; the per-sample loss is their mean over the sample's elements.
-# Li et al. (2023) compare all three for classification.
-LOSSES = {
-    "l2": lambda eps_hat, eps: (eps_hat - eps).square(),
-    "l1": lambda eps_hat, eps: (eps_hat - eps).abs(),
-    "huber": lambda eps_hat, eps: F.huber_loss(eps_hat, eps, reduction="none"),
-}
 
 CHECK_EVERY = 50  # optimizer steps between convergence checks
 # A loss this many times the first one of a fit (or 1, if larger) means that training has
@@ -25,23 +19,12 @@ CHECK_EVERY = 50  # optimizer steps between convergence checks
 # already scores about 1, and a healthy loss never leaves that neighbourhood by orders of
 # magnitude. Such weights overflow into NaN at predict time, or a few steps later.
 DIVERGENCE_FACTOR = 1e4
-# A training that knows the timesteps the classifier scores draws this share of its
-# timesteps uniformly from them (see training_timestep_probs); the rest keep the default
-# spread, which generation needs. Over random_state 0 to 29 on the suite's four sets that
-# refit, a refit concentrated on the chosen range cut the mean log loss of wine from 0.058
-# to 0.038, breast cancer from 0.113 to 0.106 and iris from 0.068 to 0.063, moons unmoved;
-# a share of 0.75 or 0.9 did about as well but worse on moons (see the user guide).
+# Share of a training's timesteps drawn from the range the classifier scores, when it is
+# known; the rest keep the default spread, which generation needs.
 SCORED_SHARE = 0.5
-
-
-def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None):
-    """Return the mean of ``LOSSES[loss]`` over each sample's elements.
-
-    ``eps_hat`` and ``eps`` have the same shape, the samples' dimensions last:
-    ``sample_ndim`` of them (default: all but the first).
-    """
-    sample_ndim = eps.ndim - 1 if sample_ndim is None else sample_ndim
-    return LOSSES[loss](eps_hat, eps).flatten(-sample_ndim).mean(-1)
+# Noisy copies of the held-out samples that early stopping scores: enough that the loss
+# of a few dozen rows is not one draw's luck.
+VALIDATION_DRAWS = 2048
 
 
 @dataclass
@@ -98,33 +81,20 @@ def train_denoiser(
     if max_iter == 0:  # a pretrained denoiser (fit with max_iter=0): nothing to train
         denoiser.eval()
         return state
-    optimizer = torch.optim.Adam(denoiser.parameters(), lr=learning_rate, fused=True)
-    if anneal:
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_iter, eta_min=learning_rate / 10)
-    else:
-        if state.optimizer_state is not None:
-            # The moments only: the rate and other settings are the current parameters'.
-            optimizer.load_state_dict({**optimizer.state_dict(), "state": state.optimizer_state})
-        scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
-    batch_size = min(batch_size, x0.shape[0])
+    optimizer, scheduler = _optimizer(denoiser, learning_rate, max_iter, anneal, state.optimizer_state)
     timestep_probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
-    best_weights = None
-    window = []
+    draw = (x0, y, alphas_cumprod, timestep_probs, min(batch_size, x0.shape[0]), loss, generator)
+    check = functools.partial(
+        _check_progress, denoiser, state, validation, alphas_cumprod=alphas_cumprod, loss=loss, tol=tol, verbose=verbose
+    )
+    best_weights, window, limit, n_before = None, [], None, len(state.loss_curve)
     denoiser.train()
-    draw = (x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator)
-    limit = None
-    n_before = len(state.loss_curve)
     try:
         for step in range(max_iter):
             if callback is not None and not window and callback():
                 state.interrupted = True
                 break
-            batch_loss = minibatch_loss(denoiser, *draw)
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            optimizer.step()
-            scheduler.step()
-            value = batch_loss.item()
+            value = _step(denoiser, optimizer, scheduler, draw)
             if step == 0:
                 limit = DIVERGENCE_FACTOR * max(value, 1.0)
             check_loss(value, limit, len(state.loss_curve) + 1, first=step == 0)
@@ -132,24 +102,9 @@ def train_denoiser(
             window.append(value)
             if len(window) < CHECK_EVERY and step + 1 < max_iter:
                 continue
-            if validation is None:
-                score = float(np.mean(window))
-            else:
-                score = validation_loss(denoiser, *validation, alphas_cumprod=alphas_cumprod, loss=loss)
-                state.validation_scores.append(score)
-                denoiser.train()
-            if verbose:
-                # scikit-learn's MLP format, with the mean training loss since the last check.
-                print(f"Iteration {len(state.loss_curve)}, loss = {np.mean(window):.8f}")
-                if validation is not None:
-                    print(f"Validation loss: {score:.8f}")
+            if check(window) and validation is not None:
+                best_weights = copy.deepcopy(denoiser.state_dict())
             window = []
-            if score < state.best_loss * (1 - tol):
-                state.best_loss, state.n_no_improvement = score, 0
-                if validation is not None:
-                    best_weights = copy.deepcopy(denoiser.state_dict())
-            else:
-                state.n_no_improvement += 1
             if validation is not None and state.n_no_improvement >= n_iter_no_change:
                 if verbose:
                     print(
@@ -175,6 +130,53 @@ def train_denoiser(
     with torch.no_grad():
         check_loss(minibatch_loss(denoiser, *draw).item(), limit or np.inf, None)
     return state
+
+
+def _optimizer(denoiser, learning_rate, max_iter, anneal, moments):
+    """Return Adam and its rate schedule: afresh along a cosine, or at a constant rate from ``moments``."""
+    optimizer = torch.optim.Adam(denoiser.parameters(), lr=learning_rate, fused=True)
+    if anneal:
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max_iter, eta_min=learning_rate / 10
+        )
+    if moments is not None:
+        # The moments only: the rate and other settings are the current parameters'.
+        optimizer.load_state_dict({**optimizer.state_dict(), "state": moments})
+    return optimizer, torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+
+
+def _step(denoiser, optimizer, scheduler, draw):
+    """Take one optimizer step on a minibatch drawn by :func:`minibatch_loss`; return its loss."""
+    batch_loss = minibatch_loss(denoiser, *draw)
+    optimizer.zero_grad(set_to_none=True)
+    batch_loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return batch_loss.item()
+
+
+def _check_progress(denoiser, state, validation, window, *, alphas_cumprod, loss, tol, verbose):
+    """Score a check interval (its training losses ``window``, or the held-out loss); return whether it improved.
+
+    Records the score in ``state``: the held-out loss, the best loss and the count of
+    checks without progress.
+    """
+    if validation is None:
+        score = float(np.mean(window))
+    else:
+        score = validation_loss(denoiser, *validation, alphas_cumprod=alphas_cumprod, loss=loss)
+        state.validation_scores.append(score)
+        denoiser.train()
+    if verbose:
+        # scikit-learn's MLP format, with the mean training loss since the last check.
+        print(f"Iteration {len(state.loss_curve)}, loss = {np.mean(window):.8f}")
+        if validation is not None:
+            print(f"Validation loss: {score:.8f}")
+    if score < state.best_loss * (1 - tol):
+        state.best_loss, state.n_no_improvement = score, 0
+        return True
+    state.n_no_improvement += 1
+    return False
 
 
 def _cpu_copy(optimizer_state):
@@ -259,9 +261,9 @@ def training_timestep_probs(n_steps, scored=None, low_fraction=0.1, low_boost=10
     return (1 - SCORED_SHARE) * probs + SCORED_SHARE * in_range / in_range.sum()
 
 
-def validation_draws(x0, y, timestep_probs, generator, n_draws=2048):
+def validation_draws(x0, y, timestep_probs, generator, n_draws=VALIDATION_DRAWS):
     """Return ``(x0, y, t, eps)``: held-out samples, repeated to ``n_draws`` rows, with fixed draws."""
-    repeats = -(-n_draws // x0.shape[0])
+    repeats = ceil_div(n_draws, x0.shape[0])
     x0, y = x0.repeat_interleave(repeats, dim=0), y.repeat_interleave(repeats)
     probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
     t = torch.multinomial(probs, x0.shape[0], replacement=True, generator=generator).to(x0.device)

@@ -16,6 +16,8 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import validate_data
 from torch import nn
 
+from ._validation import check_sample_shape
+
 # The adapters only call the models; the check is for a clear message, not for an import.
 if importlib.util.find_spec("diffusers") is None:
     raise ImportError('skdiffusion.diffusers needs the diffusers package: pip install "skdiffusion[diffusers]"')
@@ -266,11 +268,7 @@ class VAEEncoder(TransformerMixin, BaseEstimator):
 
     def _check(self, X):
         """Return ``X``, or raise a ValueError if its rows are not images of ``image_shape``."""
-        shape = self.image_shape
-        if not (len(shape) == 3 and all(isinstance(size, int) and size >= 1 for size in shape)):
-            raise ValueError(f"image_shape must be a tuple (channels, height, width) of positive ints, got {shape!r}.")
-        if int(np.prod(shape)) != X.shape[1]:
-            raise ValueError(f"image_shape={shape!r} holds {int(np.prod(shape))} values, but X has {X.shape[1]}.")
+        check_sample_shape(self.image_shape, X.shape[1])
         return X
 
     def __sklearn_tags__(self):

@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 import skdiffusion
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier
+from skdiffusion import DiffusionClassifier, MLPDenoiser
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -710,22 +710,43 @@ def _fitted_state(clf):
     return state
 
 
-def _interrupt_the_selection(clf, monkeypatch):
-    # Training has run (and changed the network in place, with warm_start) when this raises.
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
+# A fault that the next call of _Faulty raises, set by a test through monkeypatch.
+FAULT = {"raise": None}
 
-    monkeypatch.setattr(DiffusionClassifier, "_select_trials", interrupted)
+
+class _Faulty(nn.Module):
+    """A small MLP denoiser that calls ``FAULT["raise"](x_t)`` first: faults injected through the public API."""
+
+    def __init__(self, n_features, n_classes):
+        super().__init__()
+        self.net = MLPDenoiser(n_features, n_classes, hidden_size=16)
+
+    def forward(self, x_t, t, y):
+        if FAULT["raise"] is not None:
+            FAULT["raise"](x_t)
+        return self.net(x_t, t, y)
+
+
+def _interrupt_the_selection(clf, monkeypatch):
+    # Training has run (and changed the network, with warm_start) when this raises: the
+    # choice of the trials scores the held-out rows in calls of 1024 rows, without grad.
+    def interrupt(x_t):
+        if not torch.is_grad_enabled() and x_t.shape[0] >= 1024:
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(FAULT, "raise", interrupt)
     clf.fit(X, Y)
 
 
 def _fail_after_three_steps(clf, monkeypatch):
-    def three_steps_then_fail(denoiser, *args, **kwargs):
-        _train(denoiser, *args, **{**kwargs, "max_iter": 3})
-        raise RuntimeError("failed part way")
+    steps = []
 
-    _train = _classifier.train_denoiser
-    monkeypatch.setattr(_classifier, "train_denoiser", three_steps_then_fail)
+    def fail(x_t):
+        steps.extend([None] * torch.is_grad_enabled())
+        if len(steps) > 3:
+            raise RuntimeError("failed part way")
+
+    monkeypatch.setitem(FAULT, "raise", fail)
     clf.fit(X, Y)
 
 
@@ -743,7 +764,7 @@ FAILURES = {
 @pytest.mark.parametrize("failure", FAILURES)
 def test_a_failed_refit_leaves_the_fitted_model_as_it_was(failure, warm_start, monkeypatch):
     fail, error = FAILURES[failure]
-    clf = _clf(warm_start=warm_start).fit(X, Y)
+    clf = _clf(denoiser=_Faulty, warm_start=warm_start).fit(X, Y)
     params, state, proba = clf.get_params(), _fitted_state(clf), clf.predict_proba(X)
     with pytest.raises(error):
         fail(clf, monkeypatch)

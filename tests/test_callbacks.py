@@ -162,12 +162,20 @@ def test_callbacks_leave_the_fit_unchanged(spirals):
     np.testing.assert_array_equal(observed.predict_proba(X), plain.predict_proba(X))
 
 
-def test_a_failed_fit_tears_the_callbacks_down(spirals):
+def test_a_fit_that_fails_in_training_tears_the_callbacks_down(spirals):
     X, y = spirals
+    recorder = _recorder()
+    clf = _clf(learning_rate=1e6, max_iter=100).set_callbacks(recorder)
+    with pytest.raises(FloatingPointError):
+        clf.fit(X, y)
+    assert recorder.events[:3] == [("setup", "fit"), ("begin", "fit", 0), ("begin", "check-interval", 0)]
+    assert recorder.events[-1] == ("teardown", "fit")
+    assert not hasattr(clf, "_callback_fit_ctx")
+    # Bad data fail before the fit's task begins, as in scikit-learn's LogisticRegression.
     recorder = _recorder()
     with pytest.raises(ValueError, match="at least 2 classes"):
         _clf().set_callbacks(recorder).fit(X, np.zeros_like(y))
-    assert recorder.events == [("setup", "fit"), ("begin", "fit", 0), ("teardown", "fit")]
+    assert recorder.events == []
 
 
 def test_progress_bar_in_fit_and_in_grid_search(spirals, capsys):

@@ -15,8 +15,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 from torch import nn
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier, _scoring, _training
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _scoring
 from skdiffusion._schedule import as_tensor
+from skdiffusion._validation import timestep_bounds
 from skdiffusion.datasets import make_spirals
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -156,7 +157,7 @@ def test_pipeline_and_clone(spirals):
 def test_predict_proba_is_bayes_rule_on_antithetic_pairs_pruned_by_the_pair_t_test():
     X, y = _blobs()
     clf = _clf(n_trials=32).fit(X, y)
-    t, eps = _scoring.trial_draws(*clf._timestep_bounds(clf.timestep_range_), 32, (2,), clf.noise_seed_)
+    t, eps = _scoring.trial_draws(*timestep_bounds(clf.timestep_range_, 1000), 32, (2,), clf.noise_seed_)
     errors, _ = _scoring.mean_errors(
         clf.denoiser_,
         torch.as_tensor(clf.scaler_.transform(X), dtype=torch.float32),
@@ -192,18 +193,6 @@ def test_pickle_round_trip_gives_identical_probabilities(fitted, spirals):
     restored = pickle.loads(pickle.dumps(fitted))
     np.testing.assert_array_equal(restored.predict_proba(X_test), fitted.predict_proba(X_test))
     assert restored.denoiser_ is not fitted.denoiser_
-
-
-def test_a_model_pickled_before_a_parameter_existed_takes_its_default(fitted, spirals):
-    _, _, X_test, _ = spirals
-    state = fitted.__getstate__()
-    del state["refit"]  # as pickled by a version without it
-    assert fitted.refit == "auto"  # the state is a copy: the estimator keeps its parameter
-    restored = DiffusionClassifier.__new__(DiffusionClassifier)
-    restored.__setstate__(state)
-    assert restored.get_params()["refit"] == "auto"
-    assert clone(restored).get_params() == {**fitted.get_params(), "refit": "auto"}
-    np.testing.assert_array_equal(restored.predict_proba(X_test), fitted.predict_proba(X_test))
 
 
 def test_decision_boundary_display(fitted, spirals):
@@ -255,11 +244,15 @@ def test_warm_start_continues_training(spirals):
     clf = _clf(max_iter=50, warm_start=True, denoiser=SMALL_MLP).fit(X, y)
     first_curve = list(clf.loss_curve_)
     denoiser = clf.denoiser_
+    weights = {name: value.clone() for name, value in denoiser.state_dict().items()}
     clf.fit(X, y)
     assert clf.n_iter_ == 100
     assert len(clf.loss_curve_) == 100
     assert clf.loss_curve_[:50] == first_curve
-    assert clf.denoiser_ is denoiser  # trained further, not rebuilt
+    # Trained further on a copy: the previous fit's network is left as it was.
+    assert clf.denoiser_ is not denoiser
+    for name, value in denoiser.state_dict().items():
+        assert torch.equal(value, weights[name])
     cold = _clf(max_iter=50, denoiser=SMALL_MLP).fit(X, y)
     cold.fit(X, y)
     assert cold.n_iter_ == 50
@@ -296,116 +289,32 @@ def test_auto_learning_rate_is_that_of_the_network(spirals, params, rate):
     assert auto.loss_curve_ != other.loss_curve_
 
 
-def test_refit_trains_the_network_afresh_on_all_rows_and_keeps_the_choice(spirals, monkeypatch):
-    X, y, _, _ = spirals  # 300 rows: refit="auto" refits, validation_fraction="auto" holds out 0.3
+def test_refit_chooses_the_trials_on_the_first_network_then_trains_afresh_on_all_rows(spirals):
+    X, y, _, _ = spirals  # 300 rows: refit="auto" refits, holding out 0.3 to choose the trials
+    # With a given range, a fit that does not refit keeps the first network, which chose the scale.
+    kept = _clf(timestep_range=(0.0, 0.4), refit=False, validation_fraction=0.3).fit(X, y)
+    refit = _clf(timestep_range=(0.0, 0.4)).fit(X, y)
+    assert refit.scale_ == kept.scale_ and refit.timestep_range_ == kept.timestep_range_ == (0.0, 0.4)
+    # The refit's network is that of a fit on all rows: same initial weights and seed.
+    all_rows = _clf(timestep_range=(0.0, 0.4), validation_fraction=None).fit(X, y)
+    _assert_same_network(refit, all_rows)
+    assert refit.loss_curve_ == all_rows.loss_curve_ != kept.loss_curve_
+    # With "auto", the refit concentrates its training on the range the first network chose.
     auto = _clf().fit(X, y)
-    # The first training alone (no refit, no tuning) on the same rows.
-    with monkeypatch.context() as patch:
-        patch.setattr(DiffusionClassifier, "_second_training", lambda self, n_samples: None)
-        held_out = _clf(validation_fraction=0.3).fit(X, y)
-    # The trials are chosen on the held-out rows, by the first network...
-    assert auto.timestep_range_ == held_out.timestep_range_
-    assert auto.scale_ == held_out.scale_
-    # ...then the network is that of a fit on all rows with that range given: same initial
-    # weights and seed, training concentrated on the chosen range.
-    all_rows = _clf(validation_fraction=None, timestep_range=auto.timestep_range_).fit(X, y)
-    assert auto.loss_curve_ == all_rows.loss_curve_ != held_out.loss_curve_
-    assert auto.n_iter_ == held_out.n_iter_ == 150
-    for name, value in auto.denoiser_.state_dict().items():
-        torch.testing.assert_close(value, all_rows.denoiser_.state_dict()[name], rtol=0, atol=0)
+    _assert_same_network(auto, _clf(validation_fraction=None, timestep_range=auto.timestep_range_).fit(X, y))
+    assert auto.n_iter_ == 150
 
 
-@pytest.mark.parametrize("timestep_range", ["auto", (0.2, 0.55)])
-def test_training_concentrates_on_the_timesteps_the_classifier_scores(spirals, monkeypatch, timestep_range):
-    X, y, _, _ = spirals  # 300 rows: refits
-    probs = []
-    train = _classifier.train_denoiser
-
-    def recording(denoiser, x0, y, **kwargs):
-        probs.append(kwargs["timestep_probs"])
-        return train(denoiser, x0, y, **kwargs)
-
-    monkeypatch.setattr(_classifier, "train_denoiser", recording)
-    clf = _clf(max_iter=5, timestep_range=timestep_range).fit(X, y)
-    lo, hi = clf.timestep_range_
-    concentrated = _training.training_timestep_probs(1000, (lo * 1000, hi * 1000))
-    # "auto" learns the range from the first network, which trains on the default spread;
-    # an explicit range is trained on from the start.
-    first = _training.training_timestep_probs(1000) if timestep_range == "auto" else concentrated
-    assert len(probs) == 2
-    np.testing.assert_array_equal(probs[0], first)
-    np.testing.assert_array_equal(probs[1], concentrated)
+def _assert_same_network(clf, other):
+    for name, value in clf.denoiser_.state_dict().items():
+        torch.testing.assert_close(value, other.denoiser_.state_dict()[name], rtol=0, atol=0)
 
 
-def test_a_fit_that_does_not_refit_tunes_on_the_chosen_range(spirals, monkeypatch):
+def test_a_fit_that_does_not_refit_tunes_for_half_as_many_steps(spirals):
     X, y, _, _ = spirals
-    calls, selections, scored_t = [], [], []
-    train, select, trial_errors = (
-        _classifier.train_denoiser,
-        DiffusionClassifier._select_trials,
-        _classifier.trial_errors,
-    )
-
-    def recording_train(denoiser, x0, y, **kwargs):
-        calls.append((denoiser, x0.shape[0], kwargs))
-        return train(denoiser, x0, y, **kwargs)
-
-    def recording_select(self, denoiser, x0, y_index, timestep_range=None):
-        selections.append((denoiser, x0.shape[0], timestep_range, select(self, denoiser, x0, y_index, timestep_range)))
-        return selections[-1][-1]
-
-    def recording_errors(denoiser, x0, t, *args, **kwargs):
-        scored_t.append(t.numpy())
-        return trial_errors(denoiser, x0, t, *args, **kwargs)
-
-    monkeypatch.setattr(_classifier, "train_denoiser", recording_train)
-    monkeypatch.setattr(DiffusionClassifier, "_select_trials", recording_select)
-    monkeypatch.setattr(_classifier, "trial_errors", recording_errors)
-    clf = _clf(max_iter=40, refit=False).fit(X, y)  # 270 rows trained on, 30 held out
-    (first, n_first, first_kwargs), (tuned, n_tuned, tune_kwargs) = calls
-    # The same network goes on, on the same rows: 20 steps at a fifth of the rate, half the
-    # timesteps drawn from the range chosen after the first training.
-    assert first is tuned is clf.denoiser_ and n_first == n_tuned == 270
-    assert (first_kwargs["max_iter"], tune_kwargs["max_iter"]) == (40, 20) and clf.n_iter_ == 60
-    assert tune_kwargs["learning_rate"] == pytest.approx(0.2 * first_kwargs["learning_rate"])
-    lo, hi = clf.timestep_range_
-    np.testing.assert_array_equal(first_kwargs["timestep_probs"], _training.training_timestep_probs(1000))
-    np.testing.assert_array_equal(
-        tune_kwargs["timestep_probs"], _training.training_timestep_probs(1000, (lo * 1000, hi * 1000))
-    )
-    # The range is chosen once; the scale is fitted again on the tuned network, on the same
-    # held-out rows, at 256 trials spread over the chosen range alone.
-    (_, n_held_out, fixed, chosen), (again_on, n_again, range_again, (_, scale)) = selections
-    assert (fixed, range_again, chosen[0]) == (None, clf.timestep_range_, clf.timestep_range_)
-    assert again_on is clf.denoiser_ and n_held_out == n_again == 30
-    assert clf.scale_ == scale
-    assert scored_t[-1].size == 256 and scored_t[-1].min() >= 0 and scored_t[-1].max() < hi * 1000
-
-
-def test_validation_fraction_auto_holds_out_more_when_the_fit_refits(spirals, monkeypatch):
-    X, y, _, _ = spirals  # 300 rows
-    held_out = []
-    select = DiffusionClassifier._select_trials
-
-    def counting(self, denoiser, x0, y_index, timestep_range=None):
-        held_out.append(y_index.size)
-        return select(self, denoiser, x0, y_index, timestep_range)
-
-    monkeypatch.setattr(DiffusionClassifier, "_select_trials", counting)
-    _clf(max_iter=5).fit(X, y)  # refits: 0.3
-    _clf(max_iter=5, refit=False).fit(X, y)  # 0.1, scored again after tuning
-    _clf(max_iter=5, validation_fraction=0.2).fit(X, y)  # as given
-    _clf(max_iter=5, early_stopping=True).fit(X, y)  # early stopping never refits: 0.1
-    assert held_out == [90, 30, 30, 60, 30]
-
-
-def test_refit_auto_depends_on_the_number_of_rows(spirals, monkeypatch):
-    X, y, _, _ = spirals
-    monkeypatch.setattr(_classifier, "REFIT_BELOW", 300)  # 300 rows are now "many"
-    assert _clf().fit(X, y).loss_curve_ == _clf(refit=False).fit(X, y).loss_curve_
-    refit = _clf(refit=True).fit(X, y)
-    all_rows = _clf(validation_fraction=None, timestep_range=refit.timestep_range_).fit(X, y)
-    assert refit.loss_curve_ == all_rows.loss_curve_
+    clf = _clf(max_iter=40, refit=False).fit(X, y)
+    assert clf.n_iter_ == len(clf.loss_curve_) == 60
+    assert _clf(max_iter=40, refit=False, timestep_range=(0.0, 1.0)).fit(X, y).n_iter_ == 40  # a given range: no tuning
 
 
 def test_no_refit_with_early_stopping_or_a_continued_fit(spirals):

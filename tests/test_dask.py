@@ -74,7 +74,7 @@ def test_n_jobs_on_the_cluster_matches_one_process(client, monkeypatch):
     X, y = make_spirals(n_samples=300, random_state=0)
     clf = DiffusionClassifier(max_iter=50, n_trials=8, random_state=0).fit(X, y)
     expected = clf.predict_proba(X)
-    monkeypatch.setattr("skdiffusion._classifier.CHUNK_PAIRS", 1000)  # 62 rows a job: 5 jobs
+    monkeypatch.setattr("skdiffusion._scoring.CHUNK_PAIRS", 1000)  # 62 rows a job: 5 jobs
     with joblib.parallel_config(backend="dask"), distributed.get_task_stream(client) as tasks:
         np.testing.assert_array_equal(clf.set_params(n_jobs=2).predict_proba(X), expected)
     assert len(tasks.data) >= 5

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier, _scoring
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _compute, _scoring
 from skdiffusion.datasets import make_spirals
 
 
@@ -28,7 +28,7 @@ def test_parallel_jobs_give_identical_results(fitted, pruning, monkeypatch):
     clf.set_params(pruning=pruning, n_jobs=None)
     expected = {name: getattr(clf, name)(X) for name in ("predict_proba", "predict_log_proba", "score_samples")}
     # 16 trials x 3 classes: chunks of 20 rows, 15 jobs for the 300 rows.
-    monkeypatch.setattr(_classifier, "CHUNK_PAIRS", 1000)
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 1000)
     clf.set_params(n_jobs=2)
     with joblib.parallel_config(backend="loky"):
         for name, values in expected.items():
@@ -43,7 +43,7 @@ def test_one_job_scores_without_joblib(fitted, n_jobs, monkeypatch):
     def no_joblib(*args, **kwargs):
         raise AssertionError("joblib.Parallel was called")
 
-    monkeypatch.setattr(_classifier, "Parallel", no_joblib)
+    monkeypatch.setattr(_compute, "Parallel", no_joblib)
     assert clf.set_params(n_jobs=n_jobs).predict_proba(X).shape == (300, 3)
 
 
@@ -72,8 +72,7 @@ def test_fits_in_threads_draw_their_own_initial_weights():
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_parallel_progress_is_joblibs_per_job(fitted, monkeypatch, capsys):
     clf, X = fitted
-    monkeypatch.setattr(_classifier, "CHUNK_PAIRS", 1000)  # 15 jobs of 20 rows,
-    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 500)  # each scored in 2 chunks, which verbose reports
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 1000)  # 15 jobs of one chunk of 20 rows
     # Threads: a job's own progress lines would reach this process's stdout.
     with joblib.parallel_config(backend="threading"):
         clf.set_params(n_jobs=2, verbose=1).predict_proba(X)

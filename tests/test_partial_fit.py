@@ -161,16 +161,6 @@ def test_partial_fit_after_fit_continues_training():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_partial_fit_on_a_model_without_class_counts_says_so():
-    X, y = blobs(200, 0)
-    clf = DiffusionClassifier(max_iter=50, **CHEAP).fit(X, y)
-    del clf.class_count_  # as a model saved before skdiffusion kept class_count_
-    curve = list(clf.loss_curve_)
-    with pytest.raises(ValueError, match=r"no class_count_ \(it was saved by an earlier version.*fit it again"):
-        clf.partial_fit(X[:100], y[:100])
-    assert clf.loss_curve_ == curve and clf.predict(X[:5]).shape == (5,)
-
-
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_fit_after_partial_fit_starts_over_unless_warm_start():
     X, y = blobs(200, 0)

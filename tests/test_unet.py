@@ -91,7 +91,7 @@ def test_unet_keeps_the_denoiser_contract():
 
 def test_build_denoiser_with_an_image_shape():
     assert isinstance(build_denoiser(None, 64, 10), MLPDenoiser)
-    built = build_denoiser(None, 64, 10, image_shape=(1, 8, 8), default=UNetDenoiser)
+    built = build_denoiser(UNetDenoiser, 64, 10, image_shape=(1, 8, 8))
     assert isinstance(built, UNetDenoiser) and built.image_shape == (1, 8, 8)
     seen = []
     record = lambda shape, n_classes: seen.append((shape, n_classes)) or SMALL(shape, n_classes)  # noqa: E731

@@ -1,0 +1,272 @@
+"""Fit as a plan and a few steps: train, choose the trials, then refit or tune.
+
+:func:`plan_fit` decides once, from the parameters and the data, what a fit does;
+:func:`run_plan` trains as the plan says and returns what it made. Neither reads or
+writes the estimator: it sets its fitted attributes from the result, at the end.
+"""
+
+import dataclasses
+import functools
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from ._calibration import choose_trials
+from ._compute import ceil_div, seeded_torch
+from ._denoisers import MLPDenoiser, build_denoiser, mlp_options
+from ._training import train_denoiser, training_timestep_probs, validation_draws
+from ._unet import UNetDenoiser
+from ._validation import timestep_bounds
+
+# refit="auto" trains afresh on all rows below this many rows, where the held-out rows are
+# a loss the network feels; above it, the refit's network suits the scale chosen on the
+# first one less well.
+REFIT_BELOW = 1000
+# validation_fraction="auto" holds out this share of a fit that refits (the held-out rows
+# only choose the trials, then are trained on), and VALIDATION_SHARE of any other (they
+# are never trained on).
+REFIT_VALIDATION_SHARE = 0.3
+VALIDATION_SHARE = 0.1
+# A fit that tunes goes on for TUNE_STEPS * max_iter steps at TUNE_RATE times the initial
+# learning rate: a restart at the full rate would undo what the first training learned.
+TUNE_STEPS = 0.5
+TUNE_RATE = 0.2
+# The initial learning rate of "auto": the default MLP's, and any other network's.
+MLP_LEARNING_RATE = 1e-2
+OTHER_LEARNING_RATE = 5e-3
+
+
+class Seeds(NamedTuple):
+    """The seeds of one fit, drawn from ``random_state``: weights, training draws, split, predict's noise."""
+
+    init: int
+    train: int
+    split: int
+    noise: int
+
+    @classmethod
+    def draw(cls, rng):
+        return cls(*(int(seed) for seed in rng.randint(np.iinfo(np.int32).max, size=4)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """One run of the training loop."""
+
+    rows: np.ndarray  # the rows it trains on
+    max_iter: int
+    learning_rate: float
+    scored: tuple | None = None  # (t_min, t_max) of the trials, if known: see training_timestep_probs
+    anneal: bool = True  # a fresh Adam along a cosine; False: a constant rate, Adam's moments carried on
+    afresh: bool = False  # from the initial weights and seed, not the network trained so far
+
+
+@dataclasses.dataclass(frozen=True)
+class FitPlan:
+    """What one fit does, decided from the parameters and the data before anything is trained."""
+
+    first: Training
+    # After choosing the trials on held_out: a refit (afresh, on every row) or a tuning (on
+    # the first's rows), concentrated on the chosen range; None: neither.
+    second: Training | None
+    held_out: np.ndarray  # the rows that choose the trials and stop early; the first never trains on them
+    timestep_range: str | tuple  # "auto" or the parameter's pair
+    early_stopping: bool
+    seeds: Seeds
+    n_steps: int
+    batch_size: int
+    loss: str
+    tol: float
+    n_iter_no_change: int
+    verbose: int
+
+    @property
+    def trains(self):
+        return self.first.max_iter > 0
+
+    @property
+    def steps(self):
+        """The most steps of each training, for the callbacks' progress."""
+        return [training.max_iter for training in (self.first, self.second) if training is not None]
+
+
+class TrainingData(NamedTuple):
+    """The training rows as the denoiser sees them, on its device."""
+
+    x0: torch.Tensor  # standardised samples, shape (n, *sample_shape)
+    y: torch.Tensor  # class indices
+    y_index: np.ndarray  # the same, in numpy
+    alphas_cumprod: torch.Tensor  # float32
+    log_prior: np.ndarray
+
+
+def plan_fit(params, y_index, n_classes, *, seeds, continuing=False, incremental=False):
+    """Return the :class:`FitPlan` of a fit with ``params`` (``get_params()``) on class indices ``y_index``.
+
+    ``continuing``: the fit trains the fitted network on (``warm_start``); ``incremental``:
+    ``partial_fit``, one epoch's worth of steps at a constant rate, without a second training.
+    """
+    if params["early_stopping"] and params["validation_fraction"] is None and not incremental:
+        raise ValueError("early_stopping=True needs held-out samples: set validation_fraction, not None.")
+    max_iter, n_steps = params["max_iter"], params["n_diffusion_steps"]
+    trains = incremental or max_iter > 0
+    then = None if incremental or continuing or not trains else _second_training(params, y_index.size)
+    rows, held_out = _split(y_index, n_classes, params["validation_fraction"], seeds.split, trains, then == "refit")
+    explicit = params["timestep_range"]
+    scored = None if isinstance(explicit, str) else timestep_bounds(explicit, n_steps)
+    rate = _learning_rate(params)
+    if incremental:  # as many steps as one pass over the rows, as MLPClassifier's partial_fit
+        first = Training(rows, ceil_div(rows.size, params["batch_size"]), rate, scored, anneal=False)
+    else:
+        first = Training(rows, max_iter, rate, scored)
+    second = None
+    if then == "refit" and held_out.size:
+        second = Training(np.arange(y_index.size), max_iter, rate, afresh=True)
+    elif then == "tune" and held_out.size:
+        second = Training(rows, max(1, round(TUNE_STEPS * max_iter)), TUNE_RATE * rate)
+    return FitPlan(
+        first=first,
+        second=second,
+        held_out=held_out,
+        timestep_range=params["timestep_range"],
+        early_stopping=params["early_stopping"] and not incremental,
+        seeds=seeds,
+        n_steps=n_steps,
+        **{name: params[name] for name in ("batch_size", "loss", "tol", "n_iter_no_change", "verbose")},
+    )
+
+
+def _second_training(params, n_samples):
+    """Return how a fit on ``n_samples`` rows trains once it has chosen the trials: "refit", "tune" or None.
+
+    "tune" only for ``timestep_range="auto"``: an explicit range is concentrated on from the start.
+    """
+    if params["early_stopping"] or params["validation_fraction"] is None:
+        return None
+    refit = params["refit"]
+    if refit is True or (refit == "auto" and n_samples < REFIT_BELOW):
+        return "refit"
+    return "tune" if isinstance(params["timestep_range"], str) else None
+
+
+def _learning_rate(params):
+    """Return ``learning_rate``, "auto" resolved by the network: the default MLP's, or any other's."""
+    if not isinstance(params["learning_rate"], str):
+        return params["learning_rate"]
+    default_mlp = params["denoiser"] is None and params["image_shape"] is None
+    return MLP_LEARNING_RATE if default_mlp else OTHER_LEARNING_RATE
+
+
+def _split(y_index, n_classes, fraction, seed, trains, refits):
+    """Return the (trained, held-out) row indices; the held-out part is empty when none is kept."""
+    rows = np.arange(y_index.size)
+    if fraction is None:
+        return rows, rows[:0]
+    if not trains:  # max_iter=0: every sample serves to choose the trials
+        return rows[:0], rows
+    share = fraction if fraction != "auto" else REFIT_VALIDATION_SHARE if refits else VALIDATION_SHARE
+    n_held_out = int(np.ceil(share * rows.size))
+    if np.bincount(y_index).min() < 2 or min(n_held_out, rows.size - n_held_out) < n_classes:
+        warnings.warn(
+            f"Too few samples per class to hold out a fraction {share} of them "
+            f"(validation_fraction={fraction!r}): "
+            "training on all samples, without early stopping, with the error scale of the ELBO.",
+            stacklevel=5,
+        )
+        return rows, rows[:0]
+    return train_test_split(rows, test_size=n_held_out, stratify=y_index, random_state=seed)
+
+
+def network_builder(params, x_standardised, y_index, n_classes, *, seed, device):
+    """Return a function that builds the fit's network anew, its initial weights drawn from ``seed``.
+
+    ``params["denoiser"]`` None builds the default network: an :class:`MLPDenoiser` sized
+    from the standardised data (see :func:`mlp_options`), or a :class:`UNetDenoiser` for images.
+    """
+    architecture, image_shape = params["denoiser"], params["image_shape"]
+    if architecture is None and image_shape is None:
+        with np.errstate(over="ignore", invalid="ignore"):  # standardise reports an overflow
+            options = mlp_options(x_standardised, y_index)
+        architecture = functools.partial(MLPDenoiser, **options)
+    elif architecture is None:
+        architecture = UNetDenoiser
+    return functools.partial(
+        _build, architecture, x_standardised.shape[1], n_classes, image_shape=image_shape, seed=seed, device=device
+    )
+
+
+def _build(architecture, n_features, n_classes, *, image_shape, seed, device):
+    """Return a new network of ``architecture`` (see :func:`build_denoiser`), seeded, on ``device``."""
+    # Only the seeded draws hold the lock: mlp_options runs joblib (kneighbors), during
+    # which a Dask worker starts another task in this thread's place.
+    with seeded_torch(seed):
+        module = build_denoiser(architecture, n_features, n_classes, image_shape=image_shape)
+    return module.to(device)
+
+
+def run_plan(plan, data, network, state, *, n_iter, build, tasks):
+    """Train ``network`` as ``plan`` says: the first training, the choice of trials, then the refit or tuning.
+
+    ``state`` and ``n_iter`` are those of the fitted network a fit continues (None and 0
+    for a new one); ``build()`` makes the network afresh for a refit; ``tasks`` reports to
+    the callbacks. Returns ``(network, state, (timestep_range, scale))``.
+    """
+    generator = torch.Generator().manual_seed(plan.seeds.train + n_iter)
+    held = plan.held_out
+    validation = None
+    if plan.early_stopping and held.size:
+        probs = training_timestep_probs(plan.n_steps, plan.first.scored)
+        validation = validation_draws(data.x0[held], data.y[held], probs, generator)
+    state = _train(network, data, plan, plan.first, state, generator, validation, tasks.next_interval)
+    tasks.end_interval()
+    choose = functools.partial(
+        choose_trials,
+        x0=data.x0[held],
+        y=data.y_index[held],
+        alphas_cumprod=data.alphas_cumprod,
+        loss=plan.loss,
+        log_prior=data.log_prior,
+        noise_seed=plan.seeds.noise,
+    )
+    timestep_range, scale = choose(network, timestep_range=plan.timestep_range)
+    if plan.second is None or state.interrupted:
+        return network, state, (timestep_range, scale)
+    second = dataclasses.replace(plan.second, scored=timestep_bounds(timestep_range, plan.n_steps))
+    if second.afresh:
+        if plan.verbose:
+            print(f"Refitting on all {data.y_index.size} samples")
+        # The same initial weights and seed, now with the held-out rows too.
+        network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
+    elif plan.verbose:
+        print(f"Tuning on the timestep range {timestep_range}")
+    state = _train(network, data, plan, second, state, generator, None, tasks.next_interval)
+    if not second.afresh:
+        scale = choose(network, timestep_range=timestep_range)[1]
+    tasks.end_interval()
+    return network, state, (timestep_range, scale)
+
+
+def _train(network, data, plan, training, state, generator, validation, callback):
+    """Run :func:`train_denoiser` for one ``training`` of ``plan``; return its state."""
+    return train_denoiser(
+        network,
+        data.x0[training.rows],
+        data.y[training.rows],
+        alphas_cumprod=data.alphas_cumprod,
+        timestep_probs=training_timestep_probs(plan.n_steps, training.scored),
+        max_iter=training.max_iter,
+        batch_size=plan.batch_size,
+        learning_rate=training.learning_rate,
+        loss=plan.loss,
+        generator=generator,
+        tol=plan.tol,
+        n_iter_no_change=plan.n_iter_no_change,
+        validation=validation,
+        state=state,
+        verbose=plan.verbose,
+        anneal=training.anneal,
+        callback=callback,
+    )

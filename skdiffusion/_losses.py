@@ -1,0 +1,21 @@
+"""Per-element denoising losses, shared by training and scoring."""
+
+from torch.nn import functional as F
+
+# The per-sample loss is their mean over the sample's elements. Li et al. (2023) compare
+# all three for classification.
+LOSSES = {
+    "l2": lambda eps_hat, eps: (eps_hat - eps).square(),
+    "l1": lambda eps_hat, eps: (eps_hat - eps).abs(),
+    "huber": lambda eps_hat, eps: F.huber_loss(eps_hat, eps, reduction="none"),
+}
+
+
+def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None):
+    """Return the mean of ``LOSSES[loss]`` over each sample's elements.
+
+    ``eps_hat`` and ``eps`` have the same shape, the samples' dimensions last:
+    ``sample_ndim`` of them (default: all but the first).
+    """
+    sample_ndim = eps.ndim - 1 if sample_ndim is None else sample_ndim
+    return LOSSES[loss](eps_hat, eps).flatten(-sample_ndim).mean(-1)

@@ -1,0 +1,185 @@
+"""Pure validators of data and parameters, shared by the estimator, persistence and the adapters.
+
+Each takes values and returns them checked (or converted); none reads or writes an estimator.
+"""
+
+from numbers import Integral, Number, Real
+
+import numpy as np
+import torch
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import _get_feature_names, check_X_y, validate_data
+
+from ._schedule import make_alphas_cumprod
+from ._scoring import PairedTTest, StagedPruning
+
+# The dtypes X is converted to: float32 stays float32, anything else becomes float64.
+DTYPES = [np.float64, np.float32]
+
+
+def check_training_data(estimator, X, y, *, reset):
+    """Return ``(X, y, feature_names)`` checked as ``validate_data`` checks them, writing nothing.
+
+    ``reset=False``: ``X`` must have the features the estimator was fitted on (its
+    ``feature_names_in_`` are returned). ``reset=True``: the feature names of ``X``, or
+    None; ``validate_data`` would set them on the estimator at once, and a fit that then
+    fails would leave them behind.
+    """
+    if not reset:
+        X, y = validate_data(estimator, X, y, reset=False, dtype=DTYPES)
+        return X, y, getattr(estimator, "feature_names_in_", None)
+    feature_names = _get_feature_names(X)
+    X, y = check_X_y(X, y, dtype=DTYPES, estimator=estimator)
+    return X, y, feature_names
+
+
+def check_label_types(y):
+    """Return ``y``, an object array of numbers as numbers; raise a TypeError if it mixes types."""
+    if y.dtype != object:
+        return y
+    numeric = Number | np.number | np.bool_
+    kinds = {"str" if isinstance(v, str) else "number" if isinstance(v, numeric) else type(v).__name__ for v in y}
+    if len(kinds) > 1:
+        raise TypeError(f"y mixes labels of types {sorted(kinds)}; the labels must be all strings or all numbers.")
+    # type_of_target calls an object array of numbers "unknown"; as numbers they are classes.
+    return np.asarray(y.tolist()) if kinds == {"number"} else y
+
+
+def partial_fit_classes(classes, fitted_classes):
+    """Return the classes of a ``partial_fit`` call, with scikit-learn's errors for a missing or changed list."""
+    if classes is None:
+        if fitted_classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        return fitted_classes
+    given = unique_labels(classes)
+    if fitted_classes is not None and not np.array_equal(fitted_classes, given):
+        raise ValueError(
+            f"`classes={classes!r}` is not the same as on last call to partial_fit, was: {fitted_classes!r}"
+        )
+    return given
+
+
+def class_index(labels, classes, message=lambda unknown: f"y contains labels not seen in fit: {unknown}."):
+    """Map labels to their index in ``classes``; raise ``message(unknown labels)`` on unknown ones."""
+    # isin compares labels of any dtype to classes without raising (e.g. "a" against ints).
+    unknown = ~np.isin(labels, classes)
+    if unknown.any():
+        raise ValueError(message(np.unique(labels[unknown]).tolist()))
+    return np.searchsorted(classes, labels)
+
+
+def check_sample_shape(image_shape, n_features):
+    """Return the shape of one sample for the denoiser: ``(n_features,)``, or ``image_shape`` checked."""
+    if image_shape is None:
+        return (n_features,)
+    shape = image_shape
+    if not (len(shape) == 3 and all(isinstance(size, Integral) and size >= 1 for size in shape)):
+        raise ValueError(f"image_shape must be a tuple (channels, height, width) of positive ints, got {shape!r}.")
+    if int(np.prod(shape)) != n_features:
+        raise ValueError(
+            f"image_shape={shape!r} holds {int(np.prod(shape))} values, but X has {n_features} features per row."
+        )
+    return tuple(int(size) for size in shape)
+
+
+def timestep_bounds(timestep_range, n_steps):
+    """Return a ``(lo, hi)`` range as timesteps ``(t_min, t_max)``, or raise a ValueError."""
+    lo, hi = timestep_range if len(timestep_range) == 2 else (None, None)
+    if not (isinstance(lo, Real) and isinstance(hi, Real) and 0 <= lo < hi <= 1):
+        raise ValueError(f"timestep_range must be a pair (lo, hi) with 0 <= lo < hi <= 1, got {timestep_range!r}.")
+    return lo * n_steps, hi * n_steps
+
+
+def check_pruning(pruning):
+    """Return ``pruning`` as a rule object of ``_scoring``, or None."""
+    if pruning is None:
+        return None
+    if isinstance(pruning, str):
+        return PairedTTest()
+    try:
+        return StagedPruning(pruning)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"pruning must be None, 't-test' or a sequence of (trials, kept) pairs, got {pruning!r}."
+        ) from exc
+
+
+def check_alphas_cumprod(noise_schedule, n_steps):
+    """Return the ``alphas_cumprod`` of ``noise_schedule``, float64, or raise a ValueError if they are bad."""
+    if isinstance(noise_schedule, str):
+        return make_alphas_cumprod(noise_schedule, n_steps)
+    try:
+        # A copy: the fitted schedule must not change with the parameter's array.
+        alphas_cumprod = np.asarray(noise_schedule, dtype=np.float64).copy()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"noise_schedule must be a name or an array of numbers, got {noise_schedule!r}.") from exc
+    if alphas_cumprod.ndim != 1:
+        raise ValueError(f"noise_schedule must be a 1-D array of alphas_cumprod, got shape {alphas_cumprod.shape}.")
+    if alphas_cumprod.size != n_steps:
+        raise ValueError(
+            f"noise_schedule holds {alphas_cumprod.size} values of alphas_cumprod, one per diffusion step, "
+            f"but n_diffusion_steps={n_steps}: set n_diffusion_steps={alphas_cumprod.size}."
+        )
+    # A value of 1 (no noise: no eps to predict) makes sampling divide by zero; one of 0
+    # leaves no signal of x_0 at all.
+    if not ((alphas_cumprod > 0) & (alphas_cumprod < 1)).all() or (np.diff(alphas_cumprod) >= 0).any():
+        raise ValueError(
+            "noise_schedule's alphas_cumprod must decrease strictly, every value in (0, 1) (the signal "
+            f"kept at each timestep t = 0, 1, ...), got {alphas_cumprod!r}."
+        )
+    return alphas_cumprod
+
+
+def class_prior(priors, class_count):
+    """Return ``priors`` checked, or the class frequencies of ``class_count``."""
+    if priors is None:
+        return class_count / class_count.sum()
+    try:
+        priors = np.asarray(priors, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"priors must be an array of class probabilities, got {priors!r}.") from exc
+    if priors.shape != class_count.shape:
+        raise ValueError("Number of priors must match number of classes.")
+    if not np.isclose(priors.sum(), 1.0):
+        raise ValueError("The sum of the priors should be 1.")
+    if (priors <= 0).any():
+        raise ValueError("Priors must be positive.")
+    return priors
+
+
+def log_prior(class_prior):
+    """Return ``log(class_prior)``: -inf for a class that partial_fit has not seen yet."""
+    with np.errstate(divide="ignore"):
+        return np.log(class_prior)
+
+
+def check_device(device):
+    """Return ``device`` as a torch.device, or raise a ValueError naming it."""
+    try:
+        checked = torch.device(device)
+        torch.zeros(1, device=checked).cpu()
+    except (RuntimeError, AssertionError, NotImplementedError) as exc:
+        raise ValueError(f"device={device!r} is not available: {exc}") from exc
+    return checked
+
+
+def standardise(scaler, X):
+    """Return ``scaler.transform(X)`` as a float32 tensor, or raise a ValueError if it overflows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        x0 = torch.as_tensor(scaler.transform(X), dtype=torch.float32)
+    if not torch.isfinite(x0).all():
+        raise ValueError(
+            "X has values too large for DiffusionClassifier: standardised with the training mean and "
+            f"scale they overflow float32 (largest |X| = {np.abs(X).max():.3g}). Rescale the features."
+        )
+    return x0
+
+
+def check_errors(errors):
+    """Raise a ValueError if some denoising errors of shape (n, n_classes) are not finite."""
+    bad = np.flatnonzero(~np.isfinite(errors).all(axis=1))
+    if bad.size:
+        raise ValueError(
+            f"The denoising errors of {bad.size} of {len(errors)} samples are not finite (first: row {bad[0]}): "
+            "the denoiser returned NaN or inf, or these samples lie too far from the training data."
+        )

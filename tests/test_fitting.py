@@ -1,0 +1,130 @@
+"""The fit plan: what a fit trains, on which rows, with which range, and what follows the choice of trials."""
+
+import numpy as np
+import pytest
+
+from skdiffusion import DiffusionClassifier
+from skdiffusion._fitting import REFIT_BELOW, Seeds, plan_fit
+
+SEEDS = Seeds(init=1, train=2, split=3, noise=4)
+
+
+def _plan(n_rows=300, n_classes=2, **params):
+    """Return the plan of a fit with ``params`` (else the defaults) on ``n_rows`` balanced rows."""
+    y_index = np.arange(n_rows) % n_classes
+    return plan_fit(DiffusionClassifier(**params).get_params(deep=False), y_index, n_classes, seeds=SEEDS)
+
+
+def _rows(training):
+    return np.sort(training.rows)
+
+
+def test_a_small_fit_holds_out_three_tenths_then_refits_on_every_row_afresh():
+    plan = _plan()
+    first, second = plan.first, plan.second
+    assert (first.max_iter, first.learning_rate, first.scored, first.anneal, first.afresh) == (
+        600,
+        1e-2,
+        None,
+        True,
+        False,
+    )
+    assert plan.held_out.size == 90 and first.rows.size == 210
+    np.testing.assert_array_equal(np.sort(np.concatenate([first.rows, plan.held_out])), np.arange(300))
+    # Stratified: each class keeps its share of the held-out rows.
+    assert np.bincount(plan.held_out % 2).tolist() == [45, 45]
+    np.testing.assert_array_equal(_rows(second), np.arange(300))
+    # Same steps and rate; the range it concentrates on is known only once it is chosen.
+    assert (second.max_iter, second.learning_rate, second.scored) == (600, 1e-2, None)
+    assert second.anneal and second.afresh
+    assert plan.steps == [600, 600] and plan.trains
+
+
+def test_a_large_fit_holds_out_a_tenth_then_tunes_the_same_network_on_the_same_rows():
+    plan = _plan(n_rows=REFIT_BELOW)
+    first, second = plan.first, plan.second
+    assert plan.held_out.size == 100 and first.rows.size == 900
+    np.testing.assert_array_equal(_rows(second), _rows(first))
+    assert (second.max_iter, second.learning_rate, second.anneal, second.afresh) == (
+        300,
+        pytest.approx(2e-3),
+        True,
+        False,
+    )
+    assert plan.steps == [600, 300]
+
+
+def test_refit_is_decided_by_the_number_of_rows_or_forced():
+    assert _plan(n_rows=REFIT_BELOW - 1).second.afresh
+    assert not _plan(n_rows=REFIT_BELOW).second.afresh
+    assert _plan(n_rows=REFIT_BELOW, refit=True).second.afresh
+    assert not _plan(n_rows=100, refit=False).second.afresh  # a tuning
+
+
+@pytest.mark.parametrize(
+    "params, held_out",
+    [
+        ({}, 90),  # refits: 0.3
+        ({"refit": False}, 30),  # tunes: 0.1
+        ({"validation_fraction": 0.2}, 60),  # as given
+        ({"early_stopping": True}, 30),  # never refits: 0.1
+        ({"validation_fraction": None}, 0),
+    ],
+)
+def test_validation_fraction_auto_holds_out_more_when_the_fit_refits(params, held_out):
+    assert _plan(**params).held_out.size == held_out
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"early_stopping": True},
+        {"validation_fraction": None},
+        {"max_iter": 0},
+        {"timestep_range": (0.0, 0.5), "refit": False},
+    ],
+)
+def test_no_second_training(params):
+    assert _plan(**params).second is None
+
+
+def test_an_explicit_range_is_trained_on_from_the_start_and_a_refit_concentrates_on_it_too():
+    plan = _plan(timestep_range=(0.2, 0.55))
+    assert plan.first.scored == (200.0, 550.0)
+    assert plan.second.afresh and plan.second.scored is None  # set to the chosen range, the same one
+
+
+def test_max_iter_zero_trains_nothing_and_holds_out_every_row():
+    plan = _plan(max_iter=0)
+    assert plan.first.max_iter == 0 and not plan.trains
+    assert plan.first.rows.size == 0 and plan.held_out.size == 300
+
+
+def test_auto_learning_rate_is_that_of_the_network():
+    assert _plan().first.learning_rate == 1e-2
+    assert _plan(image_shape=(1, 1, 2)).first.learning_rate == 5e-3
+    assert _plan(learning_rate=0.3).first.learning_rate == 0.3
+
+
+def test_a_partial_fit_call_trains_one_epoch_at_a_constant_rate_without_a_second_training():
+    params = DiffusionClassifier(batch_size=64, early_stopping=True).get_params(deep=False)
+    plan = plan_fit(params, np.arange(300) % 2, 2, seeds=SEEDS, incremental=True)
+    assert plan.held_out.size == 30 and plan.first.rows.size == 270
+    assert (plan.first.max_iter, plan.first.anneal) == (5, False)  # ceil(270 / 64)
+    assert plan.second is None and not plan.early_stopping
+
+
+def test_a_continued_fit_has_no_second_training():
+    params = DiffusionClassifier(warm_start=True).get_params(deep=False)
+    assert plan_fit(params, np.arange(300) % 2, 2, seeds=SEEDS, continuing=True).second is None
+
+
+def test_too_few_rows_per_class_to_hold_out_trains_on_all_with_a_warning():
+    with pytest.warns(UserWarning, match="Too few samples per class to hold out a fraction 0.3"):
+        plan = _plan(n_rows=3)
+    assert plan.held_out.size == 0 and plan.first.rows.size == 3 and plan.second is None
+
+
+def test_early_stopping_needs_held_out_rows():
+    with pytest.raises(ValueError, match="early_stopping=True needs held-out samples"):
+        _plan(early_stopping=True, validation_fraction=None)
