@@ -1,4 +1,4 @@
-"""The accuracy suite of BENCHMARKS.md: six data sets, each split 70/30 the same way."""
+"""The accuracy suite: six data sets, each split 70/30 the same way."""
 
 import json
 import platform

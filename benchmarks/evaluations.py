@@ -4,7 +4,7 @@ Run ``python benchmarks/evaluations.py``; it prints tables and writes
 ``benchmarks/results/evaluations.md``, ``.json`` and ``.png``. On each data set one
 ``DiffusionClassifier(random_state=0)`` is trained, and only the scoring differs:
 
-1. naive: the blog post's loop: t uniform at random on [0, T), fresh noise for every
+1. naive: the plain Monte Carlo loop: t uniform at random on [0, T), fresh noise for every
    class, no pruning, the class of least mean error;
 2. Li et al. (2023): evenly spaced t over [0, T), noise shared by the classes, staged
    top-k (keep half the classes after a tenth of the trials, as their CIFAR-10 setting),

@@ -6,7 +6,7 @@ Scoring a sample costs one denoiser evaluation per (trial, class). This page plo
 ``benchmarks/evaluations.py`` measured on one trained model per data set, for four ways
 of spending those evaluations:
 
-- **naive**: the seed post's loop: random timesteps, fresh noise for every class;
+- **naive**: the plain Monte Carlo loop: random timesteps, fresh noise for every class;
 - **Li et al.**: evenly spaced timesteps, noise shared by the classes, staged top-k;
 - **Clark & Jaini**: timesteps weighted by ``exp(-7 t / T)``, paired t-test pruning;
 - **skdiffusion**: the default: the timestep range and error scale fitted on held-out

@@ -4,8 +4,8 @@ Two spirals: classify, generate, draw the boundary
 
 A class-conditional diffusion model learns how each class's points look; Bayes' rule
 on its denoising errors turns it into a classifier. This example fits
-:class:`~skdiffusion.DiffusionClassifier` to two interlaced spirals, the toy problem of
-the seed post, and shows the three things the fitted model gives: held-out accuracy,
+:class:`~skdiffusion.DiffusionClassifier` to two interlaced spirals, a classic toy
+problem of diffusion models, and shows the three things the fitted model gives: held-out accuracy,
 new samples of each class, and class probabilities over the plane.
 
 ``python -m skdiffusion`` runs the same demo and writes the figure to ``spirals.png``.

@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 from skdiffusion import DiffusionClassifier
 from skdiffusion.datasets import make_spirals
 
-# Class 0 red, class 1 blue, as in the seed post; "RdBu" runs from red (p = 0) to blue (p = 1).
+# Class 0 red, class 1 blue; "RdBu" runs from red (p = 0) to blue (p = 1).
 CLASS_COLORS = ("tab:red", "tab:blue")
 PROBA_CMAP = "RdBu"
 

@@ -105,9 +105,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         guide), so ``predict_proba`` still sums to one and ``predict`` is its argmax; a
         sample left with one class is settled and scored no further. The trials'
         timesteps are taken in an order whose every prefix is spread over the whole range,
-        so each stage is a stratified sample. On digits the default reached the accuracy
-        of all 64 trials for every class with 5.4x fewer evaluations
-        (benchmarks/evaluations.py).
+        so each stage is a stratified sample. For the evaluations it saves at equal
+        accuracy, see ``benchmarks/results/evaluations.md``.
     timestep_range : "auto" or tuple of two floats, default="auto"
         The trials' timesteps are evenly spaced over ``[lo * T, hi * T)``, with ``T`` the
         number of diffusion steps. Which timesteps separate the classes depends on the
@@ -130,10 +129,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     learning_rate : float or "auto", default="auto"
         Initial learning rate of Adam; it decays to a tenth along a cosine over
         ``max_iter`` steps. "auto": 1e-2 for the default MLP network, 5e-3 for any
-        other (the U-Net of ``image_shape``, or a given ``denoiser``). On digits at 400
-        steps the U-Net reached 0.985 held-out accuracy at 5e-3 and 0.950 at 1e-2. The
-        MLP's rate suits the default length; for much longer fits, try 5e-3 (see the
-        user guide).
+        other (the U-Net of ``image_shape``, or a given ``denoiser``), whose training
+        a larger rate made worse. The MLP's rate suits the default length; for much
+        longer fits, try 5e-3 (see the user guide).
     priors : array-like of shape (n_classes,), default=None
         Prior probabilities of the classes. None: the class frequencies seen in ``fit``.
     noise_schedule : {"linear", "cosine"} or array-like of shape (n_diffusion_steps,), default="linear"
@@ -161,9 +159,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         choice of ``timestep_range`` and for the error scale; a fit that refits (see
         ``refit``) then trains on them too. "auto" holds out 0.3 in a fit that refits,
         whose held-out rows serve only that choice and are trained on in the end, and 0.1
-        otherwise (over ``random_state`` 0 to 39, 0.3 against 0.1 lowered the test log
-        loss of all four suite sets that refit, e.g. wine 0.076 to 0.056 and iris 0.078 to
-        0.067; see the user guide). None holds out nothing: the
+        otherwise, where they are never trained on (see the user guide). None holds out
+        nothing: the
         timesteps are then ``timestep_range`` (or all, for "auto") and the scale is the
         number of features (the uniformly weighted ELBO). With ``max_iter=0``, not None
         means all samples: nothing is trained on them. This choice scores every sample
@@ -191,16 +188,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         half its timesteps drawn from the chosen range) and keep that choice: the held-out
         rows are then trained on too, and training takes twice as long. "auto" refits
         when ``X`` has fewer than 1,000 rows, where the held-out rows are a loss the
-        network feels: over ``random_state`` 0 to 4 on the suite of
-        ``benchmarks/accuracy.py``, iris went from 0.987 to 0.996 accuracy and breast's
-        log loss from 0.126 to 0.109, while on digits (1,257 rows) a refit lowered
-        accuracy (0.980 to 0.977) and raised log loss (0.081 to 0.096): the scale chosen
-        on the first network suits the second less well. A fit that does not refit, with
+        network feels; on more rows, the scale chosen on the first network suits the
+        second less well (see the user guide). A fit that does not refit, with
         ``timestep_range="auto"``, tunes instead: it trains the network on for half of
         ``max_iter`` more steps, half its timesteps drawn from the chosen range, at a fifth
-        of the initial learning rate, then fits the scale again on the held-out samples
-        (digits, ``random_state`` 0 to 11: accuracy 0.980 to 0.984, log loss 0.078 to
-        0.069, for half again the fit time). Neither with ``early_stopping``,
+        of the initial learning rate, then fits the scale again on the held-out samples,
+        for half again the fit time. Neither with ``early_stopping``,
         ``validation_fraction=None``, ``max_iter=0``, in a ``warm_start`` fit that
         continues, or in :meth:`partial_fit`.
     device : str or torch.device, default="cpu"
@@ -474,40 +467,20 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if incremental and continuing:  # partial_fit counts the classes of every batch
             class_count = class_count + previous["class_count"]
         prior = class_prior(self.priors, class_count)
-        plan = plan_fit(
-            self.get_params(deep=False),
-            y_index,
-            classes.size,
-            seeds=seeds,
-            continuing=continuing,
-            incremental=incremental,
-        )
-        if continuing:  # a copy: the fitted network stays as it is should this fit fail
-            scaler, build = previous["scaler"], None
-            network = copy.deepcopy(previous["denoiser"]).to(device)
-        else:
-            scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize)
-            with np.errstate(over="ignore", invalid="ignore"):  # standardise reports an overflow
-                x_standardised = scaler.fit(X_checked).transform(X_checked)
-            build = network_builder(
-                self.get_params(deep=False), x_standardised, y_index, classes.size, seed=seeds.init, device=device
-            )
-            network = build()
+        params = self.get_params(deep=False)
+        plan = plan_fit(params, y_index, classes.size, seeds=seeds, continuing=continuing, incremental=incremental)
+        scaler, network, build = self._start_network(previous, X_checked, y_index, classes.size, seeds.init, device)
         check_denoiser(network, sample_shape, classes.size, device, trainable=plan.trains)
-        data = TrainingData(
-            x0=standardise(scaler, X_checked).reshape(-1, *sample_shape).to(device),
-            y=torch.as_tensor(y_index, device=device),
-            y_index=y_index,
-            alphas_cumprod=as_tensor(alphas_cumprod, device=device),
-            log_prior=log_prior(prior),
-        )
-        start = (copy.deepcopy(previous["state"]), previous["n_iter"]) if continuing else (None, 0)
+        x0 = standardise(scaler, X_checked).reshape(-1, *sample_shape)
+        data = TrainingData.on(device, x0, y_index, as_tensor(alphas_cumprod), log_prior(prior))
+        state, n_iter = (copy.deepcopy(previous["state"]), previous["n_iter"]) if continuing else (None, 0)
         tasks = FitTasks(self, X, y, trainings=plan.steps)
         with one_torch_thread():
             network, state, (timestep_range, scale) = run_plan(
-                plan, data, network, start[0], n_iter=start[1], build=build, tasks=tasks
+                plan, data, network, state, n_iter=n_iter, build=build, tasks=tasks
             )
         self._set_fitted(
+            state,
             n_features_in_=X_checked.shape[1],
             feature_names_in_=feature_names,
             classes_=classes,
@@ -517,11 +490,6 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             alphas_cumprod_=alphas_cumprod,
             noise_seed_=seeds.noise,
             denoiser_=network,
-            _training_state=state,
-            loss_curve_=state.loss_curve,
-            validation_scores_=state.validation_scores if self.early_stopping else None,
-            best_loss_=state.best_loss,
-            n_iter_=len(state.loss_curve),
             timestep_range_=timestep_range,
             scale_=scale,
         )
@@ -534,6 +502,22 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             )
         tasks.end()
         return self
+
+    def _start_network(self, previous, X, y_index, n_classes, seed, device):
+        """Return the scaler, the network a fit starts from, and a function that builds it afresh (for a refit).
+
+        A new fit fits the scaler and builds the network; a continued one trains a copy of
+        the fitted network, so that it stays as it is should the fit fail.
+        """
+        if previous is not None:
+            return previous["scaler"], copy.deepcopy(previous["denoiser"]).to(device), None
+        scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize)
+        with np.errstate(over="ignore", invalid="ignore"):  # standardise reports an overflow
+            x_standardised = scaler.fit(X).transform(X)
+        build = network_builder(
+            self.get_params(deep=False), x_standardised, y_index, n_classes, seed=seed, device=device
+        )
+        return scaler, build(), build
 
     def _training_data(self, X, y, previous, classes):
         """Return ``X``, ``y`` as class indices, the classes and the feature names, checked.
@@ -578,12 +562,19 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             )
         return alphas_cumprod
 
-    def _set_fitted(self, **attributes):
-        """Set the fitted attributes of a fit that succeeded; a ``feature_names_in_`` of None is removed."""
-        if attributes["feature_names_in_"] is None:
+    def _set_fitted(self, state, **attributes):
+        """Set the fitted attributes of a fit that succeeded, those of its training ``state`` among them."""
+        history = {
+            "_training_state": state,
+            "loss_curve_": state.loss_curve,
+            "validation_scores_": state.validation_scores if self.early_stopping else None,
+            "best_loss_": state.best_loss,
+            "n_iter_": len(state.loss_curve),
+        }
+        if attributes["feature_names_in_"] is None:  # X without column names
             del attributes["feature_names_in_"]
             self.__dict__.pop("feature_names_in_", None)
-        vars(self).update(attributes)
+        vars(self).update(attributes, **history)
 
     def predict_proba(self, X):
         """Return the probability of each class, by Bayes' rule on the denoising errors.

@@ -20,6 +20,15 @@ CONTRACT = (
 )
 
 
+# Frequencies of the timestep embedding, whose width is twice this (a sine and a cosine each).
+TIMESTEP_FREQUENCIES = 16
+# Cap of input_scale: samples that (nearly) coincide would otherwise ask for input
+# frequencies without bound.
+MAX_INPUT_SCALE = 1e3
+# Floats of the all-class hidden state of one scoring call (1 MiB): see eval_batch_size.
+CALL_STATE_FLOATS = 1 << 18
+
+
 def sinusoidal_embedding(x, n_frequencies, max_period=10_000.0):
     """Fixed features ``[sin(w x), cos(w x)]`` at geometric frequencies (Vaswani et al., 2017).
 
@@ -116,7 +125,7 @@ class MLPDenoiser(nn.Module):
         self.n_shared = n_blocks - class_blocks
         n_inputs = n_features * (1 + 2 * n_frequencies)
         self.input = nn.Linear(n_inputs, hidden_size)
-        self.time = nn.Sequential(nn.Linear(32, hidden_size), nn.SiLU())
+        self.time = nn.Sequential(nn.Linear(2 * TIMESTEP_FREQUENCIES, hidden_size), nn.SiLU())
         self.label = nn.Embedding(n_classes, hidden_size)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, hidden_size)) for _ in range(n_blocks)
@@ -129,15 +138,13 @@ class MLPDenoiser(nn.Module):
     def eval_batch_size(self):
         """Rows of each scoring call: as many as keep the all-class hidden state within 1 MiB.
 
-        (rows x classes x width floats, in multiples of 16, between 16 and 2048 rows.) The
-        64-unit, 2-class spirals network gets 2048 rows, 1.2x faster than 512; digits' 256
-        units and 10 classes get 96. Larger temporaries are handed back to the kernel after
-        every call, and page faults then cost more than the calls save (digits at 400
-        rows: 1.5x slower). Beyond 2048 rows, calls gain little and the padding of a small
-        prediction grows.
+        (rows x classes x width floats, in multiples of 16, between 16 and 2048 rows.)
+        Larger temporaries are handed back to the kernel after every call, and page faults
+        then cost more than the larger calls save; beyond 2048 rows, calls gain little and
+        the padding of a small prediction grows.
         """
         per_row = self.label.num_embeddings * self.input.out_features
-        return min(2048, max(16, (1 << 18) // per_row // 16 * 16))
+        return min(2048, max(16, CALL_STATE_FLOATS // per_row // 16 * 16))
 
     # Every block adds the same conditioning c (time, then time + class) to its input:
     # h' = h + block(h + c). The network carries s = h + c instead, so that a block is
@@ -154,7 +161,7 @@ class MLPDenoiser(nn.Module):
         features = [x_t]
         if self.n_frequencies:
             features.append(sinusoidal_embedding(self.input_scale * x_t, self.n_frequencies).flatten(1))
-        time = timestep_embedding(t, 16)
+        time = timestep_embedding(t, TIMESTEP_FREQUENCIES)
         time = F.silu(self.time[0](time), inplace=True) if in_place else self.time(time)
         s = _add_linear(time, self.input, torch.cat(features, dim=1), in_place)
         for activation, linear in itertools.islice(self.blocks, self.n_shared):
@@ -227,8 +234,8 @@ def mlp_options(x0, y, *, min_scale=10.0, min_width=32):
 
     Width: :func:`feature_width`, but no wider than the power of two at or above a
     quarter of the number of samples (and at least ``min_width``), so that a small data
-    set does not meet a network it can only overfit: on wine (124 training samples), 32
-    units instead of 128 gave 0.99 accuracy against 0.96 over five seeds.
+    set does not meet a network it can only overfit (wine's 124 training samples get 32
+    units, not 128).
 
     Sinusoidal features: the data resolve details down to :func:`class_spacing`.
     ``input_scale`` is its inverse, so that the highest frequency draws details of that
@@ -245,7 +252,7 @@ def mlp_options(x0, y, *, min_scale=10.0, min_width=32):
     input_scale = 1 / spacing if spacing > 0 else np.inf
     if not input_scale >= min_scale:
         return {**options, "n_frequencies": 0, "input_scale": 1.0}
-    return {**options, "n_frequencies": 16, "input_scale": float(min(input_scale, 1e3))}
+    return {**options, "n_frequencies": 16, "input_scale": float(min(input_scale, MAX_INPUT_SCALE))}
 
 
 def class_spacing(x0, y, *, max_rows=10_000, seed=0):

@@ -102,6 +102,12 @@ class TrainingData(NamedTuple):
     alphas_cumprod: torch.Tensor  # float32
     log_prior: np.ndarray
 
+    @classmethod
+    def on(cls, device, x0, y_index, alphas_cumprod, log_prior):
+        """Return the data with its tensors moved to ``device``."""
+        y = torch.as_tensor(y_index, device=device)
+        return cls(x0.to(device), y, y_index, alphas_cumprod.to(device), log_prior)
+
 
 def plan_fit(params, y_index, n_classes, *, seeds, continuing=False, incremental=False):
     """Return the :class:`FitPlan` of a fit with ``params`` (``get_params()``) on class indices ``y_index``.

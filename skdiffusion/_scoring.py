@@ -43,9 +43,9 @@ def trial_draws(t_min, t_max, n_trials, sample_shape, seed):
     Trials come in antithetic pairs (antithetic variates, Hammersley & Morton, 1956):
     trials ``2k`` and ``2k + 1`` share one timestep and take noise ``eps`` and ``-eps``.
     Between two classes, the leading term of the error difference,
-    ``-2 eps . (eps_a - eps_b)``, is odd in ``eps``, and a pair cancels it: on the
-    accuracy suite, at equal trials, the Monte Carlo spread of the log-probabilities fell
-    1.3x (spirals) to 3.3x (wine). The pairs' timesteps are Li et al.'s evenly spaced
+    ``-2 eps . (eps_a - eps_b)``, is odd in ``eps``, and a pair cancels it, which
+    narrows the Monte Carlo spread of the log-probabilities at equal trials. The pairs'
+    timesteps are Li et al.'s evenly spaced
     grid (:func:`timestep_grid`) in :func:`spread_order`, so every prefix of pairs spreads
     over the range. An odd ``n_trials`` ends with half a pair.
     """

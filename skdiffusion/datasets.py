@@ -5,7 +5,7 @@ from sklearn.utils import check_random_state, shuffle as _shuffle
 
 
 def make_spirals(n_samples=100, *, noise=0.1, n_turns=1.5, shuffle=True, random_state=None):
-    """Make two interlaced spirals, the toy problem of the skdiffusion seed post.
+    """Make two interlaced spirals, a toy problem whose classes differ only in fine 2-D structure.
 
     A point of class 0 lies at angle ``theta = sqrt(u) * n_turns * 2 * pi`` (u uniform on
     [0, 1], so points are spread evenly along the arm) and radius ``theta / 5``; class 1 is
