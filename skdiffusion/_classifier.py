@@ -181,7 +181,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         convergence test looks at.
     warm_start : bool, default=False
         Continue training the fitted denoiser on the next call to ``fit``, for up to
-        ``max_iter`` more steps, instead of starting afresh.
+        ``max_iter`` more steps, instead of starting afresh. The classes, the features and
+        the noise schedule must stay those of the fitted model.
     refit : bool or "auto", default="auto"
         After choosing the trials' timestep range and error scale on the held-out samples,
         train the network afresh on all samples (from the same initial weights and seed,

@@ -3,6 +3,9 @@
 import pytest
 import torch
 
+from skdiffusion import DiffusionClassifier
+from skdiffusion.datasets import make_spirals
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
@@ -12,3 +15,17 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def spirals_split():
+    """Two spirals, 300 training rows and 100 test rows: ``X, y, X_test, y_test``."""
+    X, y = make_spirals(400, noise=0.05, random_state=0)
+    return X[:300], y[:300], X[300:], y[300:]
+
+
+@pytest.fixture(scope="session")
+def fitted_spirals(spirals_split):
+    """A classifier fitted once on ``spirals_split``, shared by the tests that only read it."""
+    X, y, _, _ = spirals_split
+    return DiffusionClassifier(max_iter=300, n_trials=16, random_state=0).fit(X, y)

@@ -581,6 +581,18 @@ def test_warm_start_with_other_classes_or_features():
         clf.fit(np.hstack([X, X]), Y)
 
 
+@pytest.mark.parametrize("change", [{"n_diffusion_steps": 500}, {"noise_schedule": "cosine"}])
+@pytest.mark.parametrize("continue_fit", ["warm_start", "partial_fit"])
+def test_a_continued_fit_keeps_the_noise_schedule(change, continue_fit):
+    clf = _clf(warm_start=True).fit(X, Y)
+    n_iter = clf.n_iter_
+    clf.set_params(**change)
+    with pytest.raises(ValueError, match=r"noise_schedule or n_diffusion_steps changed since the model was fitted"):
+        clf.fit(X, Y) if continue_fit == "warm_start" else clf.partial_fit(X, Y)
+    assert clf.n_iter_ == n_iter
+    assert clf.set_params(warm_start=False).fit(X, Y).alphas_cumprod_.size == change.get("n_diffusion_steps", 1000)
+
+
 # --- Faults during fit: divergence ------------------------------------------------------
 
 

@@ -18,7 +18,6 @@ from torch import nn
 from skdiffusion import DiffusionClassifier, MLPDenoiser, _scoring
 from skdiffusion._schedule import as_tensor
 from skdiffusion._validation import timestep_bounds
-from skdiffusion.datasets import make_spirals
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -34,57 +33,45 @@ def _clf(**params):
     return DiffusionClassifier(**{"max_iter": 150, "n_trials": 8, "random_state": 0, **params})
 
 
-@pytest.fixture(scope="module")
-def spirals():
-    X, y = make_spirals(400, noise=0.05, random_state=0)
-    return X[:300], y[:300], X[300:], y[300:]
+def test_fitted_attributes(fitted_spirals, spirals_split):
+    X, y, _, _ = spirals_split
+    np.testing.assert_array_equal(fitted_spirals.classes_, [0, 1])
+    assert fitted_spirals.n_features_in_ == 2
+    np.testing.assert_allclose(fitted_spirals.class_prior_, np.bincount(y) / y.size)
+    assert fitted_spirals.alphas_cumprod_.shape == (1000,)
+    assert isinstance(fitted_spirals.denoiser_, MLPDenoiser)
+    assert not fitted_spirals.denoiser_.training
+    assert fitted_spirals.n_iter_ == len(fitted_spirals.loss_curve_) == 300
+    assert fitted_spirals.validation_scores_ is None
+    assert np.isfinite(fitted_spirals.best_loss_)
+    assert fitted_spirals.scale_ > 0
+    np.testing.assert_allclose(fitted_spirals.scaler_.mean_, X.mean(axis=0))
 
 
-@pytest.fixture(scope="module")
-def fitted(spirals):
-    X, y, _, _ = spirals
-    return DiffusionClassifier(max_iter=300, n_trials=16, random_state=0).fit(X, y)
-
-
-def test_fitted_attributes(fitted, spirals):
-    X, y, _, _ = spirals
-    np.testing.assert_array_equal(fitted.classes_, [0, 1])
-    assert fitted.n_features_in_ == 2
-    np.testing.assert_allclose(fitted.class_prior_, np.bincount(y) / y.size)
-    assert fitted.alphas_cumprod_.shape == (1000,)
-    assert isinstance(fitted.denoiser_, MLPDenoiser)
-    assert not fitted.denoiser_.training
-    assert fitted.n_iter_ == len(fitted.loss_curve_) == 300
-    assert fitted.validation_scores_ is None
-    assert np.isfinite(fitted.best_loss_)
-    assert fitted.scale_ > 0
-    np.testing.assert_allclose(fitted.scaler_.mean_, X.mean(axis=0))
-
-
-def test_predict_is_the_argmax_of_predict_proba(fitted, spirals):
-    _, _, X_test, y_test = spirals
-    proba = fitted.predict_proba(X_test)
+def test_predict_is_the_argmax_of_predict_proba(fitted_spirals, spirals_split):
+    _, _, X_test, y_test = spirals_split
+    proba = fitted_spirals.predict_proba(X_test)
     assert proba.shape == (100, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
     assert np.all((proba >= 0) & (proba <= 1))
-    np.testing.assert_array_equal(fitted.predict(X_test), fitted.classes_[proba.argmax(axis=1)])
-    np.testing.assert_allclose(fitted.predict_log_proba(X_test), np.log(proba), rtol=1e-10, atol=1e-12)
-    # A short fit on spirals already separates the held-out points well.
-    assert fitted.score(X_test, y_test) >= 0.85
+    np.testing.assert_array_equal(fitted_spirals.predict(X_test), fitted_spirals.classes_[proba.argmax(axis=1)])
+    np.testing.assert_allclose(fitted_spirals.predict_log_proba(X_test), np.log(proba), rtol=1e-10, atol=1e-12)
+    # A short fit on spirals_split already separates the held-out points well.
+    assert fitted_spirals.score(X_test, y_test) >= 0.85
 
 
-def test_predictions_are_reproducible_and_leave_the_model_unchanged(fitted, spirals):
-    _, _, X_test, _ = spirals
-    before = pickle.dumps(fitted)
-    first = fitted.predict_proba(X_test)
-    np.testing.assert_array_equal(fitted.predict_proba(X_test), first)
-    np.testing.assert_array_equal(fitted.predict_proba(X_test[::-1])[::-1], first)
-    np.testing.assert_array_equal(fitted.predict_proba(X_test[5:6]), first[5:6])
-    assert pickle.dumps(fitted) == before
+def test_predictions_are_reproducible_and_leave_the_model_unchanged(fitted_spirals, spirals_split):
+    _, _, X_test, _ = spirals_split
+    before = pickle.dumps(fitted_spirals)
+    first = fitted_spirals.predict_proba(X_test)
+    np.testing.assert_array_equal(fitted_spirals.predict_proba(X_test), first)
+    np.testing.assert_array_equal(fitted_spirals.predict_proba(X_test[::-1])[::-1], first)
+    np.testing.assert_array_equal(fitted_spirals.predict_proba(X_test[5:6]), first[5:6])
+    assert pickle.dumps(fitted_spirals) == before
 
 
-def test_same_random_state_same_probabilities(spirals):
-    X, y, X_test, _ = spirals
+def test_same_random_state_same_probabilities(spirals_split):
+    X, y, X_test, _ = spirals_split
     a = _clf(random_state=3).fit(X, y).predict_proba(X_test)
     b = _clf(random_state=3).fit(X, y).predict_proba(X_test)
     c = _clf(random_state=4).fit(X, y).predict_proba(X_test)
@@ -92,8 +79,8 @@ def test_same_random_state_same_probabilities(spirals):
     assert not np.array_equal(a, c)
 
 
-def test_fitting_does_not_touch_torch_global_random_state(spirals):
-    X, y, _, _ = spirals
+def test_fitting_does_not_touch_torch_global_random_state(spirals_split):
+    X, y, _, _ = spirals_split
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
@@ -101,11 +88,11 @@ def test_fitting_does_not_touch_torch_global_random_state(spirals):
     torch.testing.assert_close(torch.rand(3), expected)
 
 
-def test_priors_shift_the_log_odds_by_the_log_prior_ratio(spirals):
+def test_priors_shift_the_log_odds_by_the_log_prior_ratio(spirals_split):
     # Bayes' rule: log p(c | x) - log p(c' | x) = log p(x | c) - log p(x | c') + log p(c) / p(c').
     # Held-out selection fits the error scale with the priors, so hold out nothing here:
     # the priors then change nothing but the prior term.
-    X, y, X_test, _ = spirals
+    X, y, X_test, _ = spirals_split
     params = {"validation_fraction": None, "timestep_range": (0.0, 0.2)}
     frequencies = _clf(**params).fit(X, y)
     skewed = _clf(priors=[0.99, 0.01], **params).fit(X, y)
@@ -118,8 +105,8 @@ def test_priors_shift_the_log_odds_by_the_log_prior_ratio(spirals):
     assert (skewed.predict(X_test) == 0).mean() > (frequencies.predict(X_test) == 0).mean()
 
 
-def test_string_labels(spirals):
-    X, y, X_test, _ = spirals
+def test_string_labels(spirals_split):
+    X, y, X_test, _ = spirals_split
     labels = np.array(["left", "right"])[y]
     clf = _clf().fit(X, labels)
     np.testing.assert_array_equal(clf.classes_, ["left", "right"])
@@ -139,8 +126,8 @@ def test_three_classes_and_pandas_input():
     assert clf.score(frame, y) >= 0.9
 
 
-def test_pipeline_and_clone(spirals):
-    X, y, X_test, _ = spirals
+def test_pipeline_and_clone(spirals_split):
+    X, y, X_test, _ = spirals_split
     pipe = make_pipeline(MinMaxScaler(), _clf())
     pipe.fit(X, y)
     assert pipe.predict_proba(X_test).shape == (100, 2)
@@ -175,6 +162,7 @@ def test_predict_proba_is_bayes_rule_on_antithetic_pairs_pruned_by_the_pair_t_te
     np.testing.assert_allclose(clf.predict_proba(X), expected / expected.sum(axis=1, keepdims=True), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_grid_search_over_the_number_of_trials():
     X, y = _blobs(80, n_classes=2)
     search = GridSearchCV(_clf(), {"n_trials": [4, 16]}, cv=2)
@@ -188,14 +176,14 @@ def test_grid_search_over_the_number_of_trials():
     np.testing.assert_array_equal(parallel.cv_results_["split1_test_score"], search.cv_results_["split1_test_score"])
 
 
-def test_pickle_round_trip_gives_identical_probabilities(fitted, spirals):
-    _, _, X_test, _ = spirals
-    restored = pickle.loads(pickle.dumps(fitted))
-    np.testing.assert_array_equal(restored.predict_proba(X_test), fitted.predict_proba(X_test))
-    assert restored.denoiser_ is not fitted.denoiser_
+def test_pickle_round_trip_gives_identical_probabilities(fitted_spirals, spirals_split):
+    _, _, X_test, _ = spirals_split
+    restored = pickle.loads(pickle.dumps(fitted_spirals))
+    np.testing.assert_array_equal(restored.predict_proba(X_test), fitted_spirals.predict_proba(X_test))
+    assert restored.denoiser_ is not fitted_spirals.denoiser_
 
 
-def test_decision_boundary_display(fitted, spirals):
+def test_decision_boundary_display(fitted_spirals, spirals_split):
     pytest.importorskip("matplotlib")
     import matplotlib
 
@@ -203,8 +191,10 @@ def test_decision_boundary_display(fitted, spirals):
     import matplotlib.pyplot as plt
     from sklearn.inspection import DecisionBoundaryDisplay
 
-    X, _, _, _ = spirals
-    display = DecisionBoundaryDisplay.from_estimator(fitted, X, response_method="predict_proba", grid_resolution=8)
+    X, _, _, _ = spirals_split
+    display = DecisionBoundaryDisplay.from_estimator(
+        fitted_spirals, X, response_method="predict_proba", grid_resolution=8
+    )
     assert display.response.shape == (8, 8)
     assert np.all((display.response >= 0) & (display.response <= 1))
     plt.close("all")
@@ -239,8 +229,8 @@ def test_predict_proba_on_ten_thousand_rows_runs_in_bounded_chunks(monkeypatch):
     np.testing.assert_array_equal(proba[4000:4200], clf.predict_proba(grid[4000:4200]))
 
 
-def test_warm_start_continues_training(spirals):
-    X, y, _, _ = spirals
+def test_warm_start_continues_training(spirals_split):
+    X, y, _, _ = spirals_split
     clf = _clf(max_iter=50, warm_start=True, denoiser=SMALL_MLP).fit(X, y)
     first_curve = list(clf.loss_curve_)
     denoiser = clf.denoiser_
@@ -258,8 +248,8 @@ def test_warm_start_continues_training(spirals):
     assert cold.n_iter_ == 50
 
 
-def test_early_stopping_sets_validation_scores(spirals):
-    X, y, _, _ = spirals
+def test_early_stopping_sets_validation_scores(spirals_split):
+    X, y, _, _ = spirals_split
     clf = _clf(early_stopping=True, max_iter=200, denoiser=SMALL_MLP).fit(X, y)
     # One held-out loss per check of 50 steps.
     assert 1 <= len(clf.validation_scores_) == -(-clf.n_iter_ // 50)
@@ -267,8 +257,8 @@ def test_early_stopping_sets_validation_scores(spirals):
     assert clf.best_loss_ == pytest.approx(min(clf.validation_scores_), rel=1e-12)
 
 
-def test_early_stopping_stops_when_the_held_out_loss_stalls(spirals):
-    X, y, _, _ = spirals
+def test_early_stopping_stops_when_the_held_out_loss_stalls(spirals_split):
+    X, y, _, _ = spirals_split
     clf = _clf(early_stopping=True, max_iter=2000, n_iter_no_change=1, tol=0.5, denoiser=SMALL_MLP).fit(X, y)
     # A 50% relative improvement is never reached after the first check: stop at the second.
     assert clf.n_iter_ == 100
@@ -280,8 +270,8 @@ def test_early_stopping_stops_when_the_held_out_loss_stalls(spirals):
     [({}, 1e-2), ({"denoiser": SMALL_MLP}, 5e-3), ({"image_shape": (1, 1, 2)}, 5e-3)],
     ids=["default network", "given denoiser", "image U-Net"],
 )
-def test_auto_learning_rate_is_that_of_the_network(spirals, params, rate):
-    X, y, _, _ = spirals
+def test_auto_learning_rate_is_that_of_the_network(spirals_split, params, rate):
+    X, y, _, _ = spirals_split
     auto = _clf(max_iter=20, **params).fit(X, y)
     explicit = _clf(max_iter=20, learning_rate=rate, **params).fit(X, y)
     other = _clf(max_iter=20, learning_rate=rate * 1.5, **params).fit(X, y)
@@ -289,8 +279,8 @@ def test_auto_learning_rate_is_that_of_the_network(spirals, params, rate):
     assert auto.loss_curve_ != other.loss_curve_
 
 
-def test_refit_chooses_the_trials_on_the_first_network_then_trains_afresh_on_all_rows(spirals):
-    X, y, _, _ = spirals  # 300 rows: refit="auto" refits, holding out 0.3 to choose the trials
+def test_refit_chooses_the_trials_on_the_first_network_then_trains_afresh_on_all_rows(spirals_split):
+    X, y, _, _ = spirals_split  # 300 rows: refit="auto" refits, holding out 0.3 to choose the trials
     # With a given range, a fit that does not refit keeps the first network, which chose the scale.
     kept = _clf(timestep_range=(0.0, 0.4), refit=False, validation_fraction=0.3).fit(X, y)
     refit = _clf(timestep_range=(0.0, 0.4)).fit(X, y)
@@ -310,15 +300,15 @@ def _assert_same_network(clf, other):
         torch.testing.assert_close(value, other.denoiser_.state_dict()[name], rtol=0, atol=0)
 
 
-def test_a_fit_that_does_not_refit_tunes_for_half_as_many_steps(spirals):
-    X, y, _, _ = spirals
+def test_a_fit_that_does_not_refit_tunes_for_half_as_many_steps(spirals_split):
+    X, y, _, _ = spirals_split
     clf = _clf(max_iter=40, refit=False).fit(X, y)
     assert clf.n_iter_ == len(clf.loss_curve_) == 60
     assert _clf(max_iter=40, refit=False, timestep_range=(0.0, 1.0)).fit(X, y).n_iter_ == 40  # a given range: no tuning
 
 
-def test_no_refit_with_early_stopping_or_a_continued_fit(spirals):
-    X, y, _, _ = spirals
+def test_no_refit_with_early_stopping_or_a_continued_fit(spirals_split):
+    X, y, _, _ = spirals_split
     stopped = _clf(early_stopping=True, refit=True).fit(X, y)
     assert stopped.validation_scores_  # trained on the split, with its held-out checks
     assert stopped.loss_curve_ == _clf(early_stopping=True, refit=False).fit(X, y).loss_curve_
@@ -329,14 +319,14 @@ def test_no_refit_with_early_stopping_or_a_continued_fit(spirals):
 
 
 @pytest.mark.filterwarnings("default::sklearn.exceptions.ConvergenceWarning")
-def test_convergence_warning_at_max_iter(spirals):
-    X, y, _, _ = spirals
+def test_convergence_warning_at_max_iter(spirals_split):
+    X, y, _, _ = spirals_split
     with pytest.warns(ConvergenceWarning, match=r"maximum iterations \(20\) reached"):
         _clf(max_iter=20, denoiser=SMALL_MLP).fit(X, y)
 
 
-def test_keyboard_interrupt_in_fit_leaves_a_usable_model(spirals):
-    X, y, X_test, _ = spirals
+def test_keyboard_interrupt_in_fit_leaves_a_usable_model(spirals_split):
+    X, y, X_test, _ = spirals_split
 
     class Interrupting(MLPDenoiser):
         calls = 0
@@ -359,22 +349,22 @@ def test_keyboard_interrupt_in_fit_leaves_a_usable_model(spirals):
     assert np.isfinite(clf.predict_proba(X_test)).all()
 
 
-def test_sample_with_and_without_labels(fitted):
-    X_new, y_new = fitted.sample(6, random_state=0)
+def test_sample_with_and_without_labels(fitted_spirals):
+    X_new, y_new = fitted_spirals.sample(6, random_state=0)
     assert X_new.shape == (6, 2)
     assert set(y_new) <= {0, 1}
-    X_one, y_one = fitted.sample(3, y=1, random_state=0)
+    X_one, y_one = fitted_spirals.sample(3, y=1, random_state=0)
     np.testing.assert_array_equal(y_one, [1, 1, 1])
-    X_arr, y_arr = fitted.sample(4, y=[0, 1, 1, 0], random_state=0)
+    X_arr, y_arr = fitted_spirals.sample(4, y=[0, 1, 1, 0], random_state=0)
     np.testing.assert_array_equal(y_arr, [0, 1, 1, 0])
-    X_again, _ = fitted.sample(4, y=np.array([0, 1, 1, 0]), random_state=0)
+    X_again, _ = fitted_spirals.sample(4, y=np.array([0, 1, 1, 0]), random_state=0)
     np.testing.assert_array_equal(X_again, X_arr)
-    assert not np.array_equal(fitted.sample(4, y=[0, 1, 1, 0], random_state=1)[0], X_arr)
-    assert fitted.sample()[0].shape == (1, 2)
+    assert not np.array_equal(fitted_spirals.sample(4, y=[0, 1, 1, 0], random_state=1)[0], X_arr)
+    assert fitted_spirals.sample()[0].shape == (1, 2)
 
 
-def test_sample_without_labels_follows_the_priors(spirals):
-    X, y, _, _ = spirals
+def test_sample_without_labels_follows_the_priors(spirals_split):
+    X, y, _, _ = spirals_split
     clf = _clf(priors=[0.9, 0.1], max_iter=10, n_diffusion_steps=50, denoiser=SMALL_MLP).fit(X, y)
     _, y_new = clf.sample(400, random_state=0)
     assert 0.85 < (y_new == 0).mean() < 0.95  # 400 draws: 0.9 +- 2.5 standard errors
@@ -391,15 +381,15 @@ def test_sample_without_labels_follows_the_priors(spirals):
         ([[0, 1, 1]], r"shape \(1, 3\)"),
     ],
 )
-def test_sample_rejects_unknown_labels(fitted, label, match):
+def test_sample_rejects_unknown_labels(fitted_spirals, label, match):
     with pytest.raises(ValueError, match=match):
-        fitted.sample(3, y=label)
+        fitted_spirals.sample(3, y=label)
 
 
 @pytest.mark.parametrize("n_samples", [0, -1, 2.5, "3"])
-def test_sample_rejects_bad_sizes(fitted, n_samples):
+def test_sample_rejects_bad_sizes(fitted_spirals, n_samples):
     with pytest.raises(ValueError, match="n_samples must be a positive integer"):
-        fitted.sample(n_samples)
+        fitted_spirals.sample(n_samples)
 
 
 class _Linear(nn.Module):
@@ -412,8 +402,8 @@ class _Linear(nn.Module):
         return self.linear(x_t) + self.label(y)
 
 
-def test_fit_does_not_change_a_passed_module(spirals):
-    X, y, _, _ = spirals
+def test_fit_does_not_change_a_passed_module(spirals_split):
+    X, y, _, _ = spirals_split
     module = _Linear(2, 2)
     before = {k: v.clone() for k, v in module.state_dict().items()}
     clf = _clf(denoiser=module, max_iter=30).fit(X, y)
@@ -436,8 +426,8 @@ def test_other_losses_and_schedules_classify(loss, noise_schedule):
     assert clf.fit(X, y).score(X, y) >= 0.9
 
 
-def test_fixed_timestep_range_is_used(spirals):
-    X, y, _, _ = spirals
+def test_fixed_timestep_range_is_used(spirals_split):
+    X, y, _, _ = spirals_split
     clf = _clf(timestep_range=(0.1, 0.3), denoiser=SMALL_MLP, max_iter=20).fit(X, y)
     assert clf.timestep_range_ == (0.1, 0.3)
     auto = _clf(denoiser=SMALL_MLP, max_iter=20).fit(X, y)
@@ -446,8 +436,8 @@ def test_fixed_timestep_range_is_used(spirals):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_fit_and_predict_on_gpu(spirals):
-    X, y, X_test, y_test = spirals
+def test_fit_and_predict_on_gpu(spirals_split):
+    X, y, X_test, y_test = spirals_split
     clf = DiffusionClassifier(max_iter=300, n_trials=16, random_state=0, device="cuda").fit(X, y)
     assert all(p.device.type == "cuda" for p in clf.denoiser_.parameters())
     proba = clf.predict_proba(X_test)

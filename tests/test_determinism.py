@@ -142,6 +142,7 @@ with open(folder / "parent.pkl", "rb") as f:  # written by the test itself
 """
 
 
+@pytest.mark.slow
 def test_fresh_processes(data, tmp_path):
     X, y, X_test = data
     for name, array in {"X": X, "y": y, "X_test": X_test}.items():

@@ -202,6 +202,7 @@ def _two_images(n, seed):
     return (images + 0.2 * rng.standard_normal(images.shape)).reshape(n, 64), y
 
 
+@pytest.mark.slow
 def test_a_unet_trained_here_classifies_zero_shot():
     X, y = _two_images(400, 0)
     X_test, y_test = _two_images(200, 1)
