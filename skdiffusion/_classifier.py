@@ -499,7 +499,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 f"DiffusionClassifier: maximum iterations ({self.max_iter}) reached and the "
                 "training loss has not converged yet.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=4,  # the caller of fit: _fit, fit, _fit_context
             )
         tasks.end()
         return self

@@ -180,7 +180,7 @@ def _split(y_index, n_classes, fraction, seed, trains, refits):
             f"Too few samples per class to hold out a fraction {share} of them "
             f"(validation_fraction={fraction!r}): "
             "training on all samples, without early stopping, with the error scale of the ELBO.",
-            stacklevel=5,
+            stacklevel=6,  # the caller of fit: _split, plan_fit, _fit, fit, _fit_context
         )
         return rows, rows[:0]
     return train_test_split(rows, test_size=n_held_out, stratify=y_index, random_state=seed)

@@ -18,6 +18,7 @@ from torch import nn
 from skdiffusion import DiffusionClassifier, MLPDenoiser, _scoring
 from skdiffusion._schedule import as_tensor
 from skdiffusion._validation import timestep_bounds
+from skdiffusion.datasets import make_spirals
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -454,3 +455,11 @@ def test_fit_and_predict_on_gpu(spirals_split):
     np.testing.assert_allclose(restored.set_params(device="cpu").predict_proba(X_test), proba, atol=1e-4)
     X_new, y_new = clf.sample(2, y=0, random_state=0)
     assert X_new.shape == (2, 2) and y_new.tolist() == [0, 0]
+
+
+def test_fit_warnings_point_at_the_line_that_called_fit():
+    X, y = make_spirals(3, random_state=0)  # too few rows to hold any out, too few steps to converge
+    with pytest.warns((UserWarning, ConvergenceWarning)) as record:
+        _clf(max_iter=3).fit(X, y)
+    assert {warning.category for warning in record} == {UserWarning, ConvergenceWarning}
+    assert {warning.filename for warning in record} == {__file__}
