@@ -25,26 +25,28 @@ SELECTION_SEED_OFFSET = 1
 LOG_SCALE_BOUNDS = (-8.0, 12.0)
 
 
-def fit_scale(errors, y, log_prior, prior_scale):
+def fit_scale(errors, y, log_prior, prior_scale, weights=None):
     """Return ``(s, objective)``: the scale of ``softmax(log_prior - s * errors)`` fitted by log loss.
 
     ``errors`` has shape (n, n_classes) and ``y`` holds class indices. This is temperature
     scaling (Guo et al., 2017) of the error-to-log-likelihood map, with a Gaussian prior of
     one e-fold on ``log s`` around ``log prior_scale``, so that a few held-out samples that
-    are all classified right do not drive ``s`` to infinity.
+    are all classified right do not drive ``s`` to infinity. ``weights`` count each sample
+    as that many (None: once each).
     """
     rows = np.arange(y.size)
+    weights = np.ones(y.size) if weights is None else weights
 
     def objective(log_s):
         scores = log_prior - np.exp(log_s) * errors
-        log_loss = np.sum(logsumexp(scores, axis=1) - scores[rows, y])
-        return float((log_loss + 0.5 * (log_s - np.log(prior_scale)) ** 2) / y.size)
+        log_loss = np.sum(weights * (logsumexp(scores, axis=1) - scores[rows, y]))
+        return float((log_loss + 0.5 * (log_s - np.log(prior_scale)) ** 2) / weights.sum())
 
     result = minimize_scalar(objective, bounds=LOG_SCALE_BOUNDS, method="bounded")
     return float(np.exp(result.x)), float(result.fun)
 
 
-def select_timestep_range(errors, t, y, log_prior, n_steps, prior_scale):
+def select_timestep_range(errors, t, y, log_prior, n_steps, prior_scale, weights=None):
     """Choose the trials' timestep range and error scale by held-out log loss.
 
     ``errors`` of shape (n, n_classes, n_grid) are the held-out samples' errors at the
@@ -56,19 +58,22 @@ def select_timestep_range(errors, t, y, log_prior, n_steps, prior_scale):
     best = None
     for hi in RANGE_CANDIDATES:
         in_range = t < hi * n_steps
-        scale, loss = fit_scale(errors[:, :, in_range].mean(axis=2), y, log_prior, prior_scale)
+        scale, loss = fit_scale(errors[:, :, in_range].mean(axis=2), y, log_prior, prior_scale, weights)
         if best is None or loss < best[0]:
             best = (loss, (0.0, hi), scale)
     return best[1], best[2]
 
 
-def choose_trials(denoiser, x0, y, *, timestep_range, alphas_cumprod, loss, log_prior, noise_seed):
-    """Return ``(timestep_range_, scale_)`` for the held-out samples ``x0`` of class indices ``y``.
+def choose_trials(
+    denoiser, x0, y, *, timestep_range, alphas_cumprod, loss, log_prior, noise_seed, weights=None, mask=None
+):
+    """Return ``(timestep_range_, scale_)`` for the held-out samples ``x0`` of class indices ``y`` and ``weights``.
 
     ``timestep_range`` "auto" chooses the range by :func:`select_timestep_range`; a pair
     fixes it, and only the scale is fitted, on ``SELECTION_TRIALS`` trials spread over
     it. Without held-out samples: the whole range (for "auto") and the scale of the
-    uniformly weighted ELBO, the number of features.
+    uniformly weighted ELBO, the number of features. ``log_prior`` has shape (n_classes,),
+    or (n, n_classes) for a prior per sample; ``mask`` keeps each sample's diffused elements.
     """
     n_features, n_steps = math.prod(x0.shape[1:]), alphas_cumprod.shape[0]
     auto = isinstance(timestep_range, str)
@@ -77,8 +82,9 @@ def choose_trials(denoiser, x0, y, *, timestep_range, alphas_cumprod, loss, log_
     bounds = (0, n_steps) if auto else timestep_bounds(timestep_range, n_steps)
     t, eps = trial_draws(*bounds, SELECTION_TRIALS, x0.shape[1:], noise_seed + SELECTION_SEED_OFFSET)
     t_device, eps = torch.as_tensor(t, device=x0.device), eps.to(x0.device)
-    errors = trial_errors(denoiser, x0, t_device, eps, log_prior.size, alphas_cumprod=alphas_cumprod, loss=loss)
+    n_classes = log_prior.shape[-1]
+    errors = trial_errors(denoiser, x0, t_device, eps, n_classes, alphas_cumprod=alphas_cumprod, loss=loss, mask=mask)
     errors = errors.cpu().double().numpy()
     if auto:
-        return select_timestep_range(errors, t, y, log_prior, n_steps, n_features)
-    return timestep_range, fit_scale(errors.mean(axis=2), y, log_prior, n_features)[0]
+        return select_timestep_range(errors, t, y, log_prior, n_steps, n_features, weights)
+    return timestep_range, fit_scale(errors.mean(axis=2), y, log_prior, n_features, weights)[0]

@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._callbacks import CallbackSupportMixin, FitTasks
 from ._compute import one_torch_thread, run_in_jobs
@@ -24,19 +24,29 @@ from ._losses import LOSSES
 from ._sampling import ancestral_sample
 from ._schedule import BETA_SCHEDULES, as_tensor
 from ._scoring import chunk_rows, mean_errors, trial_draws
+from ._tabular import (
+    categorical_mask,
+    category_counts,
+    denoiser_input,
+    one_hot,
+    row_log_prior,
+    sample_codes,
+    table,
+)
 from ._validation import (
-    DTYPES,
     check_alphas_cumprod,
     check_device,
     check_errors,
     check_label_types,
     check_pruning,
     check_sample_shape,
-    check_training_data,
+    check_table,
     class_index,
     class_prior,
+    drop_zero_weights,
     log_prior,
     partial_fit_classes,
+    row_weights,
     standardise,
     timestep_bounds,
 )
@@ -83,6 +93,18 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         indices ``y`` of shape (n,) in ``range(n_classes)``. With ``image_shape`` set, None
         builds a :class:`~skdiffusion.UNetDenoiser`, a class or callable is called as
         ``denoiser(image_shape, n_classes)`` and ``x_t`` has shape ``(n, *image_shape)``.
+    categorical_features : "from_dtype", array-like of int, str or bool, or None, default="from_dtype"
+        The categorical columns, as ``HistGradientBoostingClassifier`` takes them:
+        "from_dtype" makes the pandas columns of dtype category, object, string or bool
+        categorical (none of a numpy array); or column indices, column names (of a
+        DataFrame), or a boolean mask over the columns; None: no column. A categorical
+        column's values can be any hashable labels (strings, numbers); missing values
+        (None, NaN) are left out of its likelihood. Categories are modelled as discrete:
+        ``p(x | c) = p(x_cat | c) p(x_num | x_cat, c)``, the first factor from smoothed
+        category frequencies per class, the second the diffusion model of the numeric
+        columns, conditioned on the one-hot categories (see the user guide). A category
+        not seen in ``fit`` counts as missing at predict time. :meth:`sample` returns the
+        categories' values.
     image_shape : None or tuple of int (C, H, W), default=None
         Treat each row of ``X`` as an image of this shape (channels, height, width, in
         the row-major order of ``X[i].reshape(image_shape)``), with ``C * H * W ==
@@ -134,6 +156,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         longer fits, try 5e-3 (see the user guide).
     priors : array-like of shape (n_classes,), default=None
         Prior probabilities of the classes. None: the class frequencies seen in ``fit``.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, as in scikit-learn's classifiers: ``{label: weight}``, or
+        "balanced" for ``n_samples / (n_classes * np.bincount(y))``; each sample's weight
+        is multiplied by its class's (see ``sample_weight`` in :meth:`fit`). A weight
+        moves the class priors with it, unless ``priors`` is given: to raise the recall of
+        a rare class, pass ``priors`` instead, which leaves the training alone.
     noise_schedule : {"linear", "cosine"} or array-like of shape (n_diffusion_steps,), default="linear"
         The beta schedule of the forward process: DDPM's linear one (Ho et al., 2020) or
         the cosine one of Nichol & Dhariwal (2021); or the ``alphas_cumprod`` of the schedule
@@ -224,12 +252,20 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     class_prior_ : ndarray of shape (n_classes,)
         Prior probability of each class, from ``priors`` or the training frequencies.
     class_count_ : ndarray of shape (n_classes,)
-        Number of training samples of each class: of the last ``fit``, plus those of every
+        Number of training samples of each class (their summed weights with
+        ``sample_weight`` or ``class_weight``): of the last ``fit``, plus those of every
         :meth:`partial_fit` since.
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during ``fit``, when ``X`` has string column names.
+    is_categorical_ : ndarray of shape (`n_features_in_`,), dtype bool
+        Which features are categorical (see ``categorical_features``).
+    categories_ : list of ndarray
+        The sorted categories seen in ``fit`` for each categorical feature, in column order.
+    category_count_ : list of ndarray of shape (n_classes, n_categories)
+        Number (or summed weight) of training samples of each class in each category of
+        each categorical feature: the counts behind ``p(x_cat | c)``.
     scaler_ : StandardScaler
         The standardisation applied to the features before the diffusion; the identity
         (neither centring nor scaling) with ``standardize=False``.
@@ -283,6 +319,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
     _parameter_constraints = {
         "denoiser": [None, callable],
+        "categorical_features": ["array-like", StrOptions({"from_dtype"}), None],
         "image_shape": [None, tuple],
         "n_trials": [Interval(Integral, 1, None, closed="left")],
         "pruning": [None, StrOptions({"t-test"}), tuple, list],
@@ -291,6 +328,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "priors": ["array-like", None],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
         "noise_schedule": [StrOptions(set(BETA_SCHEDULES)), "array-like"],
         "n_diffusion_steps": [Interval(Integral, 2, None, closed="left")],
         "standardize": ["boolean"],
@@ -311,6 +349,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self,
         denoiser=None,
         *,
+        categorical_features="from_dtype",
         image_shape=None,
         n_trials=64,
         pruning="t-test",
@@ -319,6 +358,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         batch_size=256,
         learning_rate="auto",
         priors=None,
+        class_weight=None,
         noise_schedule="linear",
         n_diffusion_steps=1000,
         standardize=True,
@@ -335,6 +375,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         verbose=0,
     ):
         self.denoiser = denoiser
+        self.categorical_features = categorical_features
         self.image_shape = image_shape
         self.n_trials = n_trials
         self.pruning = pruning
@@ -343,6 +384,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.priors = priors
+        self.class_weight = class_weight
         self.noise_schedule = noise_schedule
         self.n_diffusion_steps = n_diffusion_steps
         self.standardize = standardize
@@ -359,7 +401,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the conditional denoiser on ``(X, y)``.
 
         Parameters
@@ -368,6 +410,11 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             Training samples.
         y : array-like of shape (n_samples,)
             Class labels; at least two classes.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample, counted as that many repeats of it: in the
+            standardisation, the minibatches (a row is drawn in proportion to its weight),
+            the class priors, early stopping and the choice of the trials' range and scale.
+            Rows of weight 0 are removed. None: all weigh 1. Multiplied by ``class_weight``.
 
         Returns
         -------
@@ -382,10 +429,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         model trained so far.
         """
         previous = self._fitted_model() if self.warm_start else None
-        return self._fit(X, y, previous)
+        return self._fit(X, y, previous, sample_weight=sample_weight)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train the conditional denoiser on one batch of ``(X, y)``, for out-of-core learning.
 
         Each call trains for ``ceil(n_train / batch_size)`` optimizer steps (one epoch's
@@ -418,6 +465,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         classes : array-like of shape (n_classes,), default=None
             All the classes that any batch may hold; at least two. Required on the first
             call, and ignored (if equal to ``classes_``) on later ones.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample of this batch, as in :meth:`fit`; the priors count the
+            weights of every batch seen.
 
         Returns
         -------
@@ -442,38 +492,45 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         """
         previous = self._fitted_model()
         classes = partial_fit_classes(classes, None if previous is None else previous["classes"])
-        return self._fit(X, y, previous, classes=classes)
+        return self._fit(X, y, previous, classes=classes, sample_weight=sample_weight)
 
     def _fitted_model(self):
         """Return what a continuing fit starts from (the fitted network and its state), or None if unfitted."""
         if not self.__sklearn_is_fitted__():
             return None
-        names = ("denoiser_", "scaler_", "classes_", "class_count_", "alphas_cumprod_", "n_iter_")
+        names = ("denoiser_", "scaler_", "classes_", "class_count_", "alphas_cumprod_", "n_iter_", "is_categorical_")
+        names += ("categories_", "category_count_")
         return {name.rstrip("_"): getattr(self, name) for name in names} | {"state": self._training_state}
 
-    def _fit(self, X, y, previous, *, classes=None):
+    def _fit(self, X, y, previous, *, classes=None, sample_weight=None):
         """Fit on ``(X, y)``, continuing ``previous`` if given; ``classes`` given: a ``partial_fit`` call.
 
         Checks, plans and trains, then sets every fitted attribute at once: a fit that raises
         changes none.
         """
         incremental, continuing = classes is not None, previous is not None
-        X_checked, y_index, classes, feature_names = self._training_data(X, y, previous, classes)
+        rows, y_index, classes, weights, feature_names = self._training_data(X, y, previous, classes, sample_weight)
         device = check_device(self.device)
-        sample_shape = check_sample_shape(self.image_shape, X_checked.shape[1])
+        sample_shape = self._sample_shape(rows)
         check_pruning(self.pruning)
         alphas_cumprod = self._schedule(previous)
         seeds = Seeds.draw(check_random_state(self.random_state))
-        class_count = np.bincount(y_index, minlength=classes.size)
+        class_count = np.bincount(y_index, weights, minlength=classes.size)
+        category_count = category_counts(rows.codes, rows.categories, y_index, classes.size, weights)
         if incremental and continuing:  # partial_fit counts the classes of every batch
             class_count = class_count + previous["class_count"]
+            category_count = [count + before for count, before in zip(category_count, previous["category_count"])]
         prior = class_prior(self.priors, class_count)
         params = self.get_params(deep=False)
         plan = plan_fit(params, y_index, classes.size, seeds=seeds, continuing=continuing, incremental=incremental)
-        scaler, network, build = self._start_network(previous, X_checked, y_index, classes.size, seeds.init, device)
+        start = self._start_network(previous, rows, y_index, weights, classes.size, seeds.init, device)
+        scaler, network, build = start
         check_denoiser(network, sample_shape, classes.size, device, trainable=plan.trains)
-        x0 = standardise(scaler, X_checked).reshape(-1, *sample_shape)
-        data = TrainingData.on(device, x0, y_index, as_tensor(alphas_cumprod), log_prior(prior))
+        x0, mask = denoiser_input(standardise(scaler, rows.numeric), rows)
+        # p(c | x_cat): the prior of the diffusion model of the numbers given the categories.
+        row_prior = row_log_prior(log_prior(prior), rows.codes, category_count)
+        x0, schedule = x0.reshape(-1, *sample_shape), as_tensor(alphas_cumprod)
+        data = TrainingData.on(device, x0, y_index, weights, mask, schedule, row_prior)
         state, n_iter = (copy.deepcopy(previous["state"]), previous["n_iter"]) if continuing else (None, 0)
         tasks = FitTasks(self, X, y, trainings=plan.steps)
         with one_torch_thread():
@@ -482,8 +539,11 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             )
         self._set_fitted(
             state,
-            n_features_in_=X_checked.shape[1],
+            n_features_in_=rows.numeric.shape[1] + rows.codes.shape[1],
             feature_names_in_=feature_names,
+            is_categorical_=rows.is_categorical,
+            categories_=rows.categories,
+            category_count_=category_count,
             classes_=classes,
             class_count_=class_count,
             class_prior_=prior,
@@ -504,7 +564,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         tasks.end()
         return self
 
-    def _start_network(self, previous, X, y_index, n_classes, seed, device):
+    def _start_network(self, previous, rows, y_index, weights, n_classes, seed, device):
         """Return the scaler, the network a fit starts from, and a function that builds it afresh (for a refit).
 
         A new fit fits the scaler and builds the network; a continued one trains a copy of
@@ -514,21 +574,39 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             return previous["scaler"], copy.deepcopy(previous["denoiser"]).to(device), None
         scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize)
         with np.errstate(over="ignore", invalid="ignore"):  # standardise reports an overflow
-            x_standardised = scaler.fit(X).transform(X)
+            x_standardised = scaler.fit(rows.numeric, sample_weight=weights).transform(rows.numeric)
+        x_standardised[np.isnan(rows.numeric)] = 0.0
+        if rows.categories:
+            x_standardised = np.hstack([x_standardised, one_hot(rows.codes, rows.categories)])
         build = network_builder(
             self.get_params(deep=False), x_standardised, y_index, n_classes, seed=seed, device=device
         )
         return scaler, build(), build
 
-    def _training_data(self, X, y, previous, classes):
-        """Return ``X``, ``y`` as class indices, the classes and the feature names, checked.
+    def _training_data(self, X, y, previous, classes, sample_weight):
+        """Return the rows (a ``Table``), ``y`` as class indices, the classes, the row weights and the feature names.
 
         Like ``validate_data``, but a fit that starts afresh records nothing yet: its
-        feature count and names are set with the other fitted attributes.
+        feature count and names are set with the other fitted attributes. Rows of weight
+        0 are removed; the weights are None when all are 1.
         """
-        X, y, feature_names = check_training_data(self, X, y, reset=previous is None)
+        is_categorical = self._is_categorical(X, previous)
+        X, X_categorical, y, feature_names = check_table(
+            self, X, y, reset=previous is None, is_categorical=is_categorical
+        )
         y = check_label_types(y)
         check_classification_targets(y)
+        if X_categorical is not None:  # dropped beside X: the rows of weight 0
+            X_categorical = drop_zero_weights(X_categorical, y, sample_weight)[0]
+        X, y, sample_weight = drop_zero_weights(X, y, sample_weight)
+        empty = np.flatnonzero(np.isnan(X).all(axis=0))
+        if previous is None and empty.size:
+            raise ValueError(
+                f"The numeric columns {empty.tolist()} of X (counted without the categorical ones) hold no value: "
+                "every entry is NaN. Drop them."
+            )
+        rows = table(X, X_categorical, is_categorical, None if previous is None else previous["categories"])
+        incremental = classes is not None
         if classes is None:
             classes, y_index = np.unique(y, return_inverse=True)
         else:
@@ -550,7 +628,24 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 f"warm_start=True needs the classes of the previous fit {previous['classes'].tolist()}, "
                 f"got {classes.tolist()}."
             )
-        return X, y_index, classes, feature_names
+        weights = row_weights(sample_weight, self.class_weight, classes, y_index, incremental=incremental)
+        return rows, y_index, classes, weights, feature_names
+
+    def _is_categorical(self, X, previous):
+        """Return the mask of the categorical columns: from the parameter for a new fit, else the fitted one."""
+        if previous is not None:
+            return previous["is_categorical"]
+        try:
+            n_features = X.shape[1]
+        except (AttributeError, IndexError, TypeError):  # not a 2-D table: check_table raises the error
+            return None
+        return categorical_mask(X, self.categorical_features, n_features)
+
+    def _sample_shape(self, rows):
+        """Return the shape of one row for the denoiser, checking ``image_shape`` against it."""
+        if self.image_shape is not None and rows.categories:
+            raise ValueError("image_shape cannot be used with categorical columns: every feature must be a pixel.")
+        return check_sample_shape(self.image_shape, rows.width)
 
     def _schedule(self, previous):
         """Return the ``alphas_cumprod`` of the parameters, which a continued fit must share with the fitted model."""
@@ -672,18 +767,35 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             y_index = class_index(labels, self.classes_)
         device = check_device(self.device)
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+        # Categories first, from their class's frequencies; the numbers given them.
+        codes = sample_codes(self.category_count_, y_index, rng)
+        n_numeric = int((~self.is_categorical_).sum())
+        condition = None
+        if self.categories_:
+            one = torch.as_tensor(one_hot(codes, self.categories_))
+            x_cond = torch.cat([torch.zeros(n_samples, n_numeric), one], dim=1)
+            mask = torch.cat([torch.ones(n_samples, n_numeric), torch.zeros_like(one)], dim=1)
+            condition = (x_cond.to(device), mask.to(device))
+        width = n_numeric + sum(len(c) for c in self.categories_)
         with one_torch_thread():
             x0 = ancestral_sample(
                 self.denoiser_.to(device),
                 torch.as_tensor(y_index, device=device),
-                check_sample_shape(self.image_shape, self.n_features_in_),
+                check_sample_shape(self.image_shape, width),
                 alphas_cumprod=self.alphas_cumprod_,
                 generator=generator,
+                condition=condition,
             )
         if not torch.isfinite(x0).all():
             raise ValueError("The denoiser returned non-finite values while sampling; check the denoiser.")
-        x0 = x0.reshape(n_samples, self.n_features_in_).cpu().double().numpy()
-        return self.scaler_.inverse_transform(x0), self.classes_.take(y_index)
+        x0 = x0.reshape(n_samples, width)[:, :n_numeric].cpu().double().numpy()
+        numbers = self.scaler_.inverse_transform(x0)
+        if not self.categories_:
+            return numbers, self.classes_.take(y_index)
+        X_new = np.empty((n_samples, self.n_features_in_), dtype=object)
+        X_new[:, ~self.is_categorical_] = numbers
+        X_new[:, self.is_categorical_] = np.stack([c[codes[:, j]] for j, c in enumerate(self.categories_)], axis=1)
+        return X_new, self.classes_.take(y_index)
 
     def score_samples(self, X):
         """Return an estimate of the log-likelihood ``log p(x)`` of each sample, up to a constant.
@@ -725,10 +837,11 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     def _joint_log_likelihood(self, X):
         """Return ``log p(c) + log p(x | c)`` up to a constant per row, shape (n, n_classes)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=DTYPES)
+        rows = self._table(X)
         device = check_device(self.device)
-        sample_shape = check_sample_shape(self.image_shape, self.n_features_in_)
-        x0 = standardise(self.scaler_, X).reshape(-1, *sample_shape)
+        sample_shape = check_sample_shape(self.image_shape, rows.width)
+        x0, mask = denoiser_input(standardise(self.scaler_, rows.numeric), rows)
+        x0 = x0.reshape(-1, *sample_shape)
         bounds = timestep_bounds(self.timestep_range_, self.n_diffusion_steps)
         t, eps = trial_draws(*bounds, self.n_trials, sample_shape, self.noise_seed_)
         score = functools.partial(
@@ -743,10 +856,16 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             log_prior=log_prior(self.class_prior_),
             scale=self.scale_,
         )
-        rows = chunk_rows(self.n_trials, self.classes_.size)
-        errors, _ = run_in_jobs(score, x0, rows=rows, n_jobs=self.n_jobs, verbose=self.verbose)
+        chunk = chunk_rows(self.n_trials, self.classes_.size)
+        errors, _ = run_in_jobs(score, x0, rows=chunk, n_jobs=self.n_jobs, verbose=self.verbose, mask=mask)
         check_errors(errors)
-        return log_prior(self.class_prior_) - self.scale_ * errors
+        prior = row_log_prior(log_prior(self.class_prior_), rows.codes, self.category_count_)
+        return prior - self.scale_ * errors
+
+    def _table(self, X):
+        """Return the rows of ``X`` to score, checked against the fitted features and encoded."""
+        X, X_categorical, _, _ = check_table(self, X, reset=False, is_categorical=self.is_categorical_)
+        return table(X, X_categorical, self.is_categorical_, self.categories_)
 
     def __sklearn_is_fitted__(self):
         # Fitted once a network is trained: a fit that failed part way leaves other attributes.
@@ -764,4 +883,6 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
         return tags

@@ -48,18 +48,23 @@ def _on_one_thread(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def run_in_jobs(fn, x, *, rows, n_jobs, verbose=0):
-    """Return ``fn(x)``, a tuple of arrays over the rows of ``x``, computed on one torch thread.
+def run_in_jobs(fn, x, *, rows, n_jobs, verbose=0, mask=None):
+    """Return ``fn(x, mask=mask)``, a tuple of arrays over the rows of ``x``, computed on one torch thread.
 
-    With ``n_jobs`` other than None or 1, the rows are cut into chunks of ``rows``, each a
-    joblib job of ``fn(chunk, verbose=0)`` on the backend of the moment, and the results
-    are concatenated; progress is then joblib's, per finished job.
+    With ``n_jobs`` other than None or 1, the rows (of ``x`` and ``mask``) are cut into
+    chunks of ``rows``, each a joblib job of ``fn(chunk, mask=chunk's, verbose=0)`` on the
+    backend of the moment, and the results are concatenated; progress is then joblib's,
+    per finished job.
     """
     # Around the jobs too: with the threading backend, they share this process's setting.
     with one_torch_thread():
         if n_jobs in (None, 1):
-            return fn(x, verbose=verbose)
+            return fn(x, mask=mask, verbose=verbose)
+        masks = [None] * len(range(0, x.shape[0], rows)) if mask is None else torch.split(mask, rows)
         # Cloned: a pickled view would carry all of x to every job.
-        jobs = (delayed(_on_one_thread)(fn, chunk.clone(), verbose=0) for chunk in torch.split(x, rows))
+        jobs = (
+            delayed(_on_one_thread)(fn, chunk.clone(), mask=None if m is None else m.clone(), verbose=0)
+            for chunk, m in zip(torch.split(x, rows), masks)
+        )
         results = Parallel(n_jobs=n_jobs, verbose=10 * bool(verbose))(jobs)
     return tuple(np.concatenate(parts) for parts in zip(*results))

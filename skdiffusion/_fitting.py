@@ -99,14 +99,25 @@ class TrainingData(NamedTuple):
     x0: torch.Tensor  # standardised samples, shape (n, *sample_shape)
     y: torch.Tensor  # class indices
     y_index: np.ndarray  # the same, in numpy
+    weights: np.ndarray | None  # of each row, or None: all equal
+    mask: torch.Tensor | None  # of x0's shape: 1 on the diffused elements; None: all are
     alphas_cumprod: torch.Tensor  # float32
-    log_prior: np.ndarray
+    log_prior: np.ndarray  # (n_classes,), or (n, n_classes) with the categorical likelihood
 
     @classmethod
-    def on(cls, device, x0, y_index, alphas_cumprod, log_prior):
+    def on(cls, device, x0, y_index, weights, mask, alphas_cumprod, log_prior):
         """Return the data with its tensors moved to ``device``."""
         y = torch.as_tensor(y_index, device=device)
-        return cls(x0.to(device), y, y_index, alphas_cumprod.to(device), log_prior)
+        mask = None if mask is None else mask.to(device)
+        return cls(x0.to(device), y, y_index, weights, mask, alphas_cumprod.to(device), log_prior)
+
+    def rows_mask(self, rows):
+        """Return the mask of ``rows``, or None."""
+        return None if self.mask is None else self.mask[rows]
+
+    def row_weights(self, rows):
+        """Return the weights of ``rows`` as a float64 tensor on the CPU (where draws are made), or None."""
+        return None if self.weights is None else torch.as_tensor(self.weights[rows])
 
 
 def plan_fit(params, y_index, n_classes, *, seeds, continuing=False, incremental=False):
@@ -225,7 +236,8 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks):
     validation = None
     if plan.early_stopping and held.size:
         probs = training_timestep_probs(plan.n_steps, plan.first.scored)
-        validation = validation_draws(data.x0[held], data.y[held], probs, generator)
+        weights, mask = data.row_weights(held), data.rows_mask(held)
+        validation = validation_draws(data.x0[held], data.y[held], probs, generator, weights, mask)
     state = _train(network, data, plan, plan.first, state, generator, validation, tasks.next_interval)
     tasks.end_interval()
     choose = functools.partial(
@@ -234,8 +246,10 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks):
         y=data.y_index[held],
         alphas_cumprod=data.alphas_cumprod,
         loss=plan.loss,
-        log_prior=data.log_prior,
+        log_prior=data.log_prior if data.log_prior.ndim == 1 else data.log_prior[held],
         noise_seed=plan.seeds.noise,
+        weights=None if data.weights is None else data.weights[held],
+        mask=data.rows_mask(held),
     )
     timestep_range, scale = choose(network, timestep_range=plan.timestep_range)
     if plan.second is None or state.interrupted:
@@ -275,4 +289,6 @@ def _train(network, data, plan, training, state, generator, validation, callback
         verbose=plan.verbose,
         anneal=training.anneal,
         callback=callback,
+        weights=data.row_weights(training.rows),
+        mask=data.rows_mask(training.rows),
     )

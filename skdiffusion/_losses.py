@@ -11,11 +11,17 @@ LOSSES = {
 }
 
 
-def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None):
+def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None, mask=None):
     """Return the mean of ``LOSSES[loss]`` over each sample's elements.
 
     ``eps_hat`` and ``eps`` have the same shape, the samples' dimensions last:
-    ``sample_ndim`` of them (default: all but the first).
+    ``sample_ndim`` of them (default: all but the first). ``mask`` (broadcast to that
+    shape) keeps the diffused elements: the others count as zero, so that the loss of a
+    row with missing values is that of its observed ones, summed over the same number of
+    elements as a whole row's (the ELBO of the observed marginal, Ouyang et al., 2023).
     """
     sample_ndim = eps.ndim - 1 if sample_ndim is None else sample_ndim
-    return LOSSES[loss](eps_hat, eps).flatten(-sample_ndim).mean(-1)
+    elements = LOSSES[loss](eps_hat, eps)
+    if mask is None:
+        return elements.flatten(-sample_ndim).mean(-1)
+    return (elements * mask).flatten(-sample_ndim).mean(-1)

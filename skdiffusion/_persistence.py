@@ -34,6 +34,9 @@ REQUIRED = (
     "noise_seed_",
     "timestep_range_",
     "scale_",
+    "is_categorical_",
+    "categories_",
+    "category_count_",
 )
 FITTED_NAME = re.compile(r"[a-z][a-z0-9_]*_")
 
@@ -216,7 +219,7 @@ def _rebuild(content, tensors, denoiser):
             setattr(clf, name, _decode(value))
         else:
             raise ValueError(f"unexpected attribute {name!r}")
-    n_features, n_classes = _check_shapes(clf)
+    width, n_classes = _check_shapes(clf)
     if denoiser is None and spec.get("class") != "MLPDenoiser":
         raise ValueError(
             f"the classifier was fitted with the denoiser {spec.get('class')!r}, which only code can rebuild: "
@@ -225,7 +228,7 @@ def _rebuild(content, tensors, denoiser):
     # Building a network draws its initial weights; the caller's torch generator is left alone.
     with torch.random.fork_rng(devices=[]):
         if denoiser is not None:
-            module = build_denoiser(denoiser, n_features, n_classes, image_shape=clf.image_shape)
+            module = build_denoiser(denoiser, width, n_classes, image_shape=clf.image_shape)
             clf.denoiser = denoiser
         else:
             arguments = _dict(spec["arguments"])
@@ -240,23 +243,29 @@ def _rebuild(content, tensors, denoiser):
         raise ValueError(f"the saved weights do not fit the denoiser {type(module).__name__}: {exc}") from exc
     module.eval()
     # Not trainable, perhaps: a frozen pretrained denoiser, fitted with max_iter=0.
-    check_denoiser(
-        module, check_sample_shape(clf.image_shape, n_features), n_classes, torch.device("cpu"), trainable=False
-    )
+    check_denoiser(module, check_sample_shape(clf.image_shape, width), n_classes, torch.device("cpu"), trainable=False)
     clf.denoiser_ = module
     return clf
 
 
 def _check_shapes(clf):
-    """Raise a ValueError unless the fitted arrays agree in shape; return (n_features, n_classes)."""
+    """Raise a ValueError unless the fitted arrays agree in shape; return (the denoiser's width, n_classes)."""
     n_features, n_classes = clf.n_features_in_, len(clf.classes_)
     if not (isinstance(n_features, int) and n_features >= 1 and n_classes >= 2):
         raise ValueError(f"n_features_in_={n_features!r} and {n_classes} classes")
+    is_categorical, categories = np.asarray(clf.is_categorical_), clf.categories_
+    n_numeric = n_features - int(is_categorical.sum()) if is_categorical.dtype == bool else -1
+    counts = [np.shape(count) for count in clf.category_count_]
+    if not (isinstance(categories, list) and len(categories) == n_features - n_numeric == len(counts)):
+        raise ValueError(f"is_categorical_, categories_ and category_count_ disagree: {is_categorical}")
+    if counts != [(n_classes, len(c)) for c in categories]:
+        raise ValueError(f"category_count_ has shapes {counts}, not (n_classes, n_categories) of categories_")
     expected = {
+        "is_categorical_": (is_categorical.shape, (n_features,)),
         "class_prior_": (np.shape(clf.class_prior_), (n_classes,)),
         # standardize=False: the identity scaler, which holds None.
-        "scaler_.mean_": (np.shape(clf.scaler_.mean_), (n_features,) if clf.standardize else ()),
-        "scaler_.scale_": (np.shape(clf.scaler_.scale_), (n_features,) if clf.standardize else ()),
+        "scaler_.mean_": (np.shape(clf.scaler_.mean_), (n_numeric,) if clf.standardize else ()),
+        "scaler_.scale_": (np.shape(clf.scaler_.scale_), (n_numeric,) if clf.standardize else ()),
         "alphas_cumprod_": (np.shape(clf.alphas_cumprod_), (clf.n_diffusion_steps,)),
         "timestep_range_": (np.shape(clf.timestep_range_), (2,)),
     }
@@ -266,7 +275,7 @@ def _check_shapes(clf):
     timestep_bounds(clf.timestep_range_, clf.n_diffusion_steps)
     if not (np.isfinite(clf.scale_) and clf.scale_ > 0 and np.isclose(np.sum(clf.class_prior_), 1.0)):
         raise ValueError(f"scale_={clf.scale_!r} or class_prior_={clf.class_prior_!r} is not valid")
-    return n_features, n_classes
+    return n_numeric + sum(len(c) for c in categories), n_classes
 
 
 def _denoiser_spec(module, parameter):
@@ -325,6 +334,8 @@ def _encode(value):
         return [_encode(v) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {"__dict__": {k: _encode(v) for k, v in value.items()}}
+    if isinstance(value, dict):  # keys other than strings, e.g. class_weight={0: 1.0, 1: 3.0}
+        return {"__mapping__": [[_encode(k), _encode(v)] for k, v in value.items()]}
     raise TypeError(f"values of type {type(value).__name__} cannot be stored")
 
 
@@ -350,6 +361,11 @@ def _decode(value):
         return tuple(_decode(v) for v in value["__tuple__"])
     if set(value) == {"__dict__"}:
         return {str(k): _decode(v) for k, v in _dict(value["__dict__"]).items()}
+    if set(value) == {"__mapping__"}:
+        pairs = [_decode(pair) for pair in value["__mapping__"]]
+        if not all(isinstance(pair, list) and len(pair) == 2 for pair in pairs):
+            raise ValueError("a mapping must be a list of [key, value] pairs")
+        return {key: item for key, item in pairs}
     if set(value) == {"__random_state__"}:
         kind, keys, pos, has_gauss, cached = value["__random_state__"]
         random_state = np.random.RandomState()

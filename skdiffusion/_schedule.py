@@ -37,13 +37,15 @@ def append_dims(x, n_dims):
     return x.reshape(x.shape + (1,) * (n_dims - x.ndim))
 
 
-def add_noise(x0, eps, t, alphas_cumprod):
+def add_noise(x0, eps, t, alphas_cumprod, mask=None):
     """Sample ``x_t ~ q(x_t | x_0)``: Ho et al. (2020), eq. (4), with ``eps`` given.
 
-    ``alphas_cumprod`` is a tensor on the device and in the dtype of ``x0``.
+    ``alphas_cumprod`` is a tensor on the device and in the dtype of ``x0``. Where
+    ``mask`` (of ``x0``'s shape) is 0, ``x_t`` keeps ``x0``: conditioning values, not diffused.
     """
     abar = append_dims(alphas_cumprod.index_select(0, t), x0.ndim)
-    return abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    return x_t if mask is None else x0 + mask * (x_t - x0)
 
 
 def as_tensor(alphas_cumprod, *, dtype=torch.float32, device="cpu"):

@@ -90,32 +90,35 @@ def call_rows(denoiser, n_classes):
     return getattr(denoiser, "eval_batch_size", None) or block_rows(n_classes)
 
 
-def _blocks(x0, t, eps, rows, alphas_cumprod, block):
+def _blocks(x0, t, eps, rows, alphas_cumprod, block, mask=None):
     """Yield the (row, trial) pairs of ``rows`` x all trials, row-major, in blocks of exactly ``block``.
 
-    Yields ``(x_t, t_block, eps_block, trial)``: the noisy samples, their draws and their
-    trials' indices; the last block is padded with copies of the last pair. The losses of
-    all blocks, concatenated and cut to ``rows.numel() * n_trials``, reshape to (rows, trials).
+    Yields ``(x_t, t_block, eps_block, trial, mask_block)``: the noisy samples, their draws,
+    their trials' indices and the rows' masks (None without ``mask``); the last block is
+    padded with copies of the last pair. The losses of all blocks, concatenated and cut to
+    ``rows.numel() * n_trials``, reshape to (rows, trials).
     """
     n_trials = t.shape[0]
     n_pairs = rows.numel() * n_trials
     pairs = torch.arange(ceil_div(n_pairs, block) * block, device=x0.device).clamp_(max=n_pairs - 1)
     row, trial = rows[pairs // n_trials], pairs % n_trials
     for start in range(0, pairs.numel(), block):  # index_select: 2.5x faster than x0[row] here
-        k = trial[start : start + block]
+        k, block_rows = trial[start : start + block], row[start : start + block]
         t_block, eps_block = t.index_select(0, k), eps.index_select(0, k)
-        x_t = add_noise(x0.index_select(0, row[start : start + block]), eps_block, t_block, alphas_cumprod)
-        yield x_t, t_block, eps_block, k
+        mask_block = None if mask is None else mask.index_select(0, block_rows)
+        x_t = add_noise(x0.index_select(0, block_rows), eps_block, t_block, alphas_cumprod, mask_block)
+        yield x_t, t_block, eps_block, k, mask_block
 
 
 @torch.no_grad()
-def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, active=None):
+def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, active=None, mask=None):
     """Return the denoising loss of every (sample, class, trial), shape (n, n_classes, n_trials).
 
     Trial ``k`` noises every sample with ``eps[k]`` at timestep ``t[k]`` and asks the
     denoiser for that noise under each class: the comparison between classes is paired.
     Only the (sample, class) pairs where ``active`` (shape (n, n_classes)) is True are
-    scored; the others hold NaN.
+    scored; the others hold NaN. ``mask`` (of ``x0``'s shape) keeps each sample's diffused
+    elements: the others are neither noised nor scored.
     """
     n_samples, n_trials, device = x0.shape[0], t.shape[0], x0.device
     errors = torch.full((n_samples, n_classes, n_trials), float("nan"), device=device)
@@ -131,8 +134,14 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
         target = eps.unsqueeze(1).expand(n_trials, n_classes, *eps.shape[1:])
         target = target.contiguous() if n_trials <= block else target
         losses = [
-            per_sample_loss(loss, forward_all(x_t, t_b), target.index_select(0, k), sample_ndim=eps.ndim - 1)
-            for x_t, t_b, _, k in _blocks(x0, t, eps, rows, alphas_cumprod, block)
+            per_sample_loss(
+                loss,
+                forward_all(x_t, t_b),
+                target.index_select(0, k),
+                sample_ndim=eps.ndim - 1,
+                mask=None if m is None else m.unsqueeze(1),
+            )
+            for x_t, t_b, _, k, m in _blocks(x0, t, eps, rows, alphas_cumprod, block, mask)
         ]
         if losses:
             scored = torch.cat(losses)[: rows.numel() * n_trials].view(rows.numel(), n_trials, n_classes)
@@ -143,8 +152,8 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
     for c in range(n_classes):
         label = torch.full((block,), c, dtype=torch.long, device=device)
         rows = active[:, c].nonzero().squeeze(1)
-        blocks = _blocks(x0, t, eps, rows, alphas_cumprod, block)
-        losses = [per_sample_loss(loss, denoiser(x_t, t_b, label), eps_b) for x_t, t_b, eps_b, _ in blocks]
+        blocks = _blocks(x0, t, eps, rows, alphas_cumprod, block, mask)
+        losses = [per_sample_loss(loss, denoiser(x_t, t_b, label), eps_b, mask=m) for x_t, t_b, eps_b, _, m in blocks]
         if losses:
             errors[rows, c] = _reported(torch.cat(losses)[: rows.numel() * n_trials].view(rows.numel(), n_trials))
     return errors
@@ -268,14 +277,27 @@ def paired_means(errors):
 
 
 def mean_errors(
-    denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, pruning=None, log_prior=None, scale=None, verbose=0
+    denoiser,
+    x0,
+    t,
+    eps,
+    n_classes,
+    *,
+    alphas_cumprod,
+    loss,
+    pruning=None,
+    log_prior=None,
+    scale=None,
+    verbose=0,
+    mask=None,
 ):
     """Return each (sample, class)'s mean error and the evaluations spent on each sample.
 
     Returns ``(errors, n_evaluations)`` of shapes (n, n_classes), float64, and (n,): a
     class dropped by ``pruning`` is estimated by :func:`paired_means`. Samples are scored
-    in chunks, so memory stays bounded whatever ``len(x0)``; ``x0`` may stay on the CPU
-    and is moved to the denoiser's device a chunk at a time.
+    in chunks, so memory stays bounded whatever ``len(x0)``; ``x0`` (and ``mask``, see
+    :func:`trial_errors`) may stay on the CPU and move to the denoiser's device a chunk
+    at a time.
     """
     n_samples, n_trials = x0.shape[0], t.shape[0]
     chunk = chunk_rows(n_trials, n_classes)
@@ -283,8 +305,9 @@ def mean_errors(
     n_evaluations = np.empty(n_samples, dtype=np.int64)
     for start in range(0, n_samples, chunk):
         x_chunk = x0[start : start + chunk].to(t.device)
+        mask_chunk = None if mask is None else mask[start : start + chunk].to(t.device)
 
-        def score(active, first, last, x_chunk=x_chunk):
+        def score(active, first, last, x_chunk=x_chunk, mask_chunk=mask_chunk):
             return trial_errors(
                 denoiser,
                 x_chunk,
@@ -294,6 +317,7 @@ def mean_errors(
                 alphas_cumprod=alphas_cumprod,
                 loss=loss,
                 active=active,
+                mask=mask_chunk,
             )
 
         if pruning is None:

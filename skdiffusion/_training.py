@@ -60,6 +60,8 @@ def train_denoiser(
     verbose=False,
     anneal=True,
     callback=None,
+    weights=None,
+    mask=None,
 ):
     """Train ``denoiser`` in place for up to ``max_iter`` optimizer steps.
 
@@ -73,6 +75,10 @@ def train_denoiser(
     the rate stays constant and Adam continues from ``state.optimizer_state``.
     ``callback()``, if given, is called before each check interval of ``CHECK_EVERY``
     steps; when it returns True, training stops there (``state.interrupted``).
+    ``weights`` (shape (n,), or None for equal weights) make a row's chance of being drawn
+    into a minibatch proportional to its weight: the loss is the weighted mean, in expectation.
+    ``mask`` (of ``x0``'s shape, or None) keeps the diffused elements of each row (see
+    :func:`~skdiffusion._losses.per_sample_loss`).
     Returns the updated :class:`TrainingState`; raises a FloatingPointError when the loss
     diverges (see :func:`check_loss`), during training or with the weights it ends on.
     """
@@ -83,7 +89,7 @@ def train_denoiser(
         return state
     optimizer, scheduler = _optimizer(denoiser, learning_rate, max_iter, anneal, state.optimizer_state)
     timestep_probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
-    draw = (x0, y, alphas_cumprod, timestep_probs, min(batch_size, x0.shape[0]), loss, generator)
+    draw = (x0, y, alphas_cumprod, timestep_probs, min(batch_size, x0.shape[0]), loss, generator, weights, mask)
     check = functools.partial(
         _check_progress, denoiser, state, validation, alphas_cumprod=alphas_cumprod, loss=loss, tol=tol, verbose=verbose
     )
@@ -187,14 +193,24 @@ def _cpu_copy(optimizer_state):
     }
 
 
-def minibatch_loss(denoiser, x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator):
-    """Return the mean loss of ``denoiser`` on a minibatch of samples, timesteps and noise drawn anew."""
+def minibatch_loss(
+    denoiser, x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights=None, mask=None
+):
+    """Return the mean loss of ``denoiser`` on a minibatch of samples, timesteps and noise drawn anew.
+
+    Samples are drawn uniformly, or in proportion to ``weights``; ``mask`` keeps each
+    row's diffused elements.
+    """
     n_samples, device = x0.shape[0], x0.device
-    idx = torch.randint(n_samples, (batch_size,), generator=generator).to(device)
+    if weights is None:
+        idx = torch.randint(n_samples, (batch_size,), generator=generator).to(device)
+    else:
+        idx = torch.multinomial(weights, batch_size, replacement=True, generator=generator).to(device)
     t = torch.multinomial(timestep_probs, batch_size, replacement=True, generator=generator).to(device)
     eps = torch.randn((batch_size, *x0.shape[1:]), generator=generator).to(device)
-    x_t = add_noise(x0[idx], eps, t, alphas_cumprod)
-    return per_sample_loss(loss, denoiser(x_t, t, y[idx]), eps).mean()
+    mask = None if mask is None else mask[idx]
+    x_t = add_noise(x0[idx], eps, t, alphas_cumprod, mask)
+    return per_sample_loss(loss, denoiser(x_t, t, y[idx]), eps, mask=mask).mean()
 
 
 def check_loss(value, limit, step, first=False):
@@ -234,11 +250,14 @@ def still_falling(losses, tol):
 
 
 @torch.no_grad()
-def validation_loss(denoiser, x0, y, t, eps, *, alphas_cumprod, loss):
-    """Return the mean denoising loss on fixed ``(t, eps)`` draws."""
+def validation_loss(denoiser, x0, y, t, eps, weights=None, mask=None, *, alphas_cumprod, loss):
+    """Return the mean denoising loss on fixed ``(t, eps)`` draws, weighted by ``weights`` if given."""
     denoiser.eval()
-    eps_hat = denoiser(add_noise(x0, eps, t, alphas_cumprod), t, y)
-    return per_sample_loss(loss, eps_hat, eps).mean().item()
+    eps_hat = denoiser(add_noise(x0, eps, t, alphas_cumprod, mask), t, y)
+    losses = per_sample_loss(loss, eps_hat, eps, mask=mask)
+    if weights is None:
+        return losses.mean().item()
+    return ((losses.double() * weights.to(losses.device)).sum() / weights.sum()).item()
 
 
 def training_timestep_probs(n_steps, scored=None, low_fraction=0.1, low_boost=10.0):
@@ -261,11 +280,13 @@ def training_timestep_probs(n_steps, scored=None, low_fraction=0.1, low_boost=10
     return (1 - SCORED_SHARE) * probs + SCORED_SHARE * in_range / in_range.sum()
 
 
-def validation_draws(x0, y, timestep_probs, generator, n_draws=VALIDATION_DRAWS):
-    """Return ``(x0, y, t, eps)``: held-out samples, repeated to ``n_draws`` rows, with fixed draws."""
+def validation_draws(x0, y, timestep_probs, generator, weights=None, mask=None, n_draws=VALIDATION_DRAWS):
+    """Return ``(x0, y, t, eps, weights, mask)``: held-out samples, repeated to ``n_draws`` rows, with fixed draws."""
     repeats = ceil_div(n_draws, x0.shape[0])
     x0, y = x0.repeat_interleave(repeats, dim=0), y.repeat_interleave(repeats)
+    weights = None if weights is None else weights.repeat_interleave(repeats)
+    mask = None if mask is None else mask.repeat_interleave(repeats, dim=0)
     probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
     t = torch.multinomial(probs, x0.shape[0], replacement=True, generator=generator).to(x0.device)
     eps = torch.randn(x0.shape, generator=generator).to(x0.device)
-    return x0, y, t, eps
+    return x0, y, t, eps, weights, mask

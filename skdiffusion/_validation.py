@@ -7,30 +7,97 @@ from numbers import Integral, Number, Real
 
 import numpy as np
 import torch
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import unique_labels
-from sklearn.utils.validation import _get_feature_names, check_X_y, validate_data
+from sklearn.utils.validation import _check_sample_weight, _get_feature_names, check_array, check_X_y, validate_data
 
 from ._schedule import make_alphas_cumprod
 from ._scoring import PairedTTest, StagedPruning
+from ._tabular import columns
 
 # The dtypes X is converted to: float32 stays float32, anything else becomes float64.
 DTYPES = [np.float64, np.float32]
 
 
-def check_training_data(estimator, X, y, *, reset):
-    """Return ``(X, y, feature_names)`` checked as ``validate_data`` checks them, writing nothing.
+def check_table(estimator, X, y="no_validation", *, reset, is_categorical=None):
+    """Return ``(X_numeric, X_categorical, y, feature_names)`` checked as ``validate_data`` checks them.
 
-    ``reset=False``: ``X`` must have the features the estimator was fitted on (its
-    ``feature_names_in_`` are returned). ``reset=True``: the feature names of ``X``, or
-    None; ``validate_data`` would set them on the estimator at once, and a fit that then
-    fails would leave them behind.
+    ``X_numeric`` holds the numeric columns as floats, NaN where a value is missing;
+    ``X_categorical`` the columns where ``is_categorical`` is True, as an object array (None
+    without any). ``y="no_validation"``: ``X`` alone is checked, and None comes back for
+    ``y``. Nothing is written on the estimator:
+    with ``reset=True``, the feature names of ``X`` (or None) are returned, where
+    ``validate_data`` would set them at once and a fit that then fails would leave them
+    behind; with ``reset=False``, ``X`` must have the features the estimator was fitted on.
     """
-    if not reset:
-        X, y = validate_data(estimator, X, y, reset=False, dtype=DTYPES)
-        return X, y, getattr(estimator, "feature_names_in_", None)
-    feature_names = _get_feature_names(X)
-    X, y = check_X_y(X, y, dtype=DTYPES, estimator=estimator)
-    return X, y, feature_names
+    finite = {"dtype": DTYPES, "ensure_all_finite": "allow-nan"}
+    x_only = isinstance(y, str) and y == "no_validation"
+    if is_categorical is None or not is_categorical.any():
+        if not reset:
+            if x_only:
+                X = validate_data(estimator, X, reset=False, **finite)
+            else:
+                X, y = validate_data(estimator, X, y, reset=False, **finite)
+            return X, None, y, getattr(estimator, "feature_names_in_", None)
+        feature_names = _get_feature_names(X)
+        X, y = (check_array(X, **finite), None) if x_only else check_X_y(X, y, estimator=estimator, **finite)
+        return X, None, y, feature_names
+    if reset:
+        feature_names = _get_feature_names(X)
+    else:  # the feature count and names, then each part's own checks
+        validate_data(estimator, X, reset=False, skip_check_array=True)
+        feature_names = getattr(estimator, "feature_names_in_", None)
+    X_categorical, X = columns(X, is_categorical), columns(X, ~is_categorical)
+    if X.shape[1] == 0:
+        raise ValueError(
+            "X has only categorical columns; DiffusionClassifier needs at least one numeric column to diffuse."
+        )
+    if x_only:
+        return check_array(X, estimator=estimator, **finite), X_categorical, None, feature_names
+    X, y = check_X_y(X, y, estimator=estimator, **finite)
+    if X_categorical.shape[0] != X.shape[0]:
+        raise ValueError(f"X has {X_categorical.shape[0]} rows, y has {X.shape[0]}.")
+    return X, X_categorical, y, feature_names
+
+
+def drop_zero_weights(X, y, sample_weight):
+    """Return ``X``, ``y`` and ``sample_weight`` (checked) without the rows of weight zero: they are removed.
+
+    ``sample_weight`` None stays None.
+    """
+    if sample_weight is None:
+        return X, y, None
+    sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+    kept = sample_weight > 0
+    if kept.all():
+        return X, y, sample_weight
+    return X[kept], y[kept], sample_weight[kept]
+
+
+def row_weights(sample_weight, class_weight, classes, y_index, *, incremental=False):
+    """Return the weight of each row: ``sample_weight`` times its class's ``class_weight``; None if all are 1.
+
+    ``class_weight`` is None, "balanced" (``n_samples / (n_classes * count)``, as in
+    scikit-learn) or a dict from label to weight. ``incremental``: a ``partial_fit`` call,
+    which sees one batch and cannot balance the classes of all of them.
+    """
+    weights = np.ones(y_index.size) if sample_weight is None else sample_weight
+    if class_weight is not None:
+        if incremental and class_weight == "balanced":
+            raise ValueError(
+                "class_weight='balanced' is not supported for partial_fit: a batch does not show the class "
+                "frequencies of the whole data. Pass them as a dict, e.g. from "
+                "sklearn.utils.class_weight.compute_class_weight."
+            )
+        labels = classes[y_index]
+        if class_weight == "balanced":  # over the classes present: a class without rows has no frequency
+            present = np.unique(y_index)
+            per_class = np.ones(classes.size)
+            per_class[present] = compute_class_weight("balanced", classes=classes[present], y=labels)
+        else:
+            per_class = compute_class_weight(class_weight, classes=classes, y=labels)
+        weights = weights * per_class[y_index]
+    return None if (weights == 1).all() else weights
 
 
 def check_label_types(y):
@@ -164,13 +231,16 @@ def check_device(device):
 
 
 def standardise(scaler, X):
-    """Return ``scaler.transform(X)`` as a float32 tensor, or raise a ValueError if it overflows."""
+    """Return ``scaler.transform(X)`` as a float32 tensor, 0 where X is NaN; raise a ValueError if it overflows."""
     with np.errstate(over="ignore", invalid="ignore"):
         x0 = torch.as_tensor(scaler.transform(X), dtype=torch.float32)
+    absent = np.isnan(X)
+    if absent.any():
+        x0[torch.as_tensor(absent)] = 0.0
     if not torch.isfinite(x0).all():
         raise ValueError(
             "X has values too large for DiffusionClassifier: standardised with the training mean and "
-            f"scale they overflow float32 (largest |X| = {np.abs(X).max():.3g}). Rescale the features."
+            f"scale they overflow float32 (largest |X| = {np.nanmax(np.abs(X)):.3g}). Rescale the features."
         )
     return x0
 

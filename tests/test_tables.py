@@ -1,0 +1,166 @@
+"""Real tables: categorical columns and missing values, natively."""
+
+import numpy as np
+import pytest
+
+from skdiffusion import DiffusionClassifier, load, save
+
+pd = pytest.importorskip("pandas")
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _clf(**params):
+    return DiffusionClassifier(**{"max_iter": 100, "n_trials": 8, "random_state": 0, **params})
+
+
+def _frame(n=200, seed=0):
+    """A numeric column that separates the classes, a colour that agrees with the class 80% of the time."""
+    rng = np.random.RandomState(seed)
+    y = rng.randint(2, size=n)
+    agrees = rng.rand(n) < 0.8
+    colour = np.where(agrees == (y == 0), "red", "blue")
+    frame = pd.DataFrame({"x": y * 2.0 + rng.normal(size=n), "colour": colour, "noise": rng.normal(size=n)})
+    return frame, y
+
+
+@pytest.fixture(scope="module")
+def table():
+    X, y = _frame()
+    return X, y, _clf().fit(X, y)
+
+
+def test_a_frame_with_strings_fits_without_preprocessing(table):
+    X, y, clf = table
+    np.testing.assert_array_equal(clf.is_categorical_, [False, True, False])
+    assert [c.tolist() for c in clf.categories_] == [["blue", "red"]]
+    # The counts behind p(colour | class), per class.
+    counts = clf.category_count_[0]
+    assert counts.shape == (2, 2) and counts.sum() == len(y)
+    np.testing.assert_array_equal(counts.sum(axis=1), np.bincount(y))
+    assert clf.score(X, y) > 0.8
+    np.testing.assert_array_equal(clf.feature_names_in_, ["x", "colour", "noise"])
+
+
+@pytest.mark.parametrize("spec", [[1], ["colour"], [False, True, False]], ids=["index", "name", "mask"])
+def test_categorical_columns_by_index_name_or_mask(table, spec):
+    X, y, clf = table
+    other = _clf(categorical_features=spec).fit(X, y)
+    np.testing.assert_array_equal(other.predict_proba(X), clf.predict_proba(X))
+    # A numpy array of objects takes indices and masks too.
+    if spec != ["colour"]:
+        on_array = _clf(categorical_features=spec).fit(X.to_numpy(dtype=object), y)
+        np.testing.assert_array_equal(on_array.predict_proba(X.to_numpy(dtype=object)), clf.predict_proba(X))
+
+
+def test_a_category_is_a_discrete_likelihood_not_a_collapsing_density():
+    # Only the colour says anything about the class: the posterior is the colour's
+    # frequency in each class, about 0.8, not the near-certainty of a density on 0/1.
+    rng = np.random.RandomState(1)
+    y = rng.randint(2, size=400)
+    colour = np.where((rng.rand(400) < 0.8) == (y == 0), "red", "blue")
+    X = pd.DataFrame({"noise": rng.normal(size=400), "colour": colour})
+    clf = _clf().fit(X, y)
+    red = clf.predict_proba(pd.DataFrame({"noise": rng.normal(size=200), "colour": "red"}))[:, 0]
+    red_share = np.mean(y[colour == "red"] == 0)
+    assert abs(np.median(red) - red_share) < 0.1, (np.median(red), red_share)
+    assert red.max() < 0.97
+
+
+def test_an_unseen_category_counts_as_missing(table):
+    X, _, clf = table
+    unseen, absent = X.iloc[:5].copy(), X.iloc[:5].copy()
+    unseen["colour"] = "green"
+    absent["colour"] = None
+    np.testing.assert_array_equal(clf.predict_proba(unseen), clf.predict_proba(absent))
+
+
+def test_samples_hold_category_values(table):
+    X, y, clf = table
+    X_new, y_new = clf.sample(100, y=0, random_state=0)
+    assert X_new.shape == (100, 3) and X_new.dtype == object
+    assert set(X_new[:, 1]) <= {"red", "blue"}
+    # The colours follow the class's frequencies: red is the majority of class 0.
+    assert np.mean(X_new[:, 1] == "red") > 0.6
+    assert all(isinstance(v, float) for v in X_new[:, 0])
+
+
+def test_missing_numbers_are_marginalised():
+    rng = np.random.RandomState(2)
+    y = rng.randint(2, size=200)
+    X = np.column_stack([y * 3.0 + rng.normal(size=200), rng.normal(size=200)])
+    X[rng.rand(200) < 0.2, 1] = np.nan
+    clf = _clf().fit(X, y)
+    proba = clf.predict_proba(X)
+    assert np.isfinite(proba).all() and clf.score(X, y) > 0.9
+    # A row with no value at all has only its prior to go by.
+    np.testing.assert_allclose(clf.predict_proba([[np.nan, np.nan]])[0], clf.class_prior_, rtol=1e-12)
+    # The informative column missing: the prediction falls back towards the prior.
+    informative_missing = clf.predict_proba(np.column_stack([np.full(20, np.nan), X[:20, 1]]))
+    assert np.abs(informative_missing - clf.class_prior_).max() < np.abs(proba[:20] - clf.class_prior_).max()
+
+
+def test_a_column_without_any_value_is_refused():
+    X, y = _frame()
+    X["x"] = np.nan
+    with pytest.raises(ValueError, match=r"numeric columns \[0\] of X .* hold no value"):
+        _clf().fit(X, y)
+    X, y = _frame()
+    X["colour"] = None
+    with pytest.raises(ValueError, match="Categorical column 0 of X holds no value"):
+        _clf(categorical_features=["colour"]).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ([True, False], r"boolean mask must have shape \(3,\)"),
+        ([5], "out of range for 3 features"),
+        (["size"], r"names columns \['size'\] that X does not have"),
+        ([0.5], "must be 'from_dtype', None, a boolean mask"),
+    ],
+)
+def test_bad_categorical_features(spec, match):
+    X, y = _frame()
+    with pytest.raises(ValueError, match=match):
+        _clf(categorical_features=spec).fit(X, y)
+
+
+def test_column_names_need_a_frame():
+    X, y = _frame()
+    with pytest.raises(ValueError, match="X has no column names"):
+        _clf(categorical_features=["colour"]).fit(X.to_numpy(dtype=object), y)
+
+
+def test_a_column_that_mixes_types_is_refused():
+    X, y = _frame()
+    X["colour"] = X["colour"].astype(object)
+    X.loc[0, "colour"] = 3
+    with pytest.raises(ValueError, match=r"Categorical column 0 mixes values of types \['int', 'str'\]"):
+        _clf().fit(X, y)
+
+
+def test_only_categorical_columns_or_images_with_categories_are_refused():
+    X, y = _frame()
+    with pytest.raises(ValueError, match="only categorical columns"):
+        _clf().fit(X[["colour"]], y)
+    with pytest.raises(ValueError, match="image_shape cannot be used with categorical columns"):
+        _clf(image_shape=(1, 1, 4)).fit(X, y)
+
+
+def test_partial_fit_keeps_the_first_batch_categories(table):
+    X, y, _ = table
+    clf = _clf()
+    clf.partial_fit(X.iloc[:100], y[:100], classes=[0, 1])
+    later = X.iloc[100:].copy()
+    later.loc[later.index[:10], "colour"] = "green"  # unseen in the first batch: missing
+    clf.partial_fit(later, y[100:])
+    assert [c.tolist() for c in clf.categories_] == [["blue", "red"]]
+    assert clf.category_count_[0].sum() == len(y) - 10
+
+
+def test_a_table_is_saved_and_loaded(table, tmp_path):
+    X, _, clf = table
+    save(clf, tmp_path / "model.safetensors")
+    loaded = load(tmp_path / "model.safetensors")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(loaded.is_categorical_, clf.is_categorical_)
