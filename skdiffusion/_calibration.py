@@ -1,6 +1,7 @@
 """Choosing, on held-out samples, the trials' timestep range and the error-to-log-likelihood scale."""
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,6 +24,17 @@ SELECTION_SEED_OFFSET = 1
 # Bounds of log(scale) searched by fit_scale: scales from 3e-4 to 1.6e5, far beyond any
 # seen, so that the prior, not the bounds, keeps the scale finite.
 LOG_SCALE_BOUNDS = (-8.0, 12.0)
+# Bounds of log(weight) of the categories' log-likelihood: from ignoring them nearly
+# (1/400) to trusting them 20 times over; the prior keeps it near 1.
+LOG_CATEGORY_WEIGHT_BOUNDS = (-6.0, 3.0)
+
+
+class Trials(NamedTuple):
+    """What fit chooses on held-out rows: the trials' range and the weights of Bayes' rule's terms."""
+
+    timestep_range: tuple  # (lo, hi), fractions of the diffusion steps
+    scale: float  # turns a mean error into a log-likelihood
+    category_weight: float  # of log p(x_cat | c); 1 without categorical columns
 
 
 def fit_scale(errors, y, log_prior, prior_scale, weights=None):
@@ -46,39 +58,77 @@ def fit_scale(errors, y, log_prior, prior_scale, weights=None):
     return float(np.exp(result.x)), float(result.fun)
 
 
-def select_timestep_range(errors, t, y, log_prior, n_steps, prior_scale, weights=None):
-    """Choose the trials' timestep range and error scale by held-out log loss.
+def fit_weights(errors, y, log_prior, prior_scale, weights=None, category_ll=None):
+    """Return ``((s, a), objective)``: the error scale and the weight of ``category_ll``, fitted by log loss.
+
+    The scores are ``log_prior + a * category_ll - s * errors``, ``category_ll`` of shape
+    (n, n_classes) the log-likelihood of each sample's categories under each class. Its
+    weight tempers the independence of the categories that the product of their
+    frequencies assumes (many categorical columns make it overconfident); it has a
+    Gaussian prior of one e-fold on ``log a`` around 0, as the scale has (see
+    :func:`fit_scale`). Without ``category_ll``: ``a = 1`` and the scale alone.
+    """
+    if category_ll is None:
+        scale, objective = fit_scale(errors, y, log_prior, prior_scale, weights)
+        return (scale, 1.0), objective
+    total = y.size if weights is None else weights.sum()
+
+    def objective(log_a):
+        return fit_scale(errors, y, log_prior + np.exp(log_a) * category_ll, prior_scale, weights)[1] + (
+            0.5 * log_a**2 / total
+        )
+
+    log_a = minimize_scalar(objective, bounds=LOG_CATEGORY_WEIGHT_BOUNDS, method="bounded").x
+    scale, _ = fit_scale(errors, y, log_prior + np.exp(log_a) * category_ll, prior_scale, weights)
+    return (scale, float(np.exp(log_a))), float(objective(log_a))
+
+
+def select_timestep_range(errors, t, y, log_prior, n_steps, prior_scale, weights=None, category_ll=None):
+    """Choose the trials' timestep range and the weights of Bayes' rule by held-out log loss.
 
     ``errors`` of shape (n, n_classes, n_grid) are the held-out samples' errors at the
     timesteps ``t``, spread evenly over ``[0, n_steps)`` in any order. Each range
     ``[0, hi * n_steps)`` of ``RANGE_CANDIDATES`` is scored by the log loss of its mean
-    errors after fitting the scale (see :func:`fit_scale`); returns ``((0.0, hi), scale)``
-    of the best.
+    errors after fitting the weights (see :func:`fit_weights`); returns the best as
+    :class:`Trials`.
     """
     best = None
     for hi in RANGE_CANDIDATES:
         in_range = t < hi * n_steps
-        scale, loss = fit_scale(errors[:, :, in_range].mean(axis=2), y, log_prior, prior_scale, weights)
+        mean = errors[:, :, in_range].mean(axis=2)
+        (scale, category_weight), loss = fit_weights(mean, y, log_prior, prior_scale, weights, category_ll)
         if best is None or loss < best[0]:
-            best = (loss, (0.0, hi), scale)
-    return best[1], best[2]
+            best = (loss, Trials((0.0, hi), scale, category_weight))
+    return best[1]
 
 
 def choose_trials(
-    denoiser, x0, y, *, timestep_range, alphas_cumprod, loss, log_prior, noise_seed, weights=None, mask=None
+    denoiser,
+    x0,
+    y,
+    *,
+    timestep_range,
+    alphas_cumprod,
+    loss,
+    log_prior,
+    noise_seed,
+    weights=None,
+    mask=None,
+    category_ll=None,
 ):
-    """Return ``(timestep_range_, scale_)`` for the held-out samples ``x0`` of class indices ``y`` and ``weights``.
+    """Return the :class:`Trials` chosen on the held-out samples ``x0`` of class indices ``y``, ``weights``.
 
     ``timestep_range`` "auto" chooses the range by :func:`select_timestep_range`; a pair
     fixes it, and only the scale is fitted, on ``SELECTION_TRIALS`` trials spread over
     it. Without held-out samples: the whole range (for "auto") and the scale of the
-    uniformly weighted ELBO, the number of features. ``log_prior`` has shape (n_classes,),
-    or (n, n_classes) for a prior per sample; ``mask`` keeps each sample's diffused elements.
+    uniformly weighted ELBO, the number of features. ``mask`` keeps each sample's
+    diffused elements; ``category_ll`` (n, n_classes) is the samples' categorical
+    log-likelihood, whose weight is fitted with the scale.
     """
     n_features, n_steps = math.prod(x0.shape[1:]), alphas_cumprod.shape[0]
     auto = isinstance(timestep_range, str)
     if y.size == 0:
-        return (0.0, 1.0) if auto else timestep_range, float(n_features)
+        return Trials((0.0, 1.0) if auto else timestep_range, float(n_features), 1.0)
     bounds = (0, n_steps) if auto else timestep_bounds(timestep_range, n_steps)
     t, eps = trial_draws(*bounds, SELECTION_TRIALS, x0.shape[1:], noise_seed + SELECTION_SEED_OFFSET)
     t_device, eps = torch.as_tensor(t, device=x0.device), eps.to(x0.device)
@@ -86,5 +136,6 @@ def choose_trials(
     errors = trial_errors(denoiser, x0, t_device, eps, n_classes, alphas_cumprod=alphas_cumprod, loss=loss, mask=mask)
     errors = errors.cpu().double().numpy()
     if auto:
-        return select_timestep_range(errors, t, y, log_prior, n_steps, n_features, weights)
-    return timestep_range, fit_scale(errors.mean(axis=2), y, log_prior, n_features, weights)[0]
+        return select_timestep_range(errors, t, y, log_prior, n_steps, n_features, weights, category_ll)
+    fitted, _ = fit_weights(errors.mean(axis=2), y, log_prior, n_features, weights, category_ll)
+    return Trials(timestep_range, *fitted)

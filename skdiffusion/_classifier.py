@@ -27,9 +27,9 @@ from ._scoring import chunk_rows, mean_errors, trial_draws
 from ._tabular import (
     categorical_mask,
     category_counts,
+    category_log_likelihood,
     denoiser_input,
     one_hot,
-    row_log_prior,
     sample_codes,
     table,
 )
@@ -289,6 +289,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         The range of the trials' timesteps, as fractions of ``n_diffusion_steps``.
     scale_ : float
         The factor that turns a mean error into a log-likelihood (see above).
+    category_weight_ : float
+        The weight of the categories' log-likelihood ``log p(x_cat | c)`` in Bayes' rule,
+        fitted with ``scale_`` on the held-out samples (1 without categorical columns or
+        held-out samples).
 
     See Also
     --------
@@ -527,16 +531,14 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         scaler, network, build = start
         check_denoiser(network, sample_shape, classes.size, device, trainable=plan.trains)
         x0, mask = denoiser_input(standardise(scaler, rows.numeric), rows)
-        # p(c | x_cat): the prior of the diffusion model of the numbers given the categories.
-        row_prior = row_log_prior(log_prior(prior), rows.codes, category_count)
+        # log p(x_cat | c): beside the prior, a term of Bayes' rule whose weight fit chooses.
+        category_ll = category_log_likelihood(rows.codes, category_count) if rows.categories else None
         x0, schedule = x0.reshape(-1, *sample_shape), as_tensor(alphas_cumprod)
-        data = TrainingData.on(device, x0, y_index, weights, mask, schedule, row_prior)
+        data = TrainingData.on(device, x0, y_index, weights, mask, schedule, log_prior(prior), category_ll)
         state, n_iter = (copy.deepcopy(previous["state"]), previous["n_iter"]) if continuing else (None, 0)
         tasks = FitTasks(self, X, y, trainings=plan.steps)
         with one_torch_thread():
-            network, state, (timestep_range, scale) = run_plan(
-                plan, data, network, state, n_iter=n_iter, build=build, tasks=tasks
-            )
+            network, state, trials = run_plan(plan, data, network, state, n_iter=n_iter, build=build, tasks=tasks)
         self._set_fitted(
             state,
             n_features_in_=rows.numeric.shape[1] + rows.codes.shape[1],
@@ -551,8 +553,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             alphas_cumprod_=alphas_cumprod,
             noise_seed_=seeds.noise,
             denoiser_=network,
-            timestep_range_=timestep_range,
-            scale_=scale,
+            timestep_range_=trials.timestep_range,
+            scale_=trials.scale,
+            category_weight_=trials.category_weight,
         )
         if plan.trains and not (incremental or state.converged or state.interrupted):
             warnings.warn(
@@ -859,8 +862,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         chunk = chunk_rows(self.n_trials, self.classes_.size)
         errors, _ = run_in_jobs(score, x0, rows=chunk, n_jobs=self.n_jobs, verbose=self.verbose, mask=mask)
         check_errors(errors)
-        prior = row_log_prior(log_prior(self.class_prior_), rows.codes, self.category_count_)
-        return prior - self.scale_ * errors
+        jll = log_prior(self.class_prior_) - self.scale_ * errors
+        if rows.categories:
+            jll += self.category_weight_ * category_log_likelihood(rows.codes, self.category_count_)
+        return jll
 
     def _table(self, X):
         """Return the rows of ``X`` to score, checked against the fitted features and encoded."""

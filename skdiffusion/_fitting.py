@@ -102,14 +102,15 @@ class TrainingData(NamedTuple):
     weights: np.ndarray | None  # of each row, or None: all equal
     mask: torch.Tensor | None  # of x0's shape: 1 on the diffused elements; None: all are
     alphas_cumprod: torch.Tensor  # float32
-    log_prior: np.ndarray  # (n_classes,), or (n, n_classes) with the categorical likelihood
+    log_prior: np.ndarray  # (n_classes,)
+    category_ll: np.ndarray | None  # (n, n_classes): log p(x_cat | c) of each row; None without categories
 
     @classmethod
-    def on(cls, device, x0, y_index, weights, mask, alphas_cumprod, log_prior):
+    def on(cls, device, x0, y_index, weights, mask, alphas_cumprod, log_prior, category_ll):
         """Return the data with its tensors moved to ``device``."""
         y = torch.as_tensor(y_index, device=device)
         mask = None if mask is None else mask.to(device)
-        return cls(x0.to(device), y, y_index, weights, mask, alphas_cumprod.to(device), log_prior)
+        return cls(x0.to(device), y, y_index, weights, mask, alphas_cumprod.to(device), log_prior, category_ll)
 
     def rows_mask(self, rows):
         """Return the mask of ``rows``, or None."""
@@ -229,7 +230,7 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks):
 
     ``state`` and ``n_iter`` are those of the fitted network a fit continues (None and 0
     for a new one); ``build()`` makes the network afresh for a refit; ``tasks`` reports to
-    the callbacks. Returns ``(network, state, (timestep_range, scale))``.
+    the callbacks. Returns ``(network, state, trials)``, the last a ``Trials``.
     """
     generator = torch.Generator().manual_seed(plan.seeds.train + n_iter)
     held = plan.held_out
@@ -246,27 +247,28 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks):
         y=data.y_index[held],
         alphas_cumprod=data.alphas_cumprod,
         loss=plan.loss,
-        log_prior=data.log_prior if data.log_prior.ndim == 1 else data.log_prior[held],
+        log_prior=data.log_prior,
         noise_seed=plan.seeds.noise,
         weights=None if data.weights is None else data.weights[held],
         mask=data.rows_mask(held),
+        category_ll=None if data.category_ll is None else data.category_ll[held],
     )
-    timestep_range, scale = choose(network, timestep_range=plan.timestep_range)
+    trials = choose(network, timestep_range=plan.timestep_range)
     if plan.second is None or state.interrupted:
-        return network, state, (timestep_range, scale)
-    second = dataclasses.replace(plan.second, scored=timestep_bounds(timestep_range, plan.n_steps))
+        return network, state, trials
+    second = dataclasses.replace(plan.second, scored=timestep_bounds(trials.timestep_range, plan.n_steps))
     if second.afresh:
         if plan.verbose:
             print(f"Refitting on all {data.y_index.size} samples")
         # The same initial weights and seed, now with the held-out rows too.
         network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
     elif plan.verbose:
-        print(f"Tuning on the timestep range {timestep_range}")
+        print(f"Tuning on the timestep range {trials.timestep_range}")
     state = _train(network, data, plan, second, state, generator, None, tasks.next_interval)
-    if not second.afresh:
-        scale = choose(network, timestep_range=timestep_range)[1]
+    if not second.afresh:  # the range stays; the weights are fitted again to the tuned network
+        trials = choose(network, timestep_range=trials.timestep_range)
     tasks.end_interval()
-    return network, state, (timestep_range, scale)
+    return network, state, trials
 
 
 def _train(network, data, plan, training, state, generator, validation, callback):

@@ -37,6 +37,7 @@ REQUIRED = (
     "is_categorical_",
     "categories_",
     "category_count_",
+    "category_weight_",
 )
 FITTED_NAME = re.compile(r"[a-z][a-z0-9_]*_")
 
@@ -273,7 +274,8 @@ def _check_shapes(clf):
         if shape != want:
             raise ValueError(f"{name} has shape {shape}, expected {want}")
     timestep_bounds(clf.timestep_range_, clf.n_diffusion_steps)
-    if not (np.isfinite(clf.scale_) and clf.scale_ > 0 and np.isclose(np.sum(clf.class_prior_), 1.0)):
+    weights_ok = all(np.isfinite(w) and w > 0 for w in (clf.scale_, clf.category_weight_))
+    if not (weights_ok and np.isclose(np.sum(clf.class_prior_), 1.0)):
         raise ValueError(f"scale_={clf.scale_!r} or class_prior_={clf.class_prior_!r} is not valid")
     return n_numeric + sum(len(c) for c in categories), n_classes
 

@@ -182,11 +182,6 @@ def category_log_likelihood(codes, counts):
     return total
 
 
-def row_log_prior(log_prior, codes, counts):
-    """Return ``log p(c) + log p(x_cat | c)``: ``log_prior`` itself without categorical columns, else per row."""
-    return log_prior + category_log_likelihood(codes, counts) if counts else log_prior
-
-
 def sample_codes(counts, y_index, rng):
     """Draw a category code per row and column from the smoothed frequencies of the row's class."""
     codes = np.empty((y_index.size, len(counts)), dtype=np.int64)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from skdiffusion._calibration import fit_scale, select_timestep_range
+from skdiffusion._calibration import fit_scale, fit_weights, select_timestep_range
 from skdiffusion._scoring import timestep_grid
 
 
@@ -35,6 +35,22 @@ def test_select_timestep_range_finds_the_timesteps_that_carry_the_signal():
     errors = rng.normal(size=(n, 2, t.size))
     signal = t < 0.1 * n_steps
     errors[np.arange(n), y] -= signal  # the true class denoises better, but only at small t
-    (lo, hi), scale = select_timestep_range(errors, t, y, np.log([0.5, 0.5]), n_steps, prior_scale=1.0)
-    assert (lo, hi) == (0.0, 0.1)
-    assert scale > 0
+    trials = select_timestep_range(errors, t, y, np.log([0.5, 0.5]), n_steps, prior_scale=1.0)
+    assert trials.timestep_range == (0.0, 0.1)
+    assert trials.scale > 0 and trials.category_weight == 1.0
+
+
+def test_fit_weights_tempers_categories_that_repeat_one_piece_of_evidence():
+    rng = np.random.default_rng(0)
+    y = rng.integers(2, size=2000)
+    agrees = rng.random(2000) < 0.8
+    # One column that agrees with the class 80% of the time, its frequencies known.
+    single = np.where((agrees == (y == 0))[:, None], np.log([0.8, 0.2]), np.log([0.2, 0.8]))
+    errors, log_prior = np.zeros((2000, 2)), np.log([0.5, 0.5])
+    (_, a_single), _ = fit_weights(errors, y, log_prior, 1.0, category_ll=single)
+    (_, a_eight), _ = fit_weights(errors, y, log_prior, 1.0, category_ll=8 * single)  # the column 8 times
+    assert 0.8 < a_single < 1.25
+    assert a_eight * 8 == pytest.approx(a_single, rel=0.05)
+    # Without categories, the scale alone, and a weight of 1.
+    (scale, weight), objective = fit_weights(errors + y[:, None], y, log_prior, 1.0)
+    assert weight == 1.0 and (scale, objective) == fit_scale(errors + y[:, None], y, log_prior, 1.0)
