@@ -534,7 +534,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         # log p(x_cat | c): beside the prior, a term of Bayes' rule whose weight fit chooses.
         category_ll = category_log_likelihood(rows.codes, category_count) if rows.categories else None
         x0, schedule = x0.reshape(-1, *sample_shape), as_tensor(alphas_cumprod)
-        data = TrainingData.on(device, x0, y_index, weights, mask, schedule, log_prior(prior), category_ll)
+        hole_rate = float(np.isnan(rows.numeric).mean())  # rows with holes are trained as they will be met
+        data = TrainingData.on(device, x0, y_index, weights, mask, schedule, log_prior(prior), category_ll, hole_rate)
         state, n_iter = (copy.deepcopy(previous["state"]), previous["n_iter"]) if continuing else (None, 0)
         tasks = FitTasks(self, X, y, trainings=plan.steps)
         with one_torch_thread():

@@ -104,13 +104,15 @@ class TrainingData(NamedTuple):
     alphas_cumprod: torch.Tensor  # float32
     log_prior: np.ndarray  # (n_classes,)
     category_ll: np.ndarray | None  # (n, n_classes): log p(x_cat | c) of each row; None without categories
+    hole_rate: float = 0.0  # the share of missing numbers, removed anew at random while training
 
     @classmethod
-    def on(cls, device, x0, y_index, weights, mask, alphas_cumprod, log_prior, category_ll):
+    def on(cls, device, x0, y_index, weights, mask, alphas_cumprod, log_prior, category_ll, hole_rate=0.0):
         """Return the data with its tensors moved to ``device``."""
         y = torch.as_tensor(y_index, device=device)
         mask = None if mask is None else mask.to(device)
-        return cls(x0.to(device), y, y_index, weights, mask, alphas_cumprod.to(device), log_prior, category_ll)
+        schedule = alphas_cumprod.to(device)
+        return cls(x0.to(device), y, y_index, weights, mask, schedule, log_prior, category_ll, hole_rate)
 
     def rows_mask(self, rows):
         """Return the mask of ``rows``, or None."""
@@ -293,4 +295,5 @@ def _train(network, data, plan, training, state, generator, validation, callback
         callback=callback,
         weights=data.row_weights(training.rows),
         mask=data.rows_mask(training.rows),
+        hole_rate=data.hole_rate,
     )

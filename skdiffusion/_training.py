@@ -62,6 +62,7 @@ def train_denoiser(
     callback=None,
     weights=None,
     mask=None,
+    hole_rate=0.0,
 ):
     """Train ``denoiser`` in place for up to ``max_iter`` optimizer steps.
 
@@ -78,7 +79,8 @@ def train_denoiser(
     ``weights`` (shape (n,), or None for equal weights) make a row's chance of being drawn
     into a minibatch proportional to its weight: the loss is the weighted mean, in expectation.
     ``mask`` (of ``x0``'s shape, or None) keeps the diffused elements of each row (see
-    :func:`~skdiffusion._losses.per_sample_loss`).
+    :func:`~skdiffusion._losses.per_sample_loss`); ``hole_rate`` of them are removed anew
+    in each minibatch (see :func:`minibatch_loss`).
     Returns the updated :class:`TrainingState`; raises a FloatingPointError when the loss
     diverges (see :func:`check_loss`), during training or with the weights it ends on.
     """
@@ -89,7 +91,8 @@ def train_denoiser(
         return state
     optimizer, scheduler = _optimizer(denoiser, learning_rate, max_iter, anneal, state.optimizer_state)
     timestep_probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
-    draw = (x0, y, alphas_cumprod, timestep_probs, min(batch_size, x0.shape[0]), loss, generator, weights, mask)
+    batch_size = min(batch_size, x0.shape[0])
+    draw = (x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights, mask, hole_rate)
     check = functools.partial(
         _check_progress, denoiser, state, validation, alphas_cumprod=alphas_cumprod, loss=loss, tol=tol, verbose=verbose
     )
@@ -194,12 +197,15 @@ def _cpu_copy(optimizer_state):
 
 
 def minibatch_loss(
-    denoiser, x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights=None, mask=None
+    denoiser, x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights=None, mask=None, hole_rate=0.0
 ):
     """Return the mean loss of ``denoiser`` on a minibatch of samples, timesteps and noise drawn anew.
 
     Samples are drawn uniformly, or in proportion to ``weights``; ``mask`` keeps each
-    row's diffused elements.
+    row's diffused elements. ``hole_rate``: each diffused element is also removed with
+    this probability, as a missing value is (held at 0 and not scored), so that the network
+    learns from rows with holes where they are, as it will meet them (MissDiff's
+    training, with fresh holes in every minibatch).
     """
     n_samples, device = x0.shape[0], x0.device
     if weights is None:
@@ -208,8 +214,11 @@ def minibatch_loss(
         idx = torch.multinomial(weights, batch_size, replacement=True, generator=generator).to(device)
     t = torch.multinomial(timestep_probs, batch_size, replacement=True, generator=generator).to(device)
     eps = torch.randn((batch_size, *x0.shape[1:]), generator=generator).to(device)
-    mask = None if mask is None else mask[idx]
-    x_t = add_noise(x0[idx], eps, t, alphas_cumprod, mask)
+    x0, mask = x0[idx], None if mask is None else mask[idx]
+    if hole_rate > 0:
+        holes = mask * (torch.rand(mask.shape, generator=generator).to(device) < hole_rate)
+        x0, mask = x0 * (1 - holes), mask - holes
+    x_t = add_noise(x0, eps, t, alphas_cumprod, mask)
     return per_sample_loss(loss, denoiser(x_t, t, y[idx]), eps, mask=mask).mean()
 
 

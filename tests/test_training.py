@@ -10,6 +10,7 @@ from skdiffusion._schedule import as_tensor, make_alphas_cumprod
 from skdiffusion._training import (
     CHECK_EVERY,
     TrainingState,
+    minibatch_loss,
     still_falling,
     train_denoiser,
     training_timestep_probs,
@@ -211,3 +212,24 @@ def test_convergence_is_judged_on_the_last_half_of_a_short_fit():
     # A short fit that learns: its loss still falls over the last half of its steps.
     state = _train(MLPDenoiser(2, 2, hidden_size=16), x0, y, max_iter=100, learning_rate=1e-2, tol=1e-2)
     assert not state.converged
+
+
+def test_holes_are_neither_noised_nor_scored():
+    x0, y = _problem()
+    alphas_cumprod = as_tensor(make_alphas_cumprod("linear", N_STEPS))
+    probs = training_timestep_probs(N_STEPS)
+    denoiser = MLPDenoiser(2, 2, hidden_size=16)
+
+    def loss(mask, hole_rate, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        draw = (x0, y, alphas_cumprod, torch.as_tensor(probs), 32, "l2", generator, None, mask, hole_rate)
+        return minibatch_loss(denoiser, *draw).item()
+
+    full = torch.ones_like(x0)
+    # Every element a hole: nothing is scored.
+    assert loss(full, 1.0) == 0.0
+    # A mask of ones scores what no mask scores; without holes, a rate of 0 draws nothing more.
+    assert loss(full, 0.0) == pytest.approx(loss(None, 0.0), rel=1e-6)
+    # Half the elements holes: about half the loss (the holes count as zero in the mean).
+    halves = [loss(full, 0.5, seed) / loss(full, 0.0, seed) for seed in range(20)]
+    assert 0.35 < np.mean(halves) < 0.65
