@@ -28,6 +28,8 @@ from ._tabular import (
     categorical_mask,
     category_counts,
     category_log_likelihood,
+    columns_of,
+    conditioning,
     denoiser_input,
     one_hot,
     sample_codes,
@@ -519,11 +521,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         check_pruning(self.pruning)
         alphas_cumprod = self._schedule(previous)
         seeds = Seeds.draw(check_random_state(self.random_state))
-        class_count = np.bincount(y_index, weights, minlength=classes.size)
-        category_count = category_counts(rows.codes, rows.categories, y_index, classes.size, weights)
-        if incremental and continuing:  # partial_fit counts the classes of every batch
-            class_count = class_count + previous["class_count"]
-            category_count = [count + before for count, before in zip(category_count, previous["category_count"])]
+        class_count, category_count = self._counts(rows, y_index, classes.size, weights, incremental and previous)
         prior = class_prior(self.priors, class_count)
         params = self.get_params(deep=False)
         plan = plan_fit(params, y_index, classes.size, seeds=seeds, continuing=continuing, incremental=incremental)
@@ -567,6 +565,19 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             )
         tasks.end()
         return self
+
+    @staticmethod
+    def _counts(rows, y_index, n_classes, weights, previous):
+        """Return the (weighted) rows of each class and of each category in each class, plus ``previous``'s if given.
+
+        ``previous``: the fitted model a ``partial_fit`` call adds its batch to.
+        """
+        class_count = np.bincount(y_index, weights, minlength=n_classes)
+        category_count = category_counts(rows.codes, rows.categories, y_index, n_classes, weights)
+        if not previous:
+            return class_count, category_count
+        category_count = [count + before for count, before in zip(category_count, previous["category_count"])]
+        return class_count + previous["class_count"], category_count
 
     def _start_network(self, previous, rows, y_index, weights, n_classes, seed, device):
         """Return the scaler, the network a fit starts from, and a function that builds it afresh (for a refit).
@@ -774,12 +785,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         # Categories first, from their class's frequencies; the numbers given them.
         codes = sample_codes(self.category_count_, y_index, rng)
         n_numeric = int((~self.is_categorical_).sum())
-        condition = None
-        if self.categories_:
-            one = torch.as_tensor(one_hot(codes, self.categories_))
-            x_cond = torch.cat([torch.zeros(n_samples, n_numeric), one], dim=1)
-            mask = torch.cat([torch.ones(n_samples, n_numeric), torch.zeros_like(one)], dim=1)
-            condition = (x_cond.to(device), mask.to(device))
+        condition = conditioning(codes, self.categories_, n_numeric, device)
         width = n_numeric + sum(len(c) for c in self.categories_)
         with one_torch_thread():
             x0 = ancestral_sample(
@@ -793,12 +799,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if not torch.isfinite(x0).all():
             raise ValueError("The denoiser returned non-finite values while sampling; check the denoiser.")
         x0 = x0.reshape(n_samples, width)[:, :n_numeric].cpu().double().numpy()
-        numbers = self.scaler_.inverse_transform(x0)
-        if not self.categories_:
-            return numbers, self.classes_.take(y_index)
-        X_new = np.empty((n_samples, self.n_features_in_), dtype=object)
-        X_new[:, ~self.is_categorical_] = numbers
-        X_new[:, self.is_categorical_] = np.stack([c[codes[:, j]] for j, c in enumerate(self.categories_)], axis=1)
+        X_new = columns_of(self.scaler_.inverse_transform(x0), codes, self.categories_, self.is_categorical_)
         return X_new, self.classes_.take(y_index)
 
     def score_samples(self, X):

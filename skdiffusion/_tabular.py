@@ -182,6 +182,26 @@ def category_log_likelihood(codes, counts):
     return total
 
 
+def conditioning(codes, categories, n_numeric, device):
+    """Return the ``condition`` of ancestral sampling that holds the one-hot ``codes`` fixed, or None."""
+    if not categories:
+        return None
+    one = torch.as_tensor(one_hot(codes, categories))
+    x_cond = torch.cat([torch.zeros(codes.shape[0], n_numeric), one], dim=1)
+    mask = torch.cat([torch.ones(codes.shape[0], n_numeric), torch.zeros_like(one)], dim=1)
+    return x_cond.to(device), mask.to(device)
+
+
+def columns_of(numbers, codes, categories, is_categorical):
+    """Return rows of the table's columns: ``numbers`` alone, or an object array with the categories' values too."""
+    if not categories:
+        return numbers
+    rows = np.empty((numbers.shape[0], is_categorical.size), dtype=object)
+    rows[:, ~is_categorical] = numbers
+    rows[:, is_categorical] = np.stack([c[codes[:, j]] for j, c in enumerate(categories)], axis=1)
+    return rows
+
+
 def sample_codes(counts, y_index, rng):
     """Draw a category code per row and column from the smoothed frequencies of the row's class."""
     codes = np.empty((y_index.size, len(counts)), dtype=np.int64)
