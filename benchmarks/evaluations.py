@@ -48,6 +48,7 @@ from skdiffusion._scoring import (
     trial_errors,
     trial_noise,
 )
+from skdiffusion._validation import check_pruning, timestep_bounds
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -96,9 +97,9 @@ def evaluate(procedure, clf, X, y_index, n_trials, seed=0):
         scores = -scored.mean(dim=2)
     else:
         if procedure in ("skdiffusion", "skdiffusion, no pruning"):
-            lo, hi = clf._timestep_bounds(clf.timestep_range_)
+            lo, hi = timestep_bounds(clf.timestep_range_, clf.n_diffusion_steps)
             t, eps = trial_draws(lo, hi, n_trials, (n_features,), clf.noise_seed_ + seed)
-            rule, log_prior, scale = clf._pruning_rule(), np.log(clf.class_prior_), clf.scale_
+            rule, log_prior, scale = check_pruning(clf.pruning), np.log(clf.class_prior_), clf.scale_
             rule = rule if procedure == "skdiffusion" else None
         else:
             t = timestep_grid(0, n_steps, n_trials)[spread_order(n_trials)]

@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_limits
 from torch.utils.flop_counter import FlopCounterMode
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser
+from skdiffusion._fitting import resolved_learning_rate
 from skdiffusion._schedule import as_tensor
 from skdiffusion._scoring import call_rows, mean_errors, trial_draws
 from skdiffusion._training import train_denoiser, training_timestep_probs
@@ -176,7 +177,7 @@ def training_job(clf, X, y, max_iter=300):
             timestep_probs=training_timestep_probs(len(clf.alphas_cumprod_)),
             max_iter=max_iter,
             batch_size=clf.batch_size,
-            learning_rate=clf._learning_rate(),
+            learning_rate=resolved_learning_rate(clf.get_params()),
             loss=clf.loss,
             generator=torch.Generator().manual_seed(0),
             tol=clf.tol,

@@ -137,7 +137,7 @@ def plan_fit(params, y_index, n_classes, *, seeds, continuing=False, incremental
     rows, held_out = _split(y_index, n_classes, params["validation_fraction"], seeds.split, trains, then == "refit")
     explicit = params["timestep_range"]
     scored = None if isinstance(explicit, str) else timestep_bounds(explicit, n_steps)
-    rate = _learning_rate(params)
+    rate = resolved_learning_rate(params)
     if incremental:  # as many steps as one pass over the rows, as MLPClassifier's partial_fit
         first = Training(rows, ceil_div(rows.size, params["batch_size"]), rate, scored, anneal=False)
     else:
@@ -172,7 +172,7 @@ def _second_training(params, n_samples):
     return "tune" if isinstance(params["timestep_range"], str) else None
 
 
-def _learning_rate(params):
+def resolved_learning_rate(params):
     """Return ``learning_rate``, "auto" resolved by the network: the default MLP's, or any other's."""
     if not isinstance(params["learning_rate"], str):
         return params["learning_rate"]
