@@ -73,14 +73,13 @@ def fit_weights(errors, y, log_prior, prior_scale, weights=None, category_ll=Non
         return (scale, 1.0), objective
     total = y.size if weights is None else weights.sum()
 
-    def objective(log_a):
-        return fit_scale(errors, y, log_prior + np.exp(log_a) * category_ll, prior_scale, weights)[1] + (
-            0.5 * log_a**2 / total
-        )
+    def scale_and_objective(log_a):
+        scale, objective = fit_scale(errors, y, log_prior + np.exp(log_a) * category_ll, prior_scale, weights)
+        return scale, objective + 0.5 * log_a**2 / total
 
-    log_a = minimize_scalar(objective, bounds=LOG_CATEGORY_WEIGHT_BOUNDS, method="bounded").x
-    scale, _ = fit_scale(errors, y, log_prior + np.exp(log_a) * category_ll, prior_scale, weights)
-    return (scale, float(np.exp(log_a))), float(objective(log_a))
+    log_a = minimize_scalar(lambda v: scale_and_objective(v)[1], bounds=LOG_CATEGORY_WEIGHT_BOUNDS, method="bounded").x
+    scale, objective = scale_and_objective(log_a)
+    return (scale, float(np.exp(log_a))), float(objective)
 
 
 def select_timestep_range(errors, t, y, log_prior, n_steps, prior_scale, weights=None, category_ll=None):

@@ -31,6 +31,7 @@ from ._tabular import (
     columns_of,
     conditioning,
     denoiser_input,
+    input_width,
     one_hot,
     sample_codes,
     table,
@@ -521,7 +522,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         check_pruning(self.pruning)
         alphas_cumprod = self._schedule(previous)
         seeds = Seeds.draw(check_random_state(self.random_state))
-        class_count, category_count = self._counts(rows, y_index, classes.size, weights, incremental and previous)
+        added_to = previous if incremental else None  # partial_fit adds its batch's counts to the model's
+        class_count, category_count = self._counts(rows, y_index, classes.size, weights, added_to)
         prior = class_prior(self.priors, class_count)
         params = self.get_params(deep=False)
         plan = plan_fit(params, y_index, classes.size, seeds=seeds, continuing=continuing, incremental=incremental)
@@ -568,13 +570,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _counts(rows, y_index, n_classes, weights, previous):
-        """Return the (weighted) rows of each class and of each category in each class, plus ``previous``'s if given.
-
-        ``previous``: the fitted model a ``partial_fit`` call adds its batch to.
-        """
+        """Return the (weighted) rows of each class and of each category in each class, plus ``previous``'s if given."""
         class_count = np.bincount(y_index, weights, minlength=n_classes)
         category_count = category_counts(rows.codes, rows.categories, y_index, n_classes, weights)
-        if not previous:
+        if previous is None:
             return class_count, category_count
         category_count = [count + before for count, before in zip(category_count, previous["category_count"])]
         return class_count + previous["class_count"], category_count
@@ -786,7 +785,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         codes = sample_codes(self.category_count_, y_index, rng)
         n_numeric = int((~self.is_categorical_).sum())
         condition = conditioning(codes, self.categories_, n_numeric, device)
-        width = n_numeric + sum(len(c) for c in self.categories_)
+        width = input_width(n_numeric, self.categories_)
         with one_torch_thread():
             x0 = ancestral_sample(
                 self.denoiser_.to(device),

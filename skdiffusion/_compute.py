@@ -1,6 +1,7 @@
 """How the work runs: on one torch thread, with seeded network builds, in chunks of rows and joblib jobs."""
 
 import contextlib
+import itertools
 import threading
 
 import numpy as np
@@ -60,7 +61,7 @@ def run_in_jobs(fn, x, *, rows, n_jobs, verbose=0, mask=None):
     with one_torch_thread():
         if n_jobs in (None, 1):
             return fn(x, mask=mask, verbose=verbose)
-        masks = [None] * len(range(0, x.shape[0], rows)) if mask is None else torch.split(mask, rows)
+        masks = itertools.repeat(None) if mask is None else torch.split(mask, rows)
         # Cloned: a pickled view would carry all of x to every job.
         jobs = (
             delayed(_on_one_thread)(fn, chunk.clone(), mask=None if m is None else m.clone(), verbose=0)

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._classifier import DiffusionClassifier
 from ._denoisers import MLPDenoiser, build_denoiser, check_denoiser
+from ._tabular import input_width
 from ._training import TrainingState
 from ._validation import check_sample_shape, timestep_bounds
 
@@ -277,7 +278,7 @@ def _check_shapes(clf):
     weights_ok = all(np.isfinite(w) and w > 0 for w in (clf.scale_, clf.category_weight_))
     if not (weights_ok and np.isclose(np.sum(clf.class_prior_), 1.0)):
         raise ValueError(f"scale_={clf.scale_!r} or class_prior_={clf.class_prior_!r} is not valid")
-    return n_numeric + sum(len(c) for c in categories), n_classes
+    return input_width(n_numeric, categories), n_classes
 
 
 def _denoiser_spec(module, parameter):

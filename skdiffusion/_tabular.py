@@ -31,8 +31,13 @@ class Table(NamedTuple):
 
     @property
     def width(self):
-        """The number of values of a row for the denoiser: the numbers, then the one-hot categories."""
-        return self.numeric.shape[1] + sum(len(c) for c in self.categories)
+        """The number of values of a row for the denoiser (see :func:`input_width`)."""
+        return input_width(self.numeric.shape[1], self.categories)
+
+
+def input_width(n_numeric, categories):
+    """Return the number of values of a row for the denoiser: the numbers, then the one-hot categories."""
+    return n_numeric + sum(len(c) for c in categories)
 
 
 def table(X_numeric, X_categorical, is_categorical, categories=None):
@@ -40,8 +45,9 @@ def table(X_numeric, X_categorical, is_categorical, categories=None):
     if X_categorical is None:
         no_codes = np.zeros((X_numeric.shape[0], 0), dtype=np.int64)
         return Table(X_numeric, no_codes, [], np.zeros(X_numeric.shape[1], dtype=bool))
-    categories = fit_categories(X_categorical) if categories is None else categories
-    return Table(X_numeric, encode(X_categorical, categories), categories, is_categorical)
+    absent = missing(X_categorical)
+    categories = fit_categories(X_categorical, absent) if categories is None else categories
+    return Table(X_numeric, encode(X_categorical, categories, absent), categories, is_categorical)
 
 
 def denoiser_input(x_numeric, table):
@@ -117,12 +123,11 @@ def missing(values):
     return np.array(flat, dtype=bool).reshape(values.shape)
 
 
-def fit_categories(X_cat):
-    """Return the sorted categories seen in each column of ``X_cat``, missing values left out."""
+def fit_categories(X_cat, absent):
+    """Return the sorted categories seen in each column of ``X_cat``, the ``absent`` (missing) values left out."""
     categories = []
     for j in range(X_cat.shape[1]):
-        column = X_cat[:, j]
-        seen = set(column[~missing(column)].tolist())
+        seen = set(X_cat[~absent[:, j], j].tolist())
         if not seen:
             raise ValueError(f"Categorical column {j} of X holds no value: every entry is missing. Drop it.")
         try:
@@ -133,10 +138,9 @@ def fit_categories(X_cat):
     return categories
 
 
-def encode(X_cat, categories):
-    """Return the code of each value, shape (n, k): its index in its column's categories; -1 if missing or unseen."""
+def encode(X_cat, categories, absent):
+    """Return the code of each value, shape (n, k): its index in its column's categories; -1 if ``absent`` or unseen."""
     codes = np.full(X_cat.shape, -1, dtype=np.int64)
-    absent = missing(X_cat)
     for j, column_categories in enumerate(categories):
         lookup = {value: code for code, value in enumerate(column_categories.tolist())}
         present = np.flatnonzero(~absent[:, j])

@@ -40,7 +40,7 @@ def check_table(estimator, X, y="no_validation", *, reset, is_categorical=None):
                 X, y = validate_data(estimator, X, y, reset=False, **finite)
             return X, None, y, getattr(estimator, "feature_names_in_", None)
         feature_names = _get_feature_names(X)
-        X, y = (check_array(X, **finite), None) if x_only else check_X_y(X, y, estimator=estimator, **finite)
+        X, y = check_X_y(X, y, estimator=estimator, **finite)  # a fit: reset=True comes with y
         return X, None, y, feature_names
     if reset:
         feature_names = _get_feature_names(X)
