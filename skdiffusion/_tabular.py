@@ -108,10 +108,15 @@ def categorical_mask(X, categorical_features, n_features):
     return mask
 
 
-def columns(X, mask):
-    """Return the columns of ``X`` where ``mask`` is True, as an object array (n, k)."""
+def columns(X, mask, *, as_objects=True):
+    """Return the columns of ``X`` where ``mask`` is True: an object array (n, k), or a frame's own columns.
+
+    ``as_objects=False`` keeps a DataFrame's columns as a DataFrame, for scikit-learn's
+    ``check_array`` to convert (pandas' nullable dtypes, whose NA becomes NaN, among them).
+    """
     if hasattr(X, "iloc"):
-        return X.iloc[:, np.flatnonzero(mask)].to_numpy(dtype=object)
+        selected = X.iloc[:, np.flatnonzero(mask)]
+        return selected.to_numpy(dtype=object) if as_objects else selected
     return np.asarray(X, dtype=object)[:, mask]
 
 

@@ -47,7 +47,7 @@ def check_table(estimator, X, y="no_validation", *, reset, is_categorical=None):
     else:  # the feature count and names, then each part's own checks
         validate_data(estimator, X, reset=False, skip_check_array=True)
         feature_names = getattr(estimator, "feature_names_in_", None)
-    X_categorical, X = columns(X, is_categorical), columns(X, ~is_categorical)
+    X_categorical, X = columns(X, is_categorical), columns(X, ~is_categorical, as_objects=False)
     if X.shape[1] == 0:
         raise ValueError(
             "X has only categorical columns; DiffusionClassifier needs at least one numeric column to diffuse."

@@ -99,6 +99,14 @@ def test_missing_numbers_are_marginalised():
     assert np.abs(informative_missing - clf.class_prior_).max() < np.abs(proba[:20] - clf.class_prior_).max()
 
 
+def test_nullable_numbers_beside_categories():
+    X, y = _frame()
+    X["x"] = pd.array(np.where(np.arange(len(y)) % 7 == 0, None, X["x"].round()), dtype="Int64")
+    clf = _clf().fit(X, y)
+    nan_instead = X.assign(x=X["x"].astype(float))  # the same values, NA as NaN
+    np.testing.assert_array_equal(clf.predict_proba(X), clf.predict_proba(nan_instead))
+
+
 def test_a_column_without_any_value_is_refused():
     X, y = _frame()
     X["x"] = np.nan
