@@ -190,7 +190,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         choice of ``timestep_range`` and for the error scale; a fit that refits (see
         ``refit``) then trains on them too. "auto" holds out 0.3 in a fit that refits,
         whose held-out rows serve only that choice and are trained on in the end, and 0.1
-        otherwise, where they are never trained on (see the user guide). None holds out
+        otherwise, where they are never trained on (see the user guide). A class of a
+        single sample is trained on and the others are held out from; with fewer than
+        two classes to hold out from, nothing is held out, with a warning. None holds out
         nothing: the
         timesteps are then ``timestep_range`` (or all, for "auto") and the scale is the
         number of features (the uniformly weighted ELBO). With ``max_iter=0``, not None

@@ -181,15 +181,23 @@ def resolved_learning_rate(params):
 
 
 def _split(y_index, n_classes, fraction, seed, trains, refits):
-    """Return the (trained, held-out) row indices; the held-out part is empty when none is kept."""
+    """Return the (trained, held-out) row indices; the held-out part is empty when none is kept.
+
+    The held-out rows are a stratified share of the classes that have two samples or more;
+    a class of one sample is trained on whole. Nothing is held out (with a warning) when
+    fewer than two classes could be, or when either part would have fewer rows than classes.
+    """
     rows = np.arange(y_index.size)
     if fraction is None:
         return rows, rows[:0]
     if not trains:  # max_iter=0: every sample serves to choose the trials
         return rows[:0], rows
     share = fraction if fraction != "auto" else REFIT_VALIDATION_SHARE if refits else VALIDATION_SHARE
-    n_held_out = int(np.ceil(share * rows.size))
-    if np.bincount(y_index).min() < 2 or min(n_held_out, rows.size - n_held_out) < n_classes:
+    counts = np.bincount(y_index, minlength=n_classes)
+    several = counts[y_index] >= 2
+    n_split, n_several = int(several.sum()), int(np.count_nonzero(counts >= 2))
+    n_held_out = int(np.ceil(share * n_split))
+    if n_several < 2 or min(n_held_out, n_split - n_held_out) < n_several:
         warnings.warn(
             f"Too few samples per class to hold out a fraction {share} of them "
             f"(validation_fraction={fraction!r}): "
@@ -197,7 +205,10 @@ def _split(y_index, n_classes, fraction, seed, trains, refits):
             stacklevel=6,  # the caller of fit: _split, plan_fit, _fit, fit, _fit_context
         )
         return rows, rows[:0]
-    return train_test_split(rows, test_size=n_held_out, stratify=y_index, random_state=seed)
+    trained, held_out = train_test_split(
+        rows[several], test_size=n_held_out, stratify=y_index[several], random_state=seed
+    )
+    return np.concatenate([rows[~several], trained]), held_out
 
 
 def network_builder(params, x_standardised, y_index, n_classes, *, seed, device):

@@ -1,5 +1,7 @@
 """The fit plan: what a fit trains, on which rows, with which range, and what follows the choice of trials."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -123,6 +125,28 @@ def test_too_few_rows_per_class_to_hold_out_trains_on_all_with_a_warning():
     with pytest.warns(UserWarning, match="Too few samples per class to hold out a fraction 0.3"):
         plan = _plan(n_rows=3)
     assert plan.held_out.size == 0 and plan.first.rows.size == 3 and plan.second is None
+
+
+def test_a_class_of_one_sample_is_trained_on_and_the_others_are_held_out_from():
+    # Class 2 has one row: it cannot be split, so it stays in training, and a stratified
+    # 0.3 of the other classes' 60 rows is held out to choose the trials (no warning).
+    y_index = np.r_[np.arange(60) % 2, 2]
+    params = DiffusionClassifier().get_params(deep=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan = plan_fit(params, y_index, 3, seeds=SEEDS)
+    assert plan.held_out.size == 18 and np.bincount(y_index[plan.held_out], minlength=3).tolist() == [9, 9, 0]
+    assert 60 in plan.first.rows and plan.first.rows.size == 43
+    np.testing.assert_array_equal(np.sort(np.concatenate([plan.first.rows, plan.held_out])), np.arange(61))
+    assert plan.second.afresh and plan.second.rows.size == 61
+
+
+def test_nothing_is_held_out_when_a_single_class_could_be():
+    y_index = np.r_[np.zeros(39, int), 1]
+    params = DiffusionClassifier().get_params(deep=False)
+    with pytest.warns(UserWarning, match="Too few samples per class"):
+        plan = plan_fit(params, y_index, 2, seeds=SEEDS)
+    assert plan.held_out.size == 0 and plan.first.rows.size == 40 and plan.second is None
 
 
 def test_early_stopping_needs_held_out_rows():
