@@ -236,11 +236,16 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     n_jobs : int, default=None
         Number of jobs that score the rows of ``predict_proba``, ``predict_log_proba``,
         ``predict`` and ``score_samples`` in parallel, each on one torch thread, in chunks of
-        ``2**18 // (n_trials * n_classes)`` rows (at least one) run by joblib's backend of
+        ``2**20 // (n_trials * n_classes)`` rows (at least one) run by joblib's backend of
         the moment (e.g. ``"dask"`` in a :func:`joblib.parallel_config` context); -1 means
-        all processors. None or 1 scores in the calling process, without joblib. The
-        results are bit for bit those of one job. With ``verbose``, joblib reports the
-        jobs as they finish. Meant for the CPU: on a GPU, leave it None.
+        all processors. None scores in the calling process: on the CPU, on as many threads
+        as torch may use (``torch.get_num_threads()``, which follows
+        ``torch.set_num_threads``, ``OMP_NUM_THREADS`` and threadpoolctl's limits), at most
+        the CPUs the process may run on, each thread on its own rows with one torch thread;
+        on another device, in the calling thread. 1 scores in the calling thread alone.
+        Neither uses joblib. The results are bit for bit those of one thread. With
+        ``verbose``, joblib reports the jobs as they finish. Jobs are meant for the CPU: on
+        a GPU, leave it None.
     random_state : int, RandomState instance or None, default=None
         Seeds the weights, the training draws and the noise of ``predict_proba``: the same
         value gives the same probabilities, whatever the rows passed beside a sample.
@@ -863,7 +868,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             scale=self.scale_,
         )
         chunk = chunk_rows(self.n_trials, self.classes_.size)
-        errors, _ = run_in_jobs(score, x0, rows=chunk, n_jobs=self.n_jobs, verbose=self.verbose, mask=mask)
+        # Threads share one GPU to no gain: off the CPU, None scores in this thread.
+        n_jobs = 1 if self.n_jobs is None and device.type != "cpu" else self.n_jobs
+        errors, _ = run_in_jobs(score, x0, rows=chunk, n_jobs=n_jobs, verbose=self.verbose, mask=mask)
         check_errors(errors)
         jll = log_prior(self.class_prior_) - self.scale_ * errors
         if rows.categories:

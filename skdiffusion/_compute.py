@@ -1,8 +1,10 @@
-"""How the work runs: on one torch thread, with seeded network builds, in chunks of rows and joblib jobs."""
+"""How the work runs: on one torch thread, with seeded network builds, in pieces of rows on threads or joblib jobs."""
 
 import contextlib
 import itertools
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -21,18 +23,38 @@ def ceil_div(a, b):
 
 @contextlib.contextmanager
 def one_torch_thread():
-    """Run the block on one torch thread, then restore the caller's setting.
+    """Run the block on one torch thread, then restore the caller's setting; yields the caller's.
 
     On two cores shared with another busy process, two torch threads made predict_proba
-    and fit several times slower than one (OpenMP threads spin while they wait), while on
-    an idle machine they gained less than 2x: parallelism is safer across processes.
+    and fit several times slower than one (OpenMP threads spin while they wait for each
+    other), while on an idle machine they gained less than 2x: work is shared between
+    threads of one torch thread each instead (see :func:`run_in_jobs`).
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        yield previous
     finally:
         torch.set_num_threads(previous)
+
+
+def usable_threads(torch_threads):
+    """Return how many threads may score at once: ``torch_threads``, at most the CPUs this process may run on.
+
+    ``torch_threads`` is the caller's ``torch.get_num_threads()``, which follows
+    ``torch.set_num_threads``, ``OMP_NUM_THREADS`` and threadpoolctl's OpenMP limits.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity masks on this platform (macOS, Windows)
+        cpus = os.cpu_count() or 1
+    return max(1, min(torch_threads, cpus))
+
+
+def report_progress(start, stop, total):
+    """Print the rows done when rows ``start:stop`` of ``total`` complete a tenth of them."""
+    if 10 * stop // total > 10 * start // total:
+        print(f"predict: {stop}/{total} samples")
 
 
 @contextlib.contextmanager
@@ -50,22 +72,47 @@ def _on_one_thread(fn, *args, **kwargs):
 
 
 def run_in_jobs(fn, x, *, rows, n_jobs, verbose=0, mask=None):
-    """Return ``fn(x, mask=mask)``, a tuple of arrays over the rows of ``x``, computed on one torch thread.
+    """Return ``fn(x, mask=mask)``, a tuple of arrays over the rows of ``x``, computed on one torch thread at a time.
 
-    With ``n_jobs`` other than None or 1, the rows (of ``x`` and ``mask``) are cut into
-    chunks of ``rows``, each a joblib job of ``fn(chunk, mask=chunk's, verbose=0)`` on the
-    backend of the moment, and the results are concatenated; progress is then joblib's,
-    per finished job.
+    ``n_jobs=None``: the rows (of ``x`` and ``mask``) are cut into pieces of at most
+    ``rows``, as many as keep the :func:`usable_threads` busy, and each is scored in a
+    thread of this process (one torch thread each, so no thread waits on another's
+    progress when other work shares the cores); ``verbose`` reports each tenth of the
+    rows done. ``n_jobs=1``, or a single usable thread: ``fn`` runs in this thread. Any
+    other ``n_jobs``: chunks of ``rows``, each a joblib job of ``fn(chunk, mask=chunk's,
+    verbose=0)`` on the backend of the moment; progress is then joblib's, per finished
+    job. A row's result does not depend on its piece, so the results are the same.
     """
     # Around the jobs too: with the threading backend, they share this process's setting.
-    with one_torch_thread():
-        if n_jobs in (None, 1):
+    with one_torch_thread() as torch_threads:
+        workers = usable_threads(torch_threads) if n_jobs is None else 1
+        if n_jobs in (None, 1) and (workers == 1 or x.shape[0] < 2):
             return fn(x, mask=mask, verbose=verbose)
-        masks = itertools.repeat(None) if mask is None else torch.split(mask, rows)
-        # Cloned: a pickled view would carry all of x to every job.
-        jobs = (
-            delayed(_on_one_thread)(fn, chunk.clone(), mask=None if m is None else m.clone(), verbose=0)
-            for chunk, m in zip(torch.split(x, rows), masks)
-        )
-        results = Parallel(n_jobs=n_jobs, verbose=10 * bool(verbose))(jobs)
+        if n_jobs is None:
+            results = _in_threads(fn, x, mask, rows, workers, verbose)
+        else:
+            masks = itertools.repeat(None) if mask is None else torch.split(mask, rows)
+            # Cloned: a pickled view would carry all of x to every job.
+            jobs = (
+                delayed(_on_one_thread)(fn, chunk.clone(), mask=None if m is None else m.clone(), verbose=0)
+                for chunk, m in zip(torch.split(x, rows), masks)
+            )
+            results = Parallel(n_jobs=n_jobs, verbose=10 * bool(verbose))(jobs)
     return tuple(np.concatenate(parts) for parts in zip(*results))
+
+
+def _in_threads(fn, x, mask, rows, workers, verbose):
+    """Return the results of ``fn`` on pieces of ``x``'s rows, scored by ``workers`` threads, in order."""
+    n_pieces = ceil_div(ceil_div(x.shape[0], rows), workers) * workers  # a whole number of rounds
+    size = ceil_div(x.shape[0], n_pieces)
+    pieces = torch.split(x, size)
+    masks = itertools.repeat(None) if mask is None else torch.split(mask, size)
+    results, done = [], 0
+    # The threads inherit this thread's torch setting: one thread each.
+    with ThreadPoolExecutor(workers) as pool:
+        for result in pool.map(lambda piece, m: fn(piece, mask=m, verbose=0), pieces, masks):
+            results.append(result)
+            if verbose and len(pieces) > 1:
+                report_progress(done, done + result[0].shape[0], x.shape[0])
+            done += result[0].shape[0]
+    return results

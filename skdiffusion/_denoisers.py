@@ -12,6 +12,8 @@ from sklearn.neighbors import NearestNeighbors
 from torch import nn
 from torch.nn import functional as F
 
+from ._compute import ceil_div
+
 CONTRACT = (
     "A denoiser is a torch.nn.Module whose forward(x_t, t, y) takes noisy samples x_t "
     "(float32, shape (n, *sample_shape)), integer timesteps t (shape (n,)) and integer "
@@ -136,15 +138,28 @@ class MLPDenoiser(nn.Module):
 
     @property
     def eval_batch_size(self):
-        """Rows of each scoring call: as many as keep the all-class hidden state within 1 MiB.
+        """Rows of each scoring call: as many as keep a two-class hidden state and the predictions within 1 MiB.
 
-        (rows x classes x width floats, in multiples of 16, between 16 and 2048 rows.)
-        Larger temporaries are handed back to the kernel after every call, and page faults
-        then cost more than the larger calls save; beyond 2048 rows, calls gain little and
-        the padding of a small prediction grows.
+        (rows x max(2 x width, classes x features) floats, in multiples of 16, between 16
+        and 2048 rows.) Larger
+        temporaries are handed back to the kernel after every call, and page faults then
+        cost more than the larger calls save; beyond 2048 rows, calls gain little and the
+        padding of a small prediction grows. With more classes, :meth:`forward_all` runs
+        the class-conditioned part on a slice of the rows at a time (see
+        :meth:`class_rows`), so that the class-independent part keeps its large calls.
         """
-        per_row = self.label.num_embeddings * self.input.out_features
+        per_row = max(2 * self.input.out_features, self.label.num_embeddings * self.output[1].out_features)
         return min(2048, max(16, CALL_STATE_FLOATS // per_row // 16 * 16))
+
+    def class_rows(self, n_rows):
+        """Return the rows of each slice that :meth:`forward_all` conditions at once, out of ``n_rows``.
+
+        The largest divisor of ``n_rows`` whose all-class hidden state (rows x classes x
+        width floats) fits in 1 MiB, or 1: slices of one size, so that a row's result does
+        not depend on which slice it falls in.
+        """
+        budget = CALL_STATE_FLOATS // (self.label.num_embeddings * self.input.out_features)
+        return max((d for d in range(1, min(budget, n_rows) + 1) if n_rows % d == 0), default=1)
 
     # Every block adds the same conditioning c (time, then time + class) to its input:
     # h' = h + block(h + c). The network carries s = h + c instead, so that a block is
@@ -178,10 +193,39 @@ class MLPDenoiser(nn.Module):
         in_place = self._in_place()
         return self._conditioned(self._shared(x_t, t, in_place) + self.label(y), in_place)
 
+    @property
+    def pair_rows(self):
+        """Rows of each call of :meth:`forward_pairs`'s class-conditioned part: a hidden state of 1 MiB.
+
+        (In multiples of 16, between 16 and 2048 rows.)
+        """
+        return min(2048, max(16, CALL_STATE_FLOATS // self.input.out_features // 16 * 16))
+
+    def forward_pairs(self, x_t, t, rows, classes):
+        """Return eps_hat of row ``rows[i]`` of ``x_t`` under class ``classes[i]``, shape (len(rows), n_features).
+
+        The class-independent part runs once per row of ``x_t``, the class-conditioned part
+        only on the pairs asked for: the pairs that pruning keeps, whose cost then falls with
+        their number. Its calls have exactly :attr:`pair_rows` rows (the last padded), so
+        that a pair's result does not depend on the others.
+        """
+        in_place = self._in_place()
+        s = self._shared(x_t, t, in_place)
+        n, size = rows.numel(), self.pair_rows
+        padded = torch.arange(ceil_div(n, size) * size, device=rows.device).clamp_(max=n - 1)
+        parts = [
+            self._conditioned(s.index_select(0, r) + self.label.weight.index_select(0, c), in_place)
+            for r, c in zip(rows[padded].split(size), classes[padded].split(size))
+        ]
+        return torch.cat(parts)[:n]
+
     def forward_all(self, x_t, t):
         """Return eps_hat under every class, shape (n, n_classes, n_features)."""
         in_place = self._in_place()
-        return self._conditioned(self._shared(x_t, t, in_place).unsqueeze(1) + self.label.weight, in_place)
+        s = self._shared(x_t, t, in_place)
+        step = self.class_rows(s.shape[0])
+        parts = [self._conditioned(part.unsqueeze(1) + self.label.weight, in_place) for part in s.split(step)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _hooked(module):

@@ -129,12 +129,38 @@ def test_scoring_path_falls_back_where_summing_in_place_would_differ():
     assert len(seen) == 2 and torch.equal(seen[0], seen[1])
 
 
-def test_eval_batch_size_keeps_the_all_class_state_within_a_mebibyte():
-    # rows x classes x width floats <= 2**18, in multiples of 16, between 16 and 2048 rows.
+def test_scoring_calls_keep_their_hidden_state_within_a_mebibyte():
+    # Shared calls: rows x max(2 x width, classes x features) floats <= 2**18, in multiples
+    # of 16, between 16 and 2048 rows.
     assert MLPDenoiser(2, 2, hidden_size=64).eval_batch_size == 2048  # spirals
-    assert MLPDenoiser(64, 10, hidden_size=256).eval_batch_size == 96  # digits: 102 rounded down
+    assert MLPDenoiser(64, 10, hidden_size=256).eval_batch_size == 400  # digits: 640 floats a row
+    assert MLPDenoiser(20, 50, hidden_size=256).eval_batch_size == 256  # 1000 floats a row
     assert MLPDenoiser(2, 2, hidden_size=16).eval_batch_size == 2048  # the cap
-    assert MLPDenoiser(2, 1000, hidden_size=256).eval_batch_size == 16  # the floor
+    assert MLPDenoiser(2, 2, hidden_size=8192).eval_batch_size == 16  # the floor
+    # Class slices of forward_all: the largest divisor of the rows within rows x classes x width <= 2**18.
+    digits = MLPDenoiser(64, 10, hidden_size=256)
+    assert digits.class_rows(400) == 100 and digits.class_rows(97) == 97 and digits.class_rows(101) == 101
+    assert MLPDenoiser(20, 50, hidden_size=256).class_rows(256) == 16  # 20 fit: 16 divides 256
+    assert MLPDenoiser(2, 1000, hidden_size=512).class_rows(512) == 1
+    # Calls of forward_pairs: rows x width floats <= 2**18.
+    assert digits.pair_rows == 1024 and MLPDenoiser(2, 2, hidden_size=64).pair_rows == 2048
+
+
+def test_forward_all_and_forward_pairs_agree_with_forward():
+    torch.manual_seed(0)
+    net = MLPDenoiser(3, 40, hidden_size=512).eval()  # class_rows(48) == 12: four class slices
+    torch.nn.init.normal_(net.output[1].weight)  # not the zeros it starts at
+    torch.nn.init.normal_(net.label.weight)
+    x_t, t = torch.randn(48, 3), torch.randint(1000, (48,))
+    with torch.no_grad():
+        every = net.forward_all(x_t, t)
+        assert every.shape == (48, 40, 3) and net.class_rows(48) == 12
+        for c in (0, 17, 39):
+            torch.testing.assert_close(every[:, c], net(x_t, t, torch.full((48,), c)), rtol=1e-5, atol=1e-6)
+        rows, classes = torch.randint(48, (3000,)), torch.randint(40, (3000,))  # six calls of 512, the last padded
+        some = net.forward_pairs(x_t, t, rows, classes)
+        assert some.shape == (3000, 3) and every.std() > 0.1
+        torch.testing.assert_close(some, every[rows, classes], rtol=1e-5, atol=1e-6)
 
 
 def test_timestep_embedding_is_the_sinusoidal_embedding_bit_for_bit():

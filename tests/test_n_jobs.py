@@ -1,14 +1,17 @@
-"""Parallel work: n_jobs gives the predictions of one process bit for bit; fits in threads stay apart."""
+"""Parallel work: threads and n_jobs give the predictions of one thread bit for bit; fits in threads stay apart."""
 
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import joblib
 import numpy as np
 import pytest
+import threadpoolctl
 import torch
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _compute, _scoring
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier, _compute, _scoring
 from skdiffusion.datasets import make_spirals
 
 
@@ -80,3 +83,59 @@ def test_parallel_progress_is_joblibs_per_job(fitted, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert "predict:" not in captured.out
     assert "Done  15 out of  15" in captured.err
+
+
+def _threads_seen(clf, X, monkeypatch):
+    """Return predict_proba(X) and the (thread, rows) of each scoring call it made."""
+    seen = []
+    score = _classifier.mean_errors
+
+    def spy(denoiser, x0, *args, **kwargs):
+        seen.append((threading.get_ident(), x0.shape[0]))
+        return score(denoiser, x0, *args, **kwargs)
+
+    monkeypatch.setattr(_classifier, "mean_errors", spy)
+    return clf.predict_proba(X), seen
+
+
+@pytest.mark.parametrize("pruning", ["t-test", None])
+def test_default_scores_on_the_usable_threads_with_the_results_of_one(fitted, pruning, monkeypatch):
+    clf, X = fitted
+    clf.set_params(pruning=pruning, n_jobs=1)
+    expected, seen = _threads_seen(clf, X, monkeypatch)
+    assert seen == [(threading.get_ident(), 300)]
+    monkeypatch.setattr(_compute, "usable_threads", lambda torch_threads: 3)
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 16 * 3 * 40)  # chunks of 40 rows: 8 of them, then 9 pieces
+    clf.set_params(n_jobs=None)
+    probabilities, seen = _threads_seen(clf, X, monkeypatch)
+    np.testing.assert_array_equal(probabilities, expected)
+    assert [rows for _, rows in seen] == [34] * 8 + [28]  # 3 rounds of 3 threads
+    assert threading.get_ident() not in {thread for thread, _ in seen} and len({t for t, _ in seen}) >= 2
+
+
+def test_the_threads_follow_torch_threadpoolctl_and_the_affinity_mask(fitted, monkeypatch):
+    clf, X = fitted
+    clf.set_params(n_jobs=None)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # the caller's choice
+        _, seen = _threads_seen(clf, X, monkeypatch)
+        assert seen == [(threading.get_ident(), 300)]
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.get_num_threads() == previous
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        assert _compute.usable_threads(torch.get_num_threads()) == 1
+    assert _compute.usable_threads(10_000) == len(os.sched_getaffinity(0))
+    assert _compute.usable_threads(1) == 1
+
+
+def test_threads_report_each_tenth_of_the_rows_in_order(fitted, monkeypatch, capsys):
+    clf, X = fitted
+    monkeypatch.setattr(_compute, "usable_threads", lambda torch_threads: 2)
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 16 * 3 * 40)  # 8 chunks of 40 rows: 8 pieces of 38
+    clf.set_params(n_jobs=None, verbose=1).predict_proba(X)
+    clf.set_params(verbose=0)
+    assert capsys.readouterr().out.splitlines() == [
+        f"predict: {n}/300 samples" for n in (38, 76, 114, 152, 190, 228, 266, 300)
+    ]
