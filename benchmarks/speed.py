@@ -1,18 +1,21 @@
-"""Speed of DiffusionClassifier against what the machine can do.
+"""Speed of DiffusionClassifier against what the machine can do, as a user gets it.
 
 Run ``python benchmarks/speed.py``; it prints one table and writes
-``benchmarks/results/speed.md`` and ``.json``. Everything is measured in the same run:
+``benchmarks/results/speed.md`` and ``.json``. Everything is measured in the same run, at
+default settings unless a column says otherwise:
 
-- the float32 GEMM rate, one thread, of the default denoiser's hidden layer shape, and of
-  all its layers' shapes in one scoring call (each product timed alone; their FLOPs over
-  their summed time);
-- the FLOP rate ``predict_proba`` reaches without pruning (the denoiser's FLOPs per call
-  counted with torch's FlopCounterMode) and its fraction of each GEMM rate, and the time
-  with the default pruning;
-- denoiser evaluations (sample x trial x class) per second, seconds per 1,000 rows;
+- predict_proba's FLOP rate without pruning (the denoiser's FLOPs per (row, trial) counted
+  with torch's FlopCounterMode, autograd on, times ``n_trials``) on 4,000 rows, as a
+  fraction of the best float32 GEMM rate over the network's layer shapes at 8,192 rows:
+  with every core (torch's default thread count: the user's machine), and beside it the
+  same with one thread for both; and the time with the default pruning;
+- busy cores: fit and predict_proba with another process spinning on every core, at the
+  default threads against one;
+- cost per predicted row with 50 classes against 2 (20 features, no pruning), and the
+  default pruning against none at 50 classes;
 - predict time of the late-class design against the full network per class (digits);
-- threads: the scoring and training loops with one and two torch threads, idle and beside a
-  busy process (fit and predict_proba run on one; this table is why);
+- threads inside torch: the scoring and training loops with one and two torch threads,
+  idle and beside a busy process (why each scoring thread and the training loop run one);
 - fit time against MLPClassifier(max_iter=1000) on the spirals split;
 - peak RSS growth of ``predict_proba`` on 1,000,000 rows of 2 features (a fresh process).
 """
@@ -20,6 +23,8 @@ Run ``python benchmarks/speed.py``; it prints one table and writes
 import argparse
 import copy
 import functools
+import multiprocessing
+import os
 import pickle
 import subprocess
 import sys
@@ -29,16 +34,16 @@ import warnings
 import numpy as np
 import torch
 from _suite import split, timed, write_results
+from sklearn.datasets import make_classification
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 from torch.utils.flop_counter import FlopCounterMode
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser
 from skdiffusion._fitting import resolved_learning_rate
 from skdiffusion._schedule import as_tensor
-from skdiffusion._scoring import call_rows, mean_errors, trial_draws
+from skdiffusion._scoring import mean_errors, trial_draws
 from skdiffusion._training import train_denoiser, training_timestep_probs
 
 # Peak RSS of predict_proba on many rows, measured in a fresh process.
@@ -63,53 +68,37 @@ def clone_fitted(clf, **params):
     return copy.deepcopy(clf).set_params(**params)
 
 
-def gemm_gflops(m, k, n, repeats=50):
-    """Return the float32 GEMM rate, GFLOP/s, of an (m x k) @ (k x n) product (best of 3 timings).
+def gemm_gflops(shapes, repeats=20):
+    """Return the best float32 GEMM rate, GFLOP/s, over the ``(m, k, n)`` products of ``shapes`` at torch's threads.
 
-    The product is written into one output tensor: a fresh output per product would time
-    the kernel's page faults on new memory too (this halved the rate measured at 512 rows).
+    Each product is written into one output tensor: a fresh output per product would time
+    the kernel's page faults on new memory too.
     """
-    a, b, out = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
+    best = 0.0
+    for m, k, n in shapes:
+        a, b, out = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
 
-    def products():
-        for _ in range(repeats):
-            torch.mm(a, b, out=out)
+        def products(a=a, b=b, out=out):
+            for _ in range(repeats):
+                torch.mm(a, b, out=out)
 
-    products()
-    seconds = min(timed(products)[1] for _ in range(3))
-    return 2 * m * k * n * repeats / seconds / 1e9
-
-
-def layer_gemm_gflops(denoiser, n_features, n_classes):
-    """Return the float32 GEMM rate, GFLOP/s, of the denoiser's own linear layers in one scoring call.
-
-    Each layer's product, at the shape it has in a scoring call (``call_rows`` rows)
-    (the output layer sees every class's rows), is timed alone; the rate is their FLOPs
-    over their summed time: what the call would reach if it did nothing but its GEMMs.
-    """
-    shapes = []
-    hooks = [
-        module.register_forward_hook(lambda m, args, out: shapes.append((args[0].numel() // m.in_features, m)))
-        for module in denoiser.modules()
-        if isinstance(module, torch.nn.Linear)
-    ]
-    rows = call_rows(denoiser, n_classes)
-    with torch.enable_grad():  # the plain path, which calls every layer (see flops_per_pair)
-        denoiser.forward_all(torch.randn(rows, n_features), torch.randint(1000, (rows,)))
-    for hook in hooks:
-        hook.remove()
-    flops = [2 * m * layer.in_features * layer.out_features for m, layer in shapes]
-    seconds = [f / gemm_gflops(m, layer.in_features, layer.out_features) for f, (m, layer) in zip(flops, shapes)]
-    return sum(flops) / sum(seconds)
+        products()
+        seconds = min(timed(products)[1] for _ in range(3))
+        best = max(best, 2 * m * k * n * repeats / seconds / 1e9)
+    return best
 
 
-def flops_per_pair(denoiser, n_features, n_classes):
+def layer_shapes(denoiser, rows=8192):
+    """Return the ``(rows, in, out)`` shapes of the denoiser's linear layers."""
+    return [(rows, m.in_features, m.out_features) for m in denoiser.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def flops_per_pair(denoiser, n_features, n_classes, rows=256):
     """Return the denoiser's FLOPs to score one (sample, trial) pair under every class.
 
     Counted on MLPDenoiser's plain path (autograd on): without autograd its residual blocks
     make the same products in place (``addmm_``), which FlopCounterMode does not count.
     """
-    rows = call_rows(denoiser, n_classes)
     x_t = torch.randn(rows, n_features)
     t = torch.randint(1000, (rows,))
     with FlopCounterMode(display=False) as counter, torch.enable_grad():
@@ -121,32 +110,83 @@ def flops_per_pair(denoiser, n_features, n_classes):
     return counter.get_total_flops() / rows
 
 
-def predict_row(name, clf, X, repeats=3):
-    """Time predict_proba on ``X`` and relate it to the GEMM rate; return a record.
+def predict_row(name, clf, X, repeats=2):
+    """Time predict_proba on ``X`` (defaults, then one thread) and relate it to the GEMM rates; return a record.
 
-    Pruning is switched off here, so that every (sample, trial) pair costs one call's
-    FLOPs: this row measures how well the hardware is used, not how many calls are saved.
+    Pruning is switched off for the rates, so that every (sample, trial) pair costs one
+    call's FLOPs: they measure how well the hardware is used, not how many calls are saved.
     """
+    clf.predict_proba(X[:256])
     default_seconds = min(timed(clf.predict_proba, X)[1] for _ in range(repeats))
     clf = clone_fitted(clf, pruning=None)
-    clf.predict_proba(X[:10])
-    seconds = min(timed(clf.predict_proba, X)[1] for _ in range(repeats))
-    n_classes = clf.classes_.size
-    hidden = clf.denoiser_.input.out_features
-    gemm = gemm_gflops(call_rows(clf.denoiser_, n_classes), hidden, hidden)  # the hidden layers' shape
-    layers_gemm = layer_gemm_gflops(clf.denoiser_, clf.n_features_in_, n_classes)  # every layer's shape
-    flops = flops_per_pair(clf.denoiser_, clf.n_features_in_, n_classes) * len(X) * clf.n_trials
+    flops = flops_per_pair(clf.denoiser_, clf.n_features_in_, clf.classes_.size) * len(X) * clf.n_trials
+    shapes = layer_shapes(clf.denoiser_)[:4]
+    record = {"data": name, "rows": len(X), "s_per_1000_rows_default_pruning": default_seconds / len(X) * 1000}
+    for label, threads in (("all_cores", torch.get_num_threads()), ("one_thread", 1)):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            clf.predict_proba(X[:256])
+            seconds = min(timed(clf.predict_proba, X)[1] for _ in range(repeats))
+            gemm = gemm_gflops(shapes)
+        finally:
+            torch.set_num_threads(previous)
+        record[label] = {
+            "threads": threads,
+            "gemm_gflops": gemm,
+            "predict_gflops": flops / seconds / 1e9,
+            "fraction": flops / seconds / 1e9 / gemm,
+            "s_per_1000_rows": seconds / len(X) * 1000,
+        }
+    return record
+
+
+def _spin(stop):
+    while not stop.is_set():
+        sum(i * i for i in range(10000))
+
+
+def busy_row(X_train, y_train, X_predict):
+    """Fit and predict_proba with a process spinning on every core: default threads against one."""
+    stop = multiprocessing.Event()
+    spinners = [multiprocessing.Process(target=_spin, args=(stop,), daemon=True) for _ in range(os.cpu_count() or 1)]
+    for process in spinners:
+        process.start()
+    seconds, previous = {}, torch.get_num_threads()
+    try:
+        for label, threads in (("default", previous), ("one", 1)):
+            torch.set_num_threads(threads)
+            clf, fit_s = timed(DiffusionClassifier(random_state=0).fit, X_train, y_train)
+            clf.predict_proba(X_predict[:256])
+            seconds[label] = (fit_s, min(timed(clf.predict_proba, X_predict)[1] for _ in range(2)))
+    finally:
+        torch.set_num_threads(previous)
+        stop.set()
+        for process in spinners:
+            process.join(2)
     return {
-        "data": name,
-        "rows": len(X),
-        "gemm_gflops": gemm,
-        "predict_gflops": flops / seconds / 1e9,
-        "fraction": flops / seconds / 1e9 / gemm,
-        "layers_gemm_gflops": layers_gemm,
-        "layers_fraction": flops / seconds / 1e9 / layers_gemm,
-        "evaluations_per_s": len(X) * clf.n_trials * n_classes / seconds,
-        "s_per_1000_rows": seconds / len(X) * 1000,
-        "default_s_per_1000_rows": default_seconds / len(X) * 1000,
+        "fit_s": {k: v[0] for k, v in seconds.items()},
+        "predict_s": {k: v[1] for k, v in seconds.items()},
+        "fit_ratio": seconds["default"][0] / seconds["one"][0],
+        "predict_ratio": seconds["default"][1] / seconds["one"][1],
+    }
+
+
+def classes_row():
+    """predict_proba on 2,000 rows of 20 features: 50 classes against 2 (no pruning), and pruning at 50."""
+    seconds = {}
+    for k in (2, 50):
+        X, y = make_classification(
+            n_samples=6000, n_features=20, n_informative=12, n_classes=k, n_clusters_per_class=1, random_state=0
+        )
+        clf = DiffusionClassifier(random_state=0, max_iter=300).fit(X[:4000], y[:4000])
+        for pruning in (None, "t-test"):
+            clf.set_params(pruning=pruning).predict_proba(X[4000:4064])
+            seconds[f"{k} classes, pruning={pruning}"] = min(timed(clf.predict_proba, X[4000:])[1] for _ in range(2))
+    return {
+        "seconds": seconds,
+        "classes_ratio": seconds["50 classes, pruning=None"] / seconds["2 classes, pruning=None"],
+        "pruning_ratio": seconds["50 classes, pruning=t-test"] / seconds["50 classes, pruning=None"],
     }
 
 
@@ -264,48 +304,70 @@ def main():
     parser.add_argument("--output", default="speed")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        fit, spirals_clf = fit_row()
-        X_digits_train, X_digits_test, y_digits_train, _ = split("digits")
-        digits_clf = DiffusionClassifier(random_state=0).fit(X_digits_train, y_digits_train)
-        predict = [
-            predict_row("spirals", spirals_clf, np.tile(split("spirals")[1], (10, 1))),
-            predict_row("digits", digits_clf, np.tile(X_digits_test, (4, 1))),
-        ]
-        conditioning = conditioning_row()
+    X_spirals, X_spirals_test, y_spirals, _ = split("spirals")
+    X_digits, X_digits_test, y_digits, _ = split("digits")
+    fit, spirals_clf = fit_row()
+    digits_clf = DiffusionClassifier(random_state=0).fit(X_digits, y_digits)
+    predict = [
+        predict_row("spirals", spirals_clf, np.tile(X_spirals, (4000 // len(X_spirals) + 1, 1))[:4000]),
+        predict_row("digits", digits_clf, np.tile(X_digits, (4000 // len(X_digits) + 1, 1))[:4000]),
+    ]
+    busy = busy_row(X_spirals, y_spirals, np.tile(X_spirals, (3, 1)))
+    classes = classes_row()
+    conditioning = conditioning_row()
     threads = thread_rows(
         {
-            "scoring loop, spirals (600 rows)": scoring_job(spirals_clf, split("spirals")[1]),
+            "scoring loop, spirals (600 rows)": scoring_job(spirals_clf, X_spirals_test),
             "scoring loop, digits (540 rows)": scoring_job(digits_clf, X_digits_test),
-            "training loop, spirals (300 steps)": training_job(spirals_clf, *split("spirals")[::2]),
-            "training loop, digits (300 steps)": training_job(digits_clf, X_digits_train, y_digits_train),
+            "training loop, spirals (300 steps)": training_job(spirals_clf, X_spirals, y_spirals),
+            "training loop, digits (300 steps)": training_job(digits_clf, X_digits, y_digits),
         }
     )
     rss = rss_row(spirals_clf, args.rss_rows)
 
+    cores = predict[0]["all_cores"]["threads"]
     lines = [
-        f"torch {torch.__version__}; every timing but the thread table uses one torch thread",
-        "(the machine is shared: compare numbers within one table, not across runs)",
+        f"torch {torch.__version__}; {cores} threads by default (the machine is shared: compare numbers",
+        "within one table, not across runs)",
         "",
-        "GEMM rates: of the hidden layers' shape, and of all the denoiser's layers' shapes in one call",
+        "predict_proba without pruning, 4,000 rows: its FLOP rate over the best GEMM rate of the",
+        "network's layer shapes at 8,192 rows, with every core (defaults) and with one thread",
         "",
-        "| data | rows | GEMM GFLOP/s hidden | GEMM GFLOP/s all layers | predict GFLOP/s | fraction of hidden "
-        "| fraction of all layers | evaluations/s | s per 1,000 rows | with default pruning |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| data | GEMM GFLOP/s, all cores | predict GFLOP/s | fraction, all cores | GEMM GFLOP/s, one thread "
+        "| predict GFLOP/s | fraction, one thread | s per 1,000 rows | with default pruning |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in predict:
+        every, one = r["all_cores"], r["one_thread"]
         lines.append(
-            f"| {r['data']} | {r['rows']} | {r['gemm_gflops']:.1f} | {r['layers_gemm_gflops']:.1f} "
-            f"| {r['predict_gflops']:.1f} | {r['fraction']:.2f} | {r['layers_fraction']:.2f} "
-            f"| {r['evaluations_per_s']:.3g} | {r['s_per_1000_rows']:.3f} | {r['default_s_per_1000_rows']:.3f} |"
+            f"| {r['data']} | {every['gemm_gflops']:.1f} | {every['predict_gflops']:.1f} | {every['fraction']:.2f} "
+            f"| {one['gemm_gflops']:.1f} | {one['predict_gflops']:.1f} | {one['fraction']:.2f} "
+            f"| {every['s_per_1000_rows']:.3f} | {r['s_per_1000_rows_default_pruning']:.3f} |"
         )
+    lines += [
+        "",
+        f"busy cores (a process spinning on each): default threads / one thread: fit {busy['fit_ratio']:.2f} "
+        f"({busy['fit_s']['default']:.2f} s / {busy['fit_s']['one']:.2f} s), predict {busy['predict_ratio']:.2f} "
+        f"({busy['predict_s']['default']:.3f} s / {busy['predict_s']['one']:.3f} s)",
+        f"classes: 50 vs 2 per predicted row, no pruning: {classes['classes_ratio']:.1f}x; default pruning / none "
+        f"at 50 classes: {classes['pruning_ratio']:.2f}",
+        "",
+        "| seconds, 2,000 rows of 20 features | " + " | ".join(classes["seconds"]) + " |",
+        "|---" * (len(classes["seconds"]) + 1) + "|",
+        "| predict_proba | " + " | ".join(f"{v:.3f}" for v in classes["seconds"].values()) + " |",
+    ]
     lines += ["", "| digits denoiser (mean of 3 seeds) | accuracy | predict s (540 rows) |", "|---|---|---|"]
     lines += [f"| {k} | {v['accuracy']:.3f} | {v['predict_s']:.2f} |" for k, v in conditioning.items()]
     late, full = conditioning.values()
     lines.append(f"\nlate-class speed-up on digits: {full['predict_s'] / late['predict_s']:.2f}x")
     columns = list(next(iter(threads.values())))
-    lines += ["", "| seconds | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [
+        "",
+        "torch threads inside one loop (what each scoring thread and the training loop avoid):",
+        "",
+        "| seconds | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
     lines += [f"| {k} | " + " | ".join(f"{v[c]:.3f}" for c in columns) + " |" for k, v in threads.items()]
     lines += [
         "",
@@ -320,7 +382,15 @@ def main():
     write_results(
         args.output,
         table,
-        {"predict": predict, "conditioning": conditioning, "threads": threads, "fit": fit, "rss": rss},
+        {
+            "predict": predict,
+            "busy": busy,
+            "classes": classes,
+            "conditioning": conditioning,
+            "threads": threads,
+            "fit": fit,
+            "rss": rss,
+        },
     )
 
 
