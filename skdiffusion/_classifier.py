@@ -37,6 +37,7 @@ from ._tabular import (
     table,
 )
 from ._validation import (
+    center_constant_columns,
     check_alphas_cumprod,
     check_device,
     check_errors,
@@ -53,6 +54,12 @@ from ._validation import (
     standardise,
     timestep_bounds,
 )
+
+# Bounds of n_trials and n_diffusion_steps: far beyond any use (Li et al. score ImageNet
+# with 1,000 trials of 1,000 steps), yet small enough that the trials' noise and the
+# schedule stay within memory (100,000 trials of 1,000 features: 400 MB).
+MAX_TRIALS = 100_000
+MAX_DIFFUSION_STEPS = 100_000
 
 
 class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
@@ -335,7 +342,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "denoiser": [None, callable],
         "categorical_features": ["array-like", StrOptions({"from_dtype"}), None],
         "image_shape": [None, tuple],
-        "n_trials": [Interval(Integral, 1, None, closed="left")],
+        "n_trials": [Interval(Integral, 1, MAX_TRIALS, closed="both")],
         "pruning": [None, StrOptions({"t-test"}), tuple, list],
         "timestep_range": [StrOptions({"auto"}), tuple],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
@@ -344,7 +351,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "priors": ["array-like", None],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "noise_schedule": [StrOptions(set(BETA_SCHEDULES)), "array-like"],
-        "n_diffusion_steps": [Interval(Integral, 2, None, closed="left")],
+        "n_diffusion_steps": [Interval(Integral, 2, MAX_DIFFUSION_STEPS, closed="both")],
         "standardize": ["boolean"],
         "loss": [StrOptions(set(LOSSES))],
         "early_stopping": ["boolean"],
@@ -354,7 +361,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "warm_start": ["boolean"],
         "refit": ["boolean", StrOptions({"auto"})],
         "device": [str, torch.device],
-        "n_jobs": [Integral, None],
+        "n_jobs": [Interval(Integral, None, -1, closed="right"), Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -595,7 +602,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             return previous["scaler"], copy.deepcopy(previous["denoiser"]).to(device), None
         scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize)
         with np.errstate(over="ignore", invalid="ignore"):  # standardise reports an overflow
-            x_standardised = scaler.fit(rows.numeric, sample_weight=weights).transform(rows.numeric)
+            scaler = center_constant_columns(scaler.fit(rows.numeric, sample_weight=weights), rows.numeric)
+            x_standardised = scaler.transform(rows.numeric)
         x_standardised[np.isnan(rows.numeric)] = 0.0
         if rows.categories:
             x_standardised = np.hstack([x_standardised, one_hot(rows.codes, rows.categories)])
@@ -771,7 +779,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             Their classes.
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         rng = check_random_state(random_state)
         if y is None:

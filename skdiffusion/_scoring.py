@@ -184,6 +184,15 @@ def _reported(loss):
     return torch.nan_to_num(loss, nan=float("inf"), posinf=float("inf"))
 
 
+def _whole(number):
+    """Return ``number`` as an int if it is a whole number (an int, or a float such as 8.0); else raise a ValueError."""
+    if isinstance(number, (bool, np.bool_)) or not isinstance(number, (int, np.integer, float, np.floating)):
+        raise ValueError(f"{number!r} is not a whole number")
+    if isinstance(number, (float, np.floating)) and not float(number).is_integer():  # 1.5, inf, nan
+        raise ValueError(f"{number!r} is not a whole number")
+    return int(number)
+
+
 class StagedPruning:
     """Keep the ``kept`` best classes after ``trials`` trials, for each stage: Li et al. (2023).
 
@@ -195,7 +204,7 @@ class StagedPruning:
     """
 
     def __init__(self, stages):
-        self.stages = tuple((int(trials), int(kept)) for trials, kept in stages)
+        self.stages = tuple((_whole(trials), _whole(kept)) for trials, kept in stages)
         if not self.stages or min(min(stage) for stage in self.stages) < 1:
             raise ValueError(f"every stage needs trials >= 1 and kept >= 1, got {stages!r}")
 

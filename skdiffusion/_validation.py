@@ -3,6 +3,7 @@
 Each takes values and returns them checked (or converted); none reads or writes an estimator.
 """
 
+import warnings
 from numbers import Integral, Number, Real
 
 import numpy as np
@@ -131,7 +132,11 @@ def class_index(labels, classes, message=lambda unknown: f"y contains labels not
     # isin compares labels of any dtype to classes without raising (e.g. "a" against ints).
     unknown = ~np.isin(labels, classes)
     if unknown.any():
-        raise ValueError(message(np.unique(labels[unknown]).tolist()))
+        try:
+            found = np.unique(labels[unknown]).tolist()
+        except TypeError:  # labels that do not sort, such as None: in order of appearance
+            found = list(dict.fromkeys(labels[unknown].tolist()))
+        raise ValueError(message(found))
     return np.searchsorted(classes, labels)
 
 
@@ -167,7 +172,7 @@ def check_pruning(pruning):
         return StagedPruning(pruning)
     except (TypeError, ValueError) as exc:
         raise ValueError(
-            f"pruning must be None, 't-test' or a sequence of (trials, kept) pairs, got {pruning!r}."
+            f"pruning must be None, 't-test' or a sequence of (trials, kept) pairs, got {pruning!r} ({exc})."
         ) from exc
 
 
@@ -209,9 +214,9 @@ def class_prior(priors, class_count):
         raise ValueError("Number of priors must match number of classes.")
     if not np.isclose(priors.sum(), 1.0):
         raise ValueError("The sum of the priors should be 1.")
-    if (priors <= 0).any():
+    if not (priors > 0).all():  # NaN too
         raise ValueError("Priors must be positive.")
-    return priors
+    return priors / priors.sum()  # to the last bit: sample draws classes from them
 
 
 def log_prior(class_prior):
@@ -228,6 +233,22 @@ def check_device(device):
     except (RuntimeError, AssertionError, NotImplementedError) as exc:
         raise ValueError(f"device={device!r} is not available: {exc}") from exc
     return checked
+
+
+def center_constant_columns(scaler, X):
+    """Return the fitted ``scaler`` with the mean of each column constant in ``X`` set to its value, exactly.
+
+    Its mean is a sum divided, which rounds: a column of 1e30 would have a mean 2e15 off
+    and, with the unit scale of a constant column, standardise to 2e15 instead of 0.
+    """
+    if X.shape[0] == 0 or getattr(scaler, "mean_", None) is None:
+        return scaler
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are checked before
+        constant = np.nanmax(X, axis=0) == np.nanmin(X, axis=0)
+        value = np.nanmax(X, axis=0)
+    scaler.mean_ = np.where(constant, value, scaler.mean_)
+    return scaler
 
 
 def standardise(scaler, X):

@@ -301,7 +301,11 @@ def test_two_dimensional_labels():
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"n_trials": 0}, r"The 'n_trials' parameter of DiffusionClassifier must be an int in the range \[1, inf\)"),
+        ({"n_trials": 0}, r"The 'n_trials' parameter of DiffusionClassifier must be an int in the range \[1, 100000\]"),
+        # Unbounded, a trial count or a schedule would take gigabytes (10**8 trials: 3 GB for one row).
+        ({"n_trials": 10**8}, r"'n_trials' parameter .* \[1, 100000\]. Got 100000000 instead"),
+        ({"n_diffusion_steps": 10**9}, r"'n_diffusion_steps' parameter .* \[2, 100000\]. Got 1000000000 instead"),
+        ({"n_jobs": 0}, r"The 'n_jobs' parameter .* \(-inf, -1\], an int in the range \[1, inf\) or None. Got 0"),
         ({"n_trials": 2.5}, "'n_trials' parameter"),
         ({"n_trials": "8"}, r"'n_trials' parameter .* Got '8' instead"),
         ({"loss": "l3"}, r"The 'loss' parameter of DiffusionClassifier must be a str among \{.*'l3' instead"),
@@ -363,10 +367,17 @@ def test_invalid_timestep_range(timestep_range):
         _clf(timestep_range=timestep_range).fit(X, Y)
 
 
-@pytest.mark.parametrize("pruning", [(), [(0, 1)], [(4, 0)], [(1,)], [("a", 1)]])
+@pytest.mark.parametrize(
+    "pruning", [(), [(0, 1)], [(4, 0)], [(1,)], [("a", 1)], [(np.inf, 1)], [(1.5, 1)], [(8, np.nan)], [(True, 1)]]
+)
 def test_invalid_pruning(pruning):
     with pytest.raises(ValueError, match=r"pruning must be None, 't-test' or a sequence of \(trials, kept\) pairs"):
         _clf(pruning=pruning).fit(X, Y)
+
+
+def test_whole_float_pruning_stages_are_their_integers():
+    clf = _clf(pruning=((8.0, 1),)).fit(X, Y)
+    np.testing.assert_array_equal(clf.predict_proba(X), clf.set_params(pruning=((8, 1),)).predict_proba(X))
 
 
 def test_early_stopping_without_held_out_samples():
@@ -875,3 +886,35 @@ def test_skdiffusion_never_loads_with_unrestricted_pickle():
     found = {path.name: _unsafe_loads(path.read_text()) for path in sorted(package.rglob("*.py"))}
     assert len(found) >= 5
     assert {name: lines for name, lines in found.items() if lines} == {}
+
+
+def test_priors_within_rounding_of_one_are_normalised_and_sample():
+    clf = _clf(priors=[0.5, 0.500004]).fit(X, Y)  # np.isclose to 1: accepted, as GaussianNB does
+    np.testing.assert_allclose(clf.class_prior_, [0.5 / 1.000004, 0.500004 / 1.000004], rtol=1e-15)
+    assert clf.class_prior_.sum() == pytest.approx(1.0, abs=1e-15)
+    X_new, y_new = clf.sample(20, random_state=0)  # drew from unnormalised priors: "probabilities do not sum to 1"
+    assert X_new.shape == (20, 2) and set(y_new) <= {0, 1}
+
+
+def test_a_constant_column_of_huge_values_standardises_to_zero():
+    # Its mean rounds 2e15 away from 1e30; with the unit scale of a constant column it was
+    # standardised to 2e15, and training "diverged".
+    X_const = np.c_[X, np.full(40, 1e30)]
+    clf = _clf().fit(X_const, Y)
+    assert clf.scaler_.mean_[2] == 1e30 and clf.scaler_.scale_[2] == 1.0
+    assert np.isfinite(clf.predict_proba(X_const)).all()
+
+
+@pytest.mark.parametrize("n_samples", [True, 0, -1, 2.0, "3"])
+def test_sample_needs_a_positive_integer(n_samples):
+    clf = _clf().fit(X, Y)
+    with pytest.raises(ValueError, match=f"n_samples must be a positive integer, got {n_samples!r}"):
+        clf.sample(n_samples)
+
+
+def test_sample_names_labels_that_are_not_classes():
+    clf = _clf().fit(X, Y)
+    with pytest.raises(ValueError, match=r"y contains labels not seen in fit: \[None\]"):
+        clf.sample(2, y=[None, None])
+    with pytest.raises(ValueError, match=r"y contains labels not seen in fit: \[None, 'a'\]"):
+        clf.sample(3, y=[0, None, "a"])
