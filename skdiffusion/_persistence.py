@@ -18,7 +18,7 @@ from ._classifier import DiffusionClassifier
 from ._denoisers import MLPDenoiser, build_denoiser, check_denoiser
 from ._tabular import input_width
 from ._training import TrainingState
-from ._validation import check_sample_shape, timestep_bounds
+from ._validation import check_alphas_cumprod, check_sample_shape, timestep_bounds
 
 FORMAT = "skdiffusion"
 FORMAT_VERSION = 1
@@ -187,7 +187,7 @@ def load(path, *, denoiser=None):
         return _rebuild(json.loads(text), tensors, denoiser)
     except KeyError as exc:
         raise ValueError(f"Cannot load {os.fspath(path)!r}: the entry {exc} is missing.") from exc
-    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+    except (ValueError, TypeError, AttributeError, RecursionError, IndexError, OverflowError, RuntimeError) as exc:
         raise ValueError(f"Cannot load {os.fspath(path)!r}: {exc}.") from exc
 
 
@@ -203,6 +203,9 @@ def _rebuild(content, tensors, denoiser):
         raise ValueError(f"fitted attributes {missing} are missing")
     clf = DiffusionClassifier(**params)
     clf._validate_params()
+    if clf.n_jobs is not None and abs(clf.n_jobs) > (os.cpu_count() or 1):
+        # How many processes to start is this machine's choice, not the file's.
+        clf.n_jobs = -1
     for name, value in attributes.items():
         if name == "scaler_":
             scaler = _dict(_decode(value))
@@ -233,7 +236,7 @@ def _rebuild(content, tensors, denoiser):
             module = build_denoiser(denoiser, width, n_classes, image_shape=clf.image_shape)
             clf.denoiser = denoiser
         else:
-            arguments = _dict(spec["arguments"])
+            arguments = _mlp_arguments_checked(_dict(spec["arguments"]), tensors)
             module = MLPDenoiser(**arguments)
             if spec.get("parameter") == "MLPDenoiser":
                 clf.denoiser = MLPDenoiser
@@ -250,11 +253,61 @@ def _rebuild(content, tensors, denoiser):
     return clf
 
 
+def _mlp_arguments_checked(arguments, tensors):
+    """Return the saved arguments of an MLPDenoiser if they describe the saved weights; raise a ValueError otherwise.
+
+    The network is first built on torch's meta device, which allocates nothing, and its
+    parameters' shapes compared with the weights': a file that declares a huge width
+    without holding its weights is refused before any memory is taken for it.
+    """
+    names = {"n_features", "n_classes", "hidden_size", "n_blocks", "class_blocks", "n_frequencies", "input_scale"}
+    if set(arguments) != names:
+        raise ValueError(f"the MLPDenoiser arguments are {sorted(arguments)}, expected {sorted(names)}")
+    counts = {name: arguments[name] for name in names - {"input_scale"}}
+    if not all(type(value) is int and value >= 0 for value in counts.values()):
+        raise ValueError(f"the MLPDenoiser arguments {counts} are not all non-negative integers")
+    if counts["class_blocks"] > counts["n_blocks"]:
+        raise ValueError(f"class_blocks={counts['class_blocks']} exceeds n_blocks={counts['n_blocks']}")
+    scale = arguments["input_scale"]
+    if not (type(scale) in (int, float) and np.isfinite(scale)):
+        raise ValueError(f"the MLPDenoiser argument input_scale={scale!r} is not a finite number")
+    # The products of the counts bound the sizes; a file this small holds no network this large.
+    held = sum(tensor.numel() for tensor in tensors.values())
+    n_inputs = counts["n_features"] * (1 + 2 * counts["n_frequencies"])
+    hidden = counts["hidden_size"]
+    if n_inputs * hidden > held or hidden * hidden * counts["n_blocks"] > held or counts["n_classes"] * hidden > held:
+        raise ValueError(f"the MLPDenoiser arguments {counts} describe more weights than the file's {held}")
+    with torch.device("meta"):
+        skeleton = MLPDenoiser(**arguments)
+    expected = {name: tuple(value.shape) for name, value in skeleton.state_dict().items()}
+    found = {name: tuple(tensor.shape) for name, tensor in tensors.items()}
+    if expected != found:
+        raise ValueError(f"the saved weights {found} are not those of the MLPDenoiser the file describes {expected}")
+    return arguments
+
+
 def _check_shapes(clf):
-    """Raise a ValueError unless the fitted arrays agree in shape; return (the denoiser's width, n_classes)."""
-    n_features, n_classes = clf.n_features_in_, len(clf.classes_)
-    if not (isinstance(n_features, int) and n_features >= 1 and n_classes >= 2):
+    """Raise a ValueError unless the fitted attributes have valid types and values and agree in shape.
+
+    Returns (the denoiser's input width, n_classes).
+    """
+    classes = clf.classes_
+    if not (isinstance(classes, np.ndarray) and classes.ndim == 1 and np.all(classes[:-1] < classes[1:])):
+        raise ValueError(f"classes_={classes!r} is not a sorted array of distinct labels")
+    n_features, n_classes = clf.n_features_in_, len(classes)
+    if not (type(n_features) is int and n_features >= 1 and n_classes >= 2):
         raise ValueError(f"n_features_in_={n_features!r} and {n_classes} classes")
+    for name in ("noise_seed_", "n_iter_"):
+        value = getattr(clf, name, 0)
+        if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < 2**63):
+            raise ValueError(f"{name}={value!r} is not a non-negative integer")
+    prior = np.asarray(clf.class_prior_)
+    if not (prior.dtype.kind == "f" and np.all(prior >= 0) and np.isclose(prior.sum(), 1.0)):  # NaN fails too
+        raise ValueError(f"class_prior_={clf.class_prior_!r} is not a probability vector")
+    if not all(
+        np.asarray(count).dtype.kind in "iuf" and np.all(np.asarray(count) >= 0) for count in clf.category_count_
+    ):
+        raise ValueError("category_count_ holds counts that are not non-negative numbers")
     is_categorical, categories = np.asarray(clf.is_categorical_), clf.categories_
     n_numeric = n_features - int(is_categorical.sum()) if is_categorical.dtype == bool else -1
     counts = [np.shape(count) for count in clf.category_count_]
@@ -275,9 +328,10 @@ def _check_shapes(clf):
         if shape != want:
             raise ValueError(f"{name} has shape {shape}, expected {want}")
     timestep_bounds(clf.timestep_range_, clf.n_diffusion_steps)
-    weights_ok = all(np.isfinite(w) and w > 0 for w in (clf.scale_, clf.category_weight_))
-    if not (weights_ok and np.isclose(np.sum(clf.class_prior_), 1.0)):
-        raise ValueError(f"scale_={clf.scale_!r} or class_prior_={clf.class_prior_!r} is not valid")
+    check_alphas_cumprod(clf.alphas_cumprod_, clf.n_diffusion_steps)
+    weights = (clf.scale_, clf.category_weight_)
+    if not all(isinstance(w, (float, np.floating)) and np.isfinite(w) and w > 0 for w in weights):
+        raise ValueError(f"scale_={clf.scale_!r} or category_weight_={clf.category_weight_!r} is not a positive number")
     return input_width(n_numeric, categories), n_classes
 
 
@@ -355,8 +409,14 @@ def _decode(value):
     if set(value) == {"__array__", "shape", "data"}:
         dtype = _dtype(value["__array__"])
         data = value["data"]
-        if dtype.kind == "O" and not all(isinstance(v, str) for v in data):
-            raise ValueError("object arrays may hold only strings")
+        if not isinstance(data, list):
+            raise ValueError("array data must be a list")
+        if dtype.kind in "OU" and not all(isinstance(v, str) for v in data):
+            raise ValueError("string arrays may hold only strings")
+        if dtype.kind == "U" and dtype.itemsize // 4 > max(map(len, data), default=0):
+            # save writes numpy's own width, that of the longest string: a wider one would
+            # only make this array take memory the file does not hold.
+            raise ValueError(f"dtype {dtype.str} is wider than its longest string")
         array = np.empty(len(data), dtype=dtype)
         array[:] = data
         return array.reshape([int(n) for n in value["shape"]])
@@ -371,6 +431,8 @@ def _decode(value):
         return {key: item for key, item in pairs}
     if set(value) == {"__random_state__"}:
         kind, keys, pos, has_gauss, cached = value["__random_state__"]
+        if not (isinstance(keys, list) and len(keys) == 624):  # the Mersenne Twister's state
+            raise ValueError("a random state needs 624 keys")
         random_state = np.random.RandomState()
         random_state.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
         return random_state

@@ -194,10 +194,14 @@ def check_alphas_cumprod(noise_schedule, n_steps):
         )
     # A value of 1 (no noise: no eps to predict) makes sampling divide by zero; one of 0
     # leaves no signal of x_0 at all.
-    if not ((alphas_cumprod > 0) & (alphas_cumprod < 1)).all() or (np.diff(alphas_cumprod) >= 0).any():
+    outside = ~((alphas_cumprod > 0) & (alphas_cumprod < 1))  # NaN too
+    rising = np.r_[False, ~(np.diff(alphas_cumprod) < 0)]
+    if outside.any() or rising.any():
+        t = int(np.flatnonzero(outside | rising)[0])
         raise ValueError(
             "noise_schedule's alphas_cumprod must decrease strictly, every value in (0, 1) (the signal "
-            f"kept at each timestep t = 0, 1, ...), got {alphas_cumprod!r}."
+            f"kept at each timestep t = 0, 1, ...), got {alphas_cumprod[t]!r} at t = {t}"
+            + (f" after {alphas_cumprod[t - 1]!r}." if t else ".")
         )
     return alphas_cumprod
 

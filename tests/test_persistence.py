@@ -249,6 +249,10 @@ def _set_attribute(name, value):
     return lambda content: content["attributes"].__setitem__(name, value)
 
 
+def _set_argument(name, value):
+    return lambda content: content["denoiser"]["arguments"].__setitem__(name, value)
+
+
 @pytest.mark.parametrize(
     "edit, match",
     [
@@ -263,7 +267,28 @@ def _set_attribute(name, value):
         (lambda content: content["attributes"].pop("noise_seed_"), r"\['noise_seed_'\] are missing"),
         (lambda content: content["params"].__setitem__("n_trials", 0), "'n_trials' parameter"),
         (lambda content: content["params"].__setitem__("n_diffusion_steps", 100), "alphas_cumprod_ has shape"),
-        (lambda content: content["denoiser"]["arguments"].__setitem__("hidden_size", 8), "do not fit"),
+        (lambda content: content["denoiser"]["arguments"].__setitem__("hidden_size", 8), "are not those of the MLP"),
+        # A hostile file: sizes beyond its weights, labels wider than their strings, bad values.
+        (_set_argument("hidden_size", 10**6), r"describe more weights than the file's"),
+        (_set_argument("n_frequencies", 10**9), r"describe more weights than the file's"),
+        (_set_argument("n_blocks", -1), "not all non-negative integers"),
+        (_set_argument("hidden_size", "64"), "not all non-negative integers"),
+        (_set_argument("input_scale", float("inf")), "input_scale=inf is not a finite number"),
+        (_set_argument("class_blocks", 9), "class_blocks=9 exceeds n_blocks=3"),
+        (_set_attribute("classes_", {"__array__": "<U20000000", "shape": [2], "data": ["0", "1"]}), "wider than"),
+        (_set_attribute("classes_", {"__array__": "<i8", "shape": [2], "data": [1, 0]}), "not a sorted array"),
+        (_set_attribute("class_prior_", {"__array__": "<f8", "shape": [2], "data": [1.5, -0.5]}), "probability"),
+        (_set_attribute("class_prior_", {"__array__": "<f8", "shape": [2], "data": [0.5, 0.6]}), "probability"),
+        (_set_attribute("noise_seed_", "7"), "noise_seed_='7' is not a non-negative integer"),
+        (_set_attribute("noise_seed_", -1), "noise_seed_=-1 is not a non-negative integer"),
+        (_set_attribute("scale_", "3.0"), "scale_='3.0' or category_weight_"),
+        (_set_attribute("n_features_in_", 2.0), "n_features_in_=2.0"),
+        (
+            lambda content: content["params"].__setitem__(
+                "random_state", {"__random_state__": ["MT19937", [1, 2], 0, 0, 0.0]}
+            ),
+            "624 keys",
+        ),
         (lambda content: content.pop("denoiser"), "the entry 'denoiser' is missing"),
     ],
 )
