@@ -447,7 +447,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         A fit that raises (bad data, a broken denoiser, a diverging training, an interrupt
         outside the training loop) leaves the estimator as it was before the call. An
         interrupt (Ctrl-C) during the training loop stops it, with a warning, and keeps the
-        model trained so far.
+        model trained so far, or, during a refit, the network trained before it; a refit
+        or tuning that diverges keeps that network too, with a warning.
         """
         previous = self._fitted_model() if self.warm_start else None
         return self._fit(X, y, previous, sample_weight=sample_weight)

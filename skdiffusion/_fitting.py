@@ -5,6 +5,7 @@
 writes the estimator: it sets its fitted attributes from the result, at the end.
 """
 
+import copy
 import dataclasses
 import functools
 import warnings
@@ -268,8 +269,15 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks):
     )
     trials = choose(network, timestep_range=plan.timestep_range)
     if plan.second is None or state.interrupted:
+        if state.cancelled:
+            _warn("Training interrupted by the user; the model keeps the weights reached so far.")
         return network, state, trials
     second = dataclasses.replace(plan.second, scored=timestep_bounds(trials.timestep_range, plan.n_steps))
+    # What the model keeps should the second training be interrupted or diverge: the first
+    # network, with the trials chosen for it (a copy, as a tuning trains it in place).
+    kept = (network, state, trials) if second.afresh else (copy.deepcopy(network), copy.deepcopy(state), trials)
+    kept[1].interrupted = True  # no ConvergenceWarning about a training that was cut short
+    stage = f"the refit on all {data.y_index.size} samples" if second.afresh else "the tuning"
     if second.afresh:
         if plan.verbose:
             print(f"Refitting on all {data.y_index.size} samples")
@@ -277,11 +285,26 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks):
         network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
     elif plan.verbose:
         print(f"Tuning on the timestep range {trials.timestep_range}")
-    state = _train(network, data, plan, second, state, generator, None, tasks.next_interval)
+    before = f"the network trained before it (on {plan.first.rows.size} samples) and its trials"
+    try:
+        state = _train(network, data, plan, second, state, generator, None, tasks.next_interval)
+    except FloatingPointError as exc:
+        _warn(f"Training diverged during {stage} ({exc}); the model keeps {before}.")
+        return kept
+    if state.cancelled and second.afresh:  # a refit cut short is worse than the network before it
+        _warn(f"Training interrupted by the user during {stage}; the model keeps {before}.")
+        return kept
+    if state.cancelled:
+        _warn(f"Training interrupted by the user during {stage}; the model keeps the weights reached so far.")
     if not second.afresh:  # the range stays; the weights are fitted again to the tuned network
         trials = choose(network, timestep_range=trials.timestep_range)
     tasks.end_interval()
     return network, state, trials
+
+
+def _warn(message):
+    """Warn about what a fit keeps, pointing at the caller's line (_warn, run_plan, _fit, fit, _fit_context)."""
+    warnings.warn(message, UserWarning, stacklevel=6)
 
 
 def _train(network, data, plan, training, state, generator, validation, callback):

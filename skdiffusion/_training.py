@@ -2,7 +2,6 @@
 
 import copy
 import functools
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +36,7 @@ class TrainingState:
     n_no_improvement: int = 0
     converged: bool = False
     interrupted: bool = False  # by Ctrl-C or by a callback: no ConvergenceWarning
+    cancelled: bool = False  # by Ctrl-C (KeyboardInterrupt): the fit says what it keeps
     # Adam's moments after partial_fit (on the CPU), which the next partial_fit continues.
     optimizer_state: dict | None = None
 
@@ -85,7 +85,7 @@ def train_denoiser(
     diverges (see :func:`check_loss`), during training or with the weights it ends on.
     """
     state = state or TrainingState()
-    state.converged = state.interrupted = False
+    state.converged = state.interrupted = state.cancelled = False
     if max_iter == 0:  # a pretrained denoiser (fit with max_iter=0): nothing to train
         denoiser.eval()
         return state
@@ -122,9 +122,8 @@ def train_denoiser(
                     )
                 state.converged = True
                 break
-    except KeyboardInterrupt:
-        warnings.warn("Training interrupted by the user; the model keeps the weights reached so far.", stacklevel=3)
-        state.interrupted = True
+    except KeyboardInterrupt:  # the caller warns, saying which network it keeps
+        state.interrupted = state.cancelled = True
     if validation is None:
         # The last n_iter_no_change checks, or the last half of this fit's steps if fewer:
         # the first steps' descent says nothing about where training ends.

@@ -617,7 +617,9 @@ def test_a_continued_fit_keeps_the_noise_schedule(change, continue_fit):
     ],
 )
 def test_diverging_training_raises(learning_rate, max_iter, match):
-    clf = _clf(learning_rate=learning_rate, max_iter=max_iter)
+    # One training, on all rows: a refit that diverges after a sound first training keeps
+    # the first network instead (see test_divergence_during_the_refit_keeps_the_first_network...).
+    clf = _clf(learning_rate=learning_rate, max_iter=max_iter, validation_fraction=None)
     with pytest.raises(FloatingPointError, match=match):
         clf.fit(X, Y)
     with pytest.raises(NotFittedError):
@@ -714,6 +716,76 @@ def test_ctrl_c_during_a_warm_start_keeps_the_steps_made():
     assert any("Training interrupted by the user" in str(w.message) for w in caught)
     assert clf.n_iter_ == 14
     assert clf.loss_curve_[:10] == first_curve
+    _assert_probabilities(clf.predict_proba(X), 40, 2)
+
+
+class _AcrossNetworks(MLPDenoiser):
+    """Counts training steps across the networks of one fit (the first, then the refit's); acts at step ``at``."""
+
+    total, at, action = 0, None, None
+
+    def __init__(self, n_features, n_classes, **kwargs):
+        super().__init__(n_features, n_classes, **kwargs)
+        self.calls = 0
+
+    def forward(self, x_t, t, y):
+        if torch.is_grad_enabled():
+            self.calls += 1
+            type(self).total += 1
+            if type(self).total >= type(self).at:
+                return type(self).action(self, x_t)
+        return super().forward(x_t, t, y)
+
+
+def _across(at, action):
+    return type("Across", (_AcrossNetworks,), {"total": 0, "at": at, "action": staticmethod(action)})
+
+
+def _sigint(network, x_t):
+    os.kill(os.getpid(), signal.SIGINT)
+    return MLPDenoiser.forward(
+        network, x_t, torch.zeros(len(x_t), dtype=torch.long), torch.zeros(len(x_t), dtype=torch.long)
+    )
+
+
+@needs_sigint
+def test_ctrl_c_during_the_refit_keeps_the_first_network_and_says_so():
+    # 40 rows: 28 trained on, 12 held out to choose the trials, then a refit on all 40.
+    network = _across(at=15, action=_sigint)  # the refit's fifth step
+    clf = _clf(denoiser=functools.partial(network, hidden_size=16), max_iter=10)
+    caught = _fit_catching_warnings(clf, X, Y)
+    assert [str(w.message) for w in caught if w.category is UserWarning] == [
+        "Training interrupted by the user during the refit on all 40 samples; "
+        "the model keeps the network trained before it (on 28 samples) and its trials."
+    ]
+    assert not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    # Not the refit's network after 4 steps (near chance) but the first, trained 10 steps.
+    assert clf.denoiser_.calls == 10 and clf.n_iter_ == len(clf.loss_curve_) == 10
+    assert caught[0].filename == __file__  # the warning points at the fit call
+    _assert_probabilities(clf.predict_proba(X), 40, 2)
+
+
+@needs_sigint
+def test_ctrl_c_during_the_tuning_keeps_the_tuned_steps():
+    network = _across(at=13, action=_sigint)  # the tuning's third step
+    clf = _clf(denoiser=functools.partial(network, hidden_size=16), max_iter=10, refit=False)
+    caught = _fit_catching_warnings(clf, X, Y)
+    assert [str(w.message) for w in caught if w.category is UserWarning] == [
+        "Training interrupted by the user during the tuning; the model keeps the weights reached so far."
+    ]
+    assert clf.n_iter_ == 12  # 10 steps, then 2 of the tuning
+    _assert_probabilities(clf.predict_proba(X), 40, 2)
+
+
+def test_divergence_during_the_refit_keeps_the_first_network_and_says_so():
+    # From the refit's third step on, predictions of 1e30 (through the weights, for autograd).
+    network = _across(at=13, action=lambda net, x_t: net.output[1].bias.sum() + torch.full_like(x_t, 1e30))
+    clf = _clf(denoiser=functools.partial(network, hidden_size=16), max_iter=10)
+    caught = _fit_catching_warnings(clf, X, Y)
+    messages = [str(w.message) for w in caught if w.category is UserWarning]
+    assert len(messages) == 1 and messages[0].startswith("Training diverged during the refit on all 40 samples (")
+    assert messages[0].endswith("; the model keeps the network trained before it (on 28 samples) and its trials.")
+    assert clf.denoiser_.calls == 10 and clf.n_iter_ == 10
     _assert_probabilities(clf.predict_proba(X), 40, 2)
 
 
