@@ -60,6 +60,9 @@ from ._validation import (
 # schedule stay within memory (100,000 trials of 1,000 features: 400 MB).
 MAX_TRIALS = 100_000
 MAX_DIFFUSION_STEPS = 100_000
+# Optimizer steps below which partial_fit warns: on spirals and moons, fewer left the
+# accuracy several points below fit's (benchmarks/results/partial_fit.md).
+MIN_INCREMENTAL_STEPS = 100
 
 
 class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
@@ -579,6 +582,15 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 "training loss has not converged yet.",
                 ConvergenceWarning,
                 stacklevel=4,  # the caller of fit: _fit, fit, _fit_context
+            )
+        if incremental and not state.interrupted and self.n_iter_ < MIN_INCREMENTAL_STEPS:
+            warnings.warn(
+                f"DiffusionClassifier: the network has trained {self.n_iter_} optimizer steps in all, "
+                f"fewer than the {MIN_INCREMENTAL_STEPS} below which partial_fit leaves it well short of a fit; "
+                "each call trains one pass over its batch (ceil(n_rows / batch_size) steps): call partial_fit "
+                "on more passes over the data (see the user guide, Out-of-core training).",
+                ConvergenceWarning,
+                stacklevel=4,  # the caller of partial_fit: _fit, partial_fit, _fit_context
             )
         tasks.end()
         return self

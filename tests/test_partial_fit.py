@@ -1,11 +1,17 @@
 """partial_fit: scikit-learn's out-of-core contract, and what each call trains."""
 
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 from skdiffusion import DiffusionClassifier
 
 CHEAP = {"n_trials": 8, "batch_size": 64, "random_state": 0}
+# The tests train a few steps on purpose; the warning about it has its own test.
+FEW_STEPS = "ignore:DiffusionClassifier. the network has trained:sklearn.exceptions.ConvergenceWarning"
+pytestmark = pytest.mark.filterwarnings(FEW_STEPS)
 
 
 def blobs(n, seed, distance=6.0):
@@ -177,3 +183,18 @@ def test_early_stopping_and_max_iter_are_for_fit():
     clf = DiffusionClassifier(early_stopping=True, validation_fraction=None, max_iter=1, **CHEAP)
     assert clf.partial_fit(X, y, classes=[0, 1]).n_iter_ == 5  # ceil(300 / 64) steps, no stop
     assert clf.validation_scores_ == []  # no held-out checks
+
+
+def test_partial_fit_warns_until_the_network_has_trained_enough_steps():
+    X, y = blobs(40, 0)  # 36 rows trained on a call (a tenth held out): 36 steps at batch_size=1
+    clf = DiffusionClassifier(n_trials=8, batch_size=1, random_state=0)
+    for n_iter in (36, 72):
+        with pytest.warns(
+            ConvergenceWarning, match=rf"has trained {n_iter} optimizer steps in all, fewer than the 100"
+        ) as caught:
+            clf.partial_fit(X, y, classes=[0, 1])
+        assert caught[0].filename == __file__  # it points at the call
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf.partial_fit(X, y)  # 108 steps: no warning
+    assert clf.n_iter_ == 108
