@@ -1,6 +1,7 @@
 """DiffusionClassifier: a class-conditional diffusion model as a scikit-learn classifier."""
 
 import copy
+import dataclasses
 import functools
 import warnings
 from numbers import Integral, Real
@@ -18,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._callbacks import CallbackSupportMixin, FitTasks
 from ._compute import one_torch_thread, run_in_jobs
-from ._denoisers import check_denoiser
+from ._denoisers import MLPDenoiser, check_denoiser, mlp_arguments, mlp_from_weights
 from ._fitting import Seeds, TrainingData, network_builder, plan_fit, run_plan
 from ._losses import LOSSES
 from ._sampling import ancestral_sample
@@ -908,13 +909,33 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         return hasattr(self, "denoiser_")
 
     def __getstate__(self):
-        # Store the network on the CPU, so that a model fitted on a GPU loads anywhere. A
-        # copy: BaseEstimator returns the instance's own __dict__, which must stay as it is.
+        # A copy: BaseEstimator returns the instance's own __dict__, which must stay as it is.
         state = dict(super().__getstate__())
         denoiser = state.get("denoiser_")
-        if denoiser is not None and any(p.device.type != "cpu" for p in denoiser.parameters()):
+        if type(denoiser) is MLPDenoiser:
+            # As plain data (its arguments and numpy weights, on the CPU), which skops can
+            # store and check, and which loads on a machine without the fit's device.
+            weights = {name: value.detach().cpu().numpy().copy() for name, value in denoiser.state_dict().items()}
+            state["denoiser_"] = {"MLPDenoiser": mlp_arguments(denoiser), "weights": weights}
+        elif denoiser is not None and any(p.device.type != "cpu" for p in denoiser.parameters()):
             state["denoiser_"] = copy.deepcopy(denoiser).to("cpu")
+        training = state.get("_training_state")
+        if training is not None and training.optimizer_state is not None:  # partial_fit's Adam moments
+            moments = {i: {k: v.numpy() for k, v in m.items()} for i, m in training.optimizer_state.items()}
+            state["_training_state"] = dataclasses.replace(training, optimizer_state=moments)
         return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        denoiser = state.get("denoiser_")
+        if isinstance(denoiser, dict):
+            weights = {name: torch.as_tensor(value) for name, value in denoiser["weights"].items()}
+            state["denoiser_"] = mlp_from_weights(denoiser["MLPDenoiser"], weights)
+        training = state.get("_training_state")
+        if training is not None and training.optimizer_state is not None:
+            moments = {i: {k: torch.as_tensor(v) for k, v in m.items()} for i, m in training.optimizer_state.items()}
+            state["_training_state"] = dataclasses.replace(training, optimizer_state=moments)
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -268,6 +268,58 @@ def build_denoiser(denoiser, n_features, n_classes, *, image_shape=None):
     return module
 
 
+def mlp_arguments(module):
+    """Return the constructor arguments that rebuild the architecture of an MLPDenoiser."""
+    arguments = {
+        "n_features": module.output[-1].out_features,
+        "n_classes": module.label.num_embeddings,
+        "hidden_size": module.input.out_features,
+        "n_blocks": len(module.blocks),
+        "class_blocks": len(module.blocks) - module.n_shared,
+        "n_frequencies": module.n_frequencies,
+        "input_scale": float(module.input_scale),
+    }
+    return arguments
+
+
+def mlp_from_weights(arguments, tensors):
+    """Return the MLPDenoiser of ``arguments`` (see :func:`mlp_arguments`) holding the weights ``tensors``.
+
+    Raises a ValueError, before any memory is taken for the network, unless the arguments
+    describe exactly those weights (as a file or a pickle may not).
+
+    The network is first built on torch's meta device, which allocates nothing, and its
+    parameters' shapes compared with the weights': a file that declares a huge width
+    without holding its weights is refused.
+    """
+    names = {"n_features", "n_classes", "hidden_size", "n_blocks", "class_blocks", "n_frequencies", "input_scale"}
+    if set(arguments) != names:
+        raise ValueError(f"the MLPDenoiser arguments are {sorted(arguments)}, expected {sorted(names)}")
+    counts = {name: arguments[name] for name in names - {"input_scale"}}
+    if not all(type(value) is int and value >= 0 for value in counts.values()):
+        raise ValueError(f"the MLPDenoiser arguments {counts} are not all non-negative integers")
+    if counts["class_blocks"] > counts["n_blocks"]:
+        raise ValueError(f"class_blocks={counts['class_blocks']} exceeds n_blocks={counts['n_blocks']}")
+    scale = arguments["input_scale"]
+    if not (type(scale) in (int, float) and np.isfinite(scale)):
+        raise ValueError(f"the MLPDenoiser argument input_scale={scale!r} is not a finite number")
+    # The products of the counts bound the sizes; a file this small holds no network this large.
+    held = sum(tensor.numel() for tensor in tensors.values())
+    n_inputs = counts["n_features"] * (1 + 2 * counts["n_frequencies"])
+    hidden = counts["hidden_size"]
+    if n_inputs * hidden > held or hidden * hidden * counts["n_blocks"] > held or counts["n_classes"] * hidden > held:
+        raise ValueError(f"the MLPDenoiser arguments {counts} describe more weights than the file's {held}")
+    with torch.device("meta"):
+        skeleton = MLPDenoiser(**arguments)
+    expected = {name: tuple(value.shape) for name, value in skeleton.state_dict().items()}
+    found = {name: tuple(tensor.shape) for name, tensor in tensors.items()}
+    if expected != found:
+        raise ValueError(f"the saved weights {found} are not those of the MLPDenoiser the file describes {expected}")
+    module = MLPDenoiser(**arguments)
+    module.load_state_dict(tensors, strict=True)
+    return module.eval()
+
+
 def feature_width(n_features):
     """Return the hidden width of an MLP denoiser for samples of ``n_features`` features."""
     return 64 if n_features <= 8 else 128 if n_features <= 16 else 256

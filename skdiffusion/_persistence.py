@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from ._classifier import DiffusionClassifier
-from ._denoisers import MLPDenoiser, build_denoiser, check_denoiser
+from ._denoisers import MLPDenoiser, build_denoiser, check_denoiser, mlp_arguments, mlp_from_weights
 from ._tabular import input_width
 from ._training import TrainingState
 from ._validation import check_alphas_cumprod, check_sample_shape, timestep_bounds
@@ -236,8 +236,8 @@ def _rebuild(content, tensors, denoiser):
             module = build_denoiser(denoiser, width, n_classes, image_shape=clf.image_shape)
             clf.denoiser = denoiser
         else:
-            arguments = _mlp_arguments_checked(_dict(spec["arguments"]), tensors)
-            module = MLPDenoiser(**arguments)
+            arguments = _dict(spec["arguments"])
+            module = mlp_from_weights(arguments, tensors)
             if spec.get("parameter") == "MLPDenoiser":
                 clf.denoiser = MLPDenoiser
             elif spec.get("parameter") is not None:  # an instance or a callable: the same architecture
@@ -251,39 +251,6 @@ def _rebuild(content, tensors, denoiser):
     check_denoiser(module, check_sample_shape(clf.image_shape, width), n_classes, torch.device("cpu"), trainable=False)
     clf.denoiser_ = module
     return clf
-
-
-def _mlp_arguments_checked(arguments, tensors):
-    """Return the saved arguments of an MLPDenoiser if they describe the saved weights; raise a ValueError otherwise.
-
-    The network is first built on torch's meta device, which allocates nothing, and its
-    parameters' shapes compared with the weights': a file that declares a huge width
-    without holding its weights is refused before any memory is taken for it.
-    """
-    names = {"n_features", "n_classes", "hidden_size", "n_blocks", "class_blocks", "n_frequencies", "input_scale"}
-    if set(arguments) != names:
-        raise ValueError(f"the MLPDenoiser arguments are {sorted(arguments)}, expected {sorted(names)}")
-    counts = {name: arguments[name] for name in names - {"input_scale"}}
-    if not all(type(value) is int and value >= 0 for value in counts.values()):
-        raise ValueError(f"the MLPDenoiser arguments {counts} are not all non-negative integers")
-    if counts["class_blocks"] > counts["n_blocks"]:
-        raise ValueError(f"class_blocks={counts['class_blocks']} exceeds n_blocks={counts['n_blocks']}")
-    scale = arguments["input_scale"]
-    if not (type(scale) in (int, float) and np.isfinite(scale)):
-        raise ValueError(f"the MLPDenoiser argument input_scale={scale!r} is not a finite number")
-    # The products of the counts bound the sizes; a file this small holds no network this large.
-    held = sum(tensor.numel() for tensor in tensors.values())
-    n_inputs = counts["n_features"] * (1 + 2 * counts["n_frequencies"])
-    hidden = counts["hidden_size"]
-    if n_inputs * hidden > held or hidden * hidden * counts["n_blocks"] > held or counts["n_classes"] * hidden > held:
-        raise ValueError(f"the MLPDenoiser arguments {counts} describe more weights than the file's {held}")
-    with torch.device("meta"):
-        skeleton = MLPDenoiser(**arguments)
-    expected = {name: tuple(value.shape) for name, value in skeleton.state_dict().items()}
-    found = {name: tuple(tensor.shape) for name, tensor in tensors.items()}
-    if expected != found:
-        raise ValueError(f"the saved weights {found} are not those of the MLPDenoiser the file describes {expected}")
-    return arguments
 
 
 def _check_shapes(clf):
@@ -341,22 +308,8 @@ def _denoiser_spec(module, parameter):
     spec["parameter"] = None if parameter is None else "MLPDenoiser" if parameter is MLPDenoiser else "custom"
     if type(module) is MLPDenoiser:
         spec["class"] = "MLPDenoiser"
-        spec["arguments"] = _mlp_arguments(module)
+        spec["arguments"] = mlp_arguments(module)
     return spec
-
-
-def _mlp_arguments(module):
-    """Return the constructor arguments that rebuild the architecture of an MLPDenoiser."""
-    arguments = {
-        "n_features": module.output[-1].out_features,
-        "n_classes": module.label.num_embeddings,
-        "hidden_size": module.input.out_features,
-        "n_blocks": len(module.blocks),
-        "class_blocks": len(module.blocks) - module.n_shared,
-        "n_frequencies": module.n_frequencies,
-        "input_scale": float(module.input_scale),
-    }
-    return arguments
 
 
 def _encode_parameter(name, value):

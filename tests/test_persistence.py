@@ -15,7 +15,8 @@ from torch import nn
 
 import skdiffusion
 from skdiffusion import DiffusionClassifier, MLPDenoiser
-from skdiffusion._persistence import _digest, _mlp_arguments
+from skdiffusion._denoisers import mlp_arguments
+from skdiffusion._persistence import _digest
 
 X, Y = make_blobs(n_samples=120, centers=[[-2, 0], [2, 0], [0, 3]], cluster_std=0.5, random_state=0)
 
@@ -134,7 +135,7 @@ def test_mlp_denoiser_with_its_own_arguments_is_rebuilt(path):
 
 
 def test_mlp_arguments_cover_every_constructor_argument(fitted):
-    assert set(_mlp_arguments(fitted.denoiser_)) == set(inspect.signature(MLPDenoiser).parameters)
+    assert set(mlp_arguments(fitted.denoiser_)) == set(inspect.signature(MLPDenoiser).parameters)
 
 
 def test_loaded_model_continues_training_with_warm_start(fitted, path):
@@ -297,3 +298,45 @@ def test_inconsistent_content_with_a_valid_digest_is_rejected(fitted, path, edit
     _rewrite(path, edit)
     with pytest.raises(ValueError, match=match):
         skdiffusion.load(path)
+
+
+# --- skops.io: a classifier and a Pipeline around one -----------------------------------
+
+
+@pytest.mark.parametrize("in_pipeline", [False, True])
+def test_skops_round_trip_with_the_documented_trusted_types(fitted, tmp_path, in_pipeline):
+    sio = pytest.importorskip("skops.io")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), _fit()).fit(X, Y) if in_pipeline else fitted
+    path = tmp_path / "model.skops"
+    sio.dump(model, path)  # was a RuntimeError: a torch tensor in the state
+    assert sorted(sio.get_untrusted_types(file=path)) == sorted(skdiffusion.SKOPS_TRUSTED_TYPES)
+    with pytest.raises(sio.exceptions.UntrustedTypesFoundException):
+        sio.load(path)
+    loaded = sio.load(path, trusted=skdiffusion.SKOPS_TRUSTED_TYPES)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert type(loaded[-1] if in_pipeline else loaded).__name__ == "DiffusionClassifier"
+
+
+def test_skops_keeps_partial_fit_going(tmp_path):
+    sio = pytest.importorskip("skops.io")
+    clf = DiffusionClassifier(max_iter=30, n_trials=8, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.partial_fit(X, Y, classes=[0, 1, 2])
+        sio.dump(clf, tmp_path / "model.skops")
+        loaded = sio.load(tmp_path / "model.skops", trusted=skdiffusion.SKOPS_TRUSTED_TYPES)
+        # Adam's moments travel too: the next call continues the same way.
+        np.testing.assert_array_equal(loaded.partial_fit(X, Y).predict_proba(X), clf.partial_fit(X, Y).predict_proba(X))
+
+
+def test_a_pickled_mlp_denoiser_is_plain_data_checked_on_load(fitted):
+    state = fitted.__getstate__()
+    assert set(state["denoiser_"]) == {"MLPDenoiser", "weights"}
+    assert all(isinstance(w, np.ndarray) for w in state["denoiser_"]["weights"].values())
+    assert isinstance(fitted.denoiser_, nn.Module)  # the estimator itself is left as it was
+    state["denoiser_"]["MLPDenoiser"]["hidden_size"] = 10**6  # more than its weights
+    with pytest.raises(ValueError, match="describe more weights than"):
+        DiffusionClassifier.__new__(DiffusionClassifier).__setstate__(state)
