@@ -340,3 +340,21 @@ def test_a_pickled_mlp_denoiser_is_plain_data_checked_on_load(fitted):
     state["denoiser_"]["MLPDenoiser"]["hidden_size"] = 10**6  # more than its weights
     with pytest.raises(ValueError, match="describe more weights than"):
         DiffusionClassifier.__new__(DiffusionClassifier).__setstate__(state)
+
+
+@pytest.mark.slow
+def test_mlflow_sklearn_flavor_saves_and_loads_a_pipeline(tmp_path):
+    mlflow_sklearn = pytest.importorskip("mlflow.sklearn")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipeline = make_pipeline(StandardScaler(), _fit())
+    pipeline.fit(X, Y)
+    path = tmp_path / "model"
+    # MLflow's default format is skops, which needs our types trusted by name.
+    mlflow_sklearn.save_model(pipeline, path, skops_trusted_types=skdiffusion.SKOPS_TRUSTED_TYPES)
+    loaded = mlflow_sklearn.load_model(str(path))
+    np.testing.assert_array_equal(loaded.predict_proba(X), pipeline.predict_proba(X))
+    # skdiffusion's own requirement brings torch and safetensors with it.
+    requirements = (path / "requirements.txt").read_text().split()
+    assert any(r.startswith("skdiffusion") for r in requirements)
