@@ -61,6 +61,9 @@ from ._validation import (
 # schedule stay within memory (100,000 trials of 1,000 features: 400 MB).
 MAX_TRIALS = 100_000
 MAX_DIFFUSION_STEPS = 100_000
+# (trial, class) evaluations of one row that predict_proba holds at once: chunks of rows
+# keep to 2**20 (4 MiB of errors), but a row is not split (16x that: 64 MiB).
+MAX_ROW_EVALUATIONS = 1 << 24
 # Optimizer steps below which partial_fit warns: on spirals and moons, fewer left the
 # accuracy several points below fit's (benchmarks/results/partial_fit.md).
 MIN_INCREMENTAL_STEPS = 100
@@ -889,6 +892,13 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             log_prior=log_prior(self.class_prior_),
             scale=self.scale_,
         )
+        n_evaluations = self.n_trials * self.classes_.size
+        if n_evaluations > MAX_ROW_EVALUATIONS:
+            raise ValueError(
+                f"n_trials={self.n_trials} with {self.classes_.size} classes asks for {n_evaluations:,} "
+                f"evaluations of every row, more than the {MAX_ROW_EVALUATIONS:,} whose errors predict_proba holds at "
+                f"once (64 MiB): lower n_trials to at most {MAX_ROW_EVALUATIONS // self.classes_.size}."
+            )
         chunk = chunk_rows(self.n_trials, self.classes_.size)
         # Threads share one GPU to no gain: off the CPU, None scores in this thread.
         n_jobs = 1 if self.n_jobs is None and device.type != "cpu" else self.n_jobs

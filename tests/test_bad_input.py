@@ -990,3 +990,14 @@ def test_sample_names_labels_that_are_not_classes():
         clf.sample(2, y=[None, None])
     with pytest.raises(ValueError, match=r"y contains labels not seen in fit: \[None, 'a'\]"):
         clf.sample(3, y=[0, None, "a"])
+
+
+def test_more_trials_times_classes_than_the_memory_budget_is_refused_at_predict():
+    X200 = RNG.normal(size=(400, 2))
+    y200 = np.arange(400) % 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = _clf(n_diffusion_steps=20, validation_fraction=None).fit(X200, y200)
+    # 100,000 trials x 200 classes: 2e7 errors for each row, beyond 2**24 (64 MiB).
+    with pytest.raises(ValueError, match=r"n_trials=100000 with 200 classes asks for 20,000,000 .* at most 83886\."):
+        clf.set_params(n_trials=100_000).predict_proba(X200[:1])
