@@ -298,6 +298,8 @@ def mlp_from_weights(arguments, tensors):
     counts = {name: arguments[name] for name in names - {"input_scale"}}
     if not all(type(value) is int and value >= 0 for value in counts.values()):
         raise ValueError(f"the MLPDenoiser arguments {counts} are not all non-negative integers")
+    if min(counts["n_features"], counts["n_classes"], counts["hidden_size"]) < 1:
+        raise ValueError(f"the MLPDenoiser arguments {counts} leave the network without features, classes or units")
     if counts["class_blocks"] > counts["n_blocks"]:
         raise ValueError(f"class_blocks={counts['class_blocks']} exceeds n_blocks={counts['n_blocks']}")
     scale = arguments["input_scale"]
