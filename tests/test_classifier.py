@@ -2,6 +2,8 @@
 
 import functools
 import pickle
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -15,6 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 from torch import nn
 
+import skdiffusion
 from skdiffusion import DiffusionClassifier, MLPDenoiser, _scoring
 from skdiffusion._schedule import as_tensor
 from skdiffusion._validation import timestep_bounds
@@ -463,3 +466,17 @@ def test_fit_warnings_point_at_the_line_that_called_fit():
         _clf(max_iter=3).fit(X, y)
     assert {warning.category for warning in record} == {UserWarning, ConvergenceWarning}
     assert {warning.filename for warning in record} == {__file__}
+
+
+def test_import_skdiffusion_loads_torch_and_sklearn_only_on_first_use():
+    code = (
+        "import sys, skdiffusion\n"
+        "heavy = [m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "from skdiffusion import *\n"
+        "assert 'torch' in sys.modules and DiffusionClassifier.__module__ == 'skdiffusion._classifier'\n"
+        "assert sorted(n for n in dir(skdiffusion) if not n.startswith('_')) == sorted(skdiffusion.__all__)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    with pytest.raises(AttributeError, match="module 'skdiffusion' has no attribute 'Classifier'"):
+        skdiffusion.Classifier  # noqa: B018
