@@ -91,26 +91,29 @@ def run_in_jobs(fn, x, *, rows, n_jobs, verbose=0, mask=None):
         if n_jobs is None:
             results = _in_threads(fn, x, mask, rows, workers, verbose)
         else:
-            masks = itertools.repeat(None) if mask is None else torch.split(mask, rows)
             # Cloned: a pickled view would carry all of x to every job.
             jobs = (
                 delayed(_on_one_thread)(fn, chunk.clone(), mask=None if m is None else m.clone(), verbose=0)
-                for chunk, m in zip(torch.split(x, rows), masks)
+                for chunk, m in _pieces(x, mask, rows)
             )
             results = Parallel(n_jobs=n_jobs, verbose=10 * bool(verbose))(jobs)
     return tuple(np.concatenate(parts) for parts in zip(*results))
 
 
+def _pieces(x, mask, size):
+    """Return the ``(rows of x, rows of mask or None)`` pieces of ``size`` rows."""
+    masks = itertools.repeat(None) if mask is None else torch.split(mask, size)
+    return list(zip(torch.split(x, size), masks))
+
+
 def _in_threads(fn, x, mask, rows, workers, verbose):
     """Return the results of ``fn`` on pieces of ``x``'s rows, scored by ``workers`` threads, in order."""
     n_pieces = ceil_div(ceil_div(x.shape[0], rows), workers) * workers  # a whole number of rounds
-    size = ceil_div(x.shape[0], n_pieces)
-    pieces = torch.split(x, size)
-    masks = itertools.repeat(None) if mask is None else torch.split(mask, size)
+    pieces = _pieces(x, mask, ceil_div(x.shape[0], n_pieces))
     results, done = [], 0
     # The threads inherit this thread's torch setting: one thread each.
     with ThreadPoolExecutor(workers) as pool:
-        for result in pool.map(lambda piece, m: fn(piece, mask=m, verbose=0), pieces, masks):
+        for result in pool.map(lambda piece: fn(piece[0], mask=piece[1], verbose=0), pieces):
             results.append(result)
             if verbose and len(pieces) > 1:
                 report_progress(done, done + result[0].shape[0], x.shape[0])

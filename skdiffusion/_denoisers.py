@@ -159,7 +159,8 @@ class MLPDenoiser(nn.Module):
         not depend on which slice it falls in.
         """
         budget = CALL_STATE_FLOATS // (self.label.num_embeddings * self.input.out_features)
-        return max((d for d in range(1, min(budget, n_rows) + 1) if n_rows % d == 0), default=1)
+        # From the top: with few classes the budget holds every row, and the first try does.
+        return next((d for d in range(min(budget, n_rows), 0, -1) if n_rows % d == 0), 1)
 
     # Every block adds the same conditioning c (time, then time + class) to its input:
     # h' = h + block(h + c). The network carries s = h + c instead, so that a block is
@@ -270,7 +271,7 @@ def build_denoiser(denoiser, n_features, n_classes, *, image_shape=None):
 
 def mlp_arguments(module):
     """Return the constructor arguments that rebuild the architecture of an MLPDenoiser."""
-    arguments = {
+    return {
         "n_features": module.output[-1].out_features,
         "n_classes": module.label.num_embeddings,
         "hidden_size": module.input.out_features,
@@ -279,7 +280,6 @@ def mlp_arguments(module):
         "n_frequencies": module.n_frequencies,
         "input_scale": float(module.input_scale),
     }
-    return arguments
 
 
 def mlp_from_weights(arguments, tensors):

@@ -235,18 +235,18 @@ def _rebuild(content, tensors, denoiser):
         if denoiser is not None:
             module = build_denoiser(denoiser, width, n_classes, image_shape=clf.image_shape)
             clf.denoiser = denoiser
+            try:
+                module.load_state_dict(tensors, strict=True)
+            except RuntimeError as exc:
+                raise ValueError(f"the saved weights do not fit the denoiser {type(module).__name__}: {exc}") from exc
+            module.eval()
         else:
             arguments = _dict(spec["arguments"])
-            module = mlp_from_weights(arguments, tensors)
+            module = mlp_from_weights(arguments, tensors)  # checked, loaded, in eval mode
             if spec.get("parameter") == "MLPDenoiser":
                 clf.denoiser = MLPDenoiser
             elif spec.get("parameter") is not None:  # an instance or a callable: the same architecture
                 clf.denoiser = MLPDenoiser(**arguments)
-    try:
-        module.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"the saved weights do not fit the denoiser {type(module).__name__}: {exc}") from exc
-    module.eval()
     # Not trainable, perhaps: a frozen pretrained denoiser, fitted with max_iter=0.
     check_denoiser(module, check_sample_shape(clf.image_shape, width), n_classes, torch.device("cpu"), trainable=False)
     clf.denoiser_ = module

@@ -137,13 +137,14 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
         # repeats are made once, when they are no more than one block's predictions.
         target = eps.unsqueeze(1).expand(n_trials, n_classes, *eps.shape[1:])
         target = target.contiguous() if n_trials <= block else target
-        forward_pairs = getattr(denoiser, "forward_pairs", None)
+        # Only once pruning has dropped classes may a block score its kept pairs alone.
+        forward_pairs = None if active.all() else getattr(denoiser, "forward_pairs", None)
         losses = []
         for x_t, t_b, eps_b, k, m, r in _blocks(x0, t, eps, rows, alphas_cumprod, block, mask):
-            kept = active.index_select(0, r)
-            # Once pruning has dropped half the classes, only the pairs kept are scored: the
-            # class-conditioned part then costs a share of the block's (both ways agree bit for bit).
-            if forward_pairs is not None and 2 * kept.sum() <= kept.numel():
+            kept = None if forward_pairs is None else active.index_select(0, r)
+            # With half the block's classes dropped, the class-conditioned part then costs a
+            # share of the block's (both ways agree bit for bit).
+            if kept is not None and 2 * kept.sum() <= kept.numel():
                 losses.append(_pair_losses(forward_pairs, x_t, t_b, eps_b, m, kept, loss))
                 continue
             mask_all = None if m is None else m.unsqueeze(1)

@@ -249,8 +249,8 @@ def center_constant_columns(scaler, X):
         return scaler
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are checked before
-        constant = np.nanmax(X, axis=0) == np.nanmin(X, axis=0)
         value = np.nanmax(X, axis=0)
+        constant = value == np.nanmin(X, axis=0)
     scaler.mean_ = np.where(constant, value, scaler.mean_)
     return scaler
 
