@@ -13,12 +13,12 @@ number of trials.
 # %%
 # Data and search
 # ---------------
-# 1000 points on two spirals, 30% held out. Every candidate is trained anew on each of the
-# 3 folds, although ``n_trials`` only changes prediction: 500 training steps keep the
-# 24 fits short.
-import warnings
+# 1000 points on two spirals, 30% held out. ``n_trials`` only changes prediction, so with
+# a ``memory`` (here a temporary folder) the classifier trains once per fold and reuses
+# that network for all eight candidates: 3 trainings and the refit on all 700 points,
+# not 25.
+import tempfile
 
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, train_test_split
 
 from skdiffusion import DiffusionClassifier
@@ -28,12 +28,12 @@ X, y = make_spirals(n_samples=1000, random_state=0)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
 
 trials = [1, 2, 4, 8, 16, 32, 64, 128]
-search = GridSearchCV(DiffusionClassifier(max_iter=500, random_state=0), {"n_trials": trials}, cv=3)
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", ConvergenceWarning)  # 500 steps: short on purpose
+with tempfile.TemporaryDirectory() as cache:
+    search = GridSearchCV(DiffusionClassifier(random_state=0, memory=cache), {"n_trials": trials}, cv=3)
     search.fit(X_train, y_train)
 print(f"Best: {search.best_params_}, cross-validated accuracy {search.best_score_:.3f}")
 print(f"Held-out accuracy of the refitted best model: {search.score(X_test, y_test):.3f}")
+print(f"Fit time per candidate and fold: {search.cv_results_['mean_fit_time'].round(2)} s")
 
 # %%
 # Accuracy and prediction time against trials

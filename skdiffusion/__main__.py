@@ -11,9 +11,8 @@ class, and its decision boundary with the held-out points.
 # calls `plot_demo` for the figure, so the drawing code exists only here.
 
 import argparse
+import sys
 
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.inspection import DecisionBoundaryDisplay
 from sklearn.model_selection import train_test_split
@@ -38,6 +37,8 @@ def plot_demo(clf, X, y, X_test, y_test, *, n_samples=500, random_state=0):
     ``clf`` is a DiffusionClassifier fitted on 2-D data of classes 0 and 1, ``X, y`` the
     whole data set and ``X_test, y_test`` the held-out points drawn over the boundary.
     """
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 3, figsize=(15, 5), sharex=True, sharey=True, layout="constrained")
     plot_classes(axes[0], X, y)
     axes[0].set_title(f"Data ({len(X)} points)")
@@ -67,6 +68,8 @@ def run_demo(output="spirals.png", *, random_state=0):
 
     Returns the held-out accuracy.
     """
+    import matplotlib.pyplot as plt
+
     X, y = make_spirals(n_samples=2000, random_state=random_state)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=random_state, stratify=y)
     clf = DiffusionClassifier(random_state=random_state).fit(X_train, y_train)
@@ -86,6 +89,13 @@ def main(argv=None):
     )
     parser.add_argument("--output", default="spirals.png", help="where to write the figure (default: %(default)s)")
     args = parser.parse_args(argv)
+    try:
+        import matplotlib
+    except ImportError:
+        sys.exit(
+            "The spirals demo draws its figure with matplotlib, which is not installed: "
+            'pip install "skdiffusion[plot]" (or pip install matplotlib).'
+        )
     matplotlib.use("Agg")
     run_demo(args.output)
 

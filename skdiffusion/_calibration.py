@@ -1,5 +1,6 @@
 """Choosing, on held-out samples, the trials' timestep range and the error-to-log-likelihood scale."""
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -8,7 +9,8 @@ import torch
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-from ._scoring import trial_draws, trial_errors
+from ._compute import run_in_jobs
+from ._scoring import chunk_rows, trial_draws, trial_errors
 from ._validation import timestep_bounds
 
 # Upper ends of the timestep ranges that fit chooses among, as fractions of T. Which
@@ -114,6 +116,7 @@ def choose_trials(
     weights=None,
     mask=None,
     category_ll=None,
+    threads=1,
 ):
     """Return the :class:`Trials` chosen on the held-out samples ``x0`` of class indices ``y``, ``weights``.
 
@@ -122,7 +125,8 @@ def choose_trials(
     it. Without held-out samples: the whole range (for "auto") and the scale of the
     uniformly weighted ELBO, the number of features. ``mask`` keeps each sample's
     diffused elements; ``category_ll`` (n, n_classes) is the samples' categorical
-    log-likelihood, whose weight is fitted with the scale.
+    log-likelihood, whose weight is fitted with the scale. The samples are scored on
+    ``threads`` threads of one torch thread each, in pieces (see :func:`run_in_jobs`), on the CPU.
     """
     n_features, n_steps = math.prod(x0.shape[1:]), alphas_cumprod.shape[0]
     auto = isinstance(timestep_range, str)
@@ -132,8 +136,17 @@ def choose_trials(
     t, eps = trial_draws(*bounds, SELECTION_TRIALS, x0.shape[1:], noise_seed + SELECTION_SEED_OFFSET)
     t_device, eps = torch.as_tensor(t, device=x0.device), eps.to(x0.device)
     n_classes = log_prior.shape[-1]
-    errors = trial_errors(denoiser, x0, t_device, eps, n_classes, alphas_cumprod=alphas_cumprod, loss=loss, mask=mask)
-    errors = errors.cpu().double().numpy()
+    score = functools.partial(
+        trial_errors, denoiser, t=t_device, eps=eps, n_classes=n_classes, alphas_cumprod=alphas_cumprod, loss=loss
+    )
+    (errors,) = run_in_jobs(
+        lambda x, mask, verbose: (score(x, mask=mask).cpu().double().numpy(),),
+        x0,
+        rows=chunk_rows(SELECTION_TRIALS, n_classes),
+        n_jobs=None,
+        mask=mask,
+        threads=threads if x0.device.type == "cpu" else 1,
+    )
     if auto:
         return select_timestep_range(errors, t, y, log_prior, n_steps, n_features, weights, category_ll)
     fitted, _ = fit_weights(errors.mean(axis=2), y, log_prior, n_features, weights, category_ll)

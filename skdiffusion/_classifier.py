@@ -13,14 +13,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, check_memory
 
 from ._callbacks import CallbackSupportMixin, FitTasks
-from ._compute import one_torch_thread, run_in_jobs
+from ._compute import one_torch_thread, run_in_jobs, usable_threads
 from ._denoisers import MLPDenoiser, check_denoiser, mlp_arguments, mlp_from_weights
-from ._fitting import Seeds, TrainingData, network_builder, plan_fit, run_plan
+from ._fitting import Seeds, TrainingData, cached_run_plan, network_builder, plan_fit, run_plan
 from ._losses import LOSSES
 from ._sampling import ancestral_sample
 from ._schedule import BETA_SCHEDULES, as_tensor
@@ -257,14 +257,28 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         ``torch.set_num_threads``, ``OMP_NUM_THREADS`` and threadpoolctl's limits), at most
         the CPUs the process may run on, each thread on its own rows with one torch thread;
         on another device, in the calling thread. 1 scores in the calling thread alone.
-        Neither uses joblib. The results are bit for bit those of one thread. With
+        Neither uses joblib. ``fit`` scores its held-out samples, to choose the trials, on
+        the same threads for None and in the calling thread otherwise; it trains on one torch
+        thread. The results are bit for bit those of one thread. With
         ``verbose``, joblib reports the jobs as they finish. Jobs are meant for the CPU: on
         a GPU, leave it None.
+    memory : str, object with the joblib.Memory interface, or None, default=None
+        Caches the trained network: the path of a folder, or a :class:`joblib.Memory`.
+        ``fit`` then looks up a network trained before on the same data with the same
+        training (the parameters that change what is trained, and the seeds drawn from
+        ``random_state``) and reuses it instead of training. So a grid search over
+        parameters that only change prediction (``n_trials``, ``pruning``, ``n_jobs``)
+        trains once per fold, as ``Pipeline(memory=...)`` fits a transformer once. Only an
+        integer or a ``RandomState`` ``random_state`` can hit the cache (None draws new seeds
+        each fit). A continued fit (``warm_start``, ``partial_fit``) and a training cut short
+        are not cached. None caches nothing. :func:`~skdiffusion.save` stores ``memory=None``.
     random_state : int, RandomState instance or None, default=None
         Seeds the weights, the training draws and the noise of ``predict_proba``: the same
         value gives the same probabilities, whatever the rows passed beside a sample.
     verbose : int, default=0
-        Print the training loss every 50 optimizer steps, as ``MLPClassifier`` does, and
+        Print each stage of ``fit``: each training with its number of steps, the training
+        loss every 50 optimizer steps (as ``MLPClassifier`` does) with the time elapsed and
+        an estimate of the time left, and the choice of the trials' range and scale; and
         the rows scored by long predictions. With scikit-learn >= 1.9, ``set_callbacks``
         (e.g. ``ProgressBar()``) reports the training to callbacks as well; see the
         :ref:`User Guide <user_guide>`.
@@ -345,6 +359,13 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     ((5, 2), [1, 1, 1, 1, 1])
     """
 
+    # The HTML repr (Jupyter, the docs' gallery) links to this class's API page: docs/conf.py's
+    # html_baseurl, then the page docs/api.rst generates (checked by tests/test_docs_link.py).
+    _doc_link_module = "skdiffusion"
+    _doc_link_template = (
+        "https://skdiffusion.readthedocs.io/en/latest/gen_modules/{estimator_module}.{estimator_name}.html"
+    )
+
     _parameter_constraints = {
         "denoiser": [None, callable],
         "categorical_features": ["array-like", StrOptions({"from_dtype"}), None],
@@ -369,6 +390,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "refit": ["boolean", StrOptions({"auto"})],
         "device": [str, torch.device],
         "n_jobs": [Interval(Integral, None, -1, closed="right"), Interval(Integral, 1, None, closed="left"), None],
+        "memory": [None, str, HasMethods(["cache"])],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -399,6 +421,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         refit="auto",
         device="cpu",
         n_jobs=None,
+        memory=None,
         random_state=None,
         verbose=0,
     ):
@@ -425,6 +448,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self.refit = refit
         self.device = device
         self.n_jobs = n_jobs
+        self.memory = memory
         self.random_state = random_state
         self.verbose = verbose
 
@@ -560,8 +584,15 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         data = TrainingData.on(device, x0, y_index, weights, mask, schedule, log_prior(prior), category_ll, hole_rate)
         state, n_iter = (copy.deepcopy(previous["state"]), previous["n_iter"]) if continuing else (None, 0)
         tasks = FitTasks(self, X, y, trainings=plan.steps)
-        with one_torch_thread():
-            network, state, trials = run_plan(plan, data, network, state, n_iter=n_iter, build=build, tasks=tasks)
+        train = run_plan
+        if self.memory is not None and not (continuing or incremental):
+            train = functools.partial(cached_run_plan, check_memory(self.memory))
+        # Training on one torch thread; the trials are chosen on the threads the user's setting allows.
+        with one_torch_thread() as torch_threads:
+            threads = usable_threads(torch_threads) if self.n_jobs is None else 1
+            network, state, trials = train(
+                plan, data, network, state, n_iter=n_iter, build=build, tasks=tasks, threads=threads
+            )
         self._set_fitted(
             state,
             n_features_in_=rows.numeric.shape[1] + rows.codes.shape[1],
@@ -840,8 +871,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
             score_samples(X)[i] = logsumexp_c( log p(c) - scale_ * Error_c(X[i]) )
 
-        ``Error_c`` is the mean error of the class docstring, over the trials class ``c``
-        was scored on (a class dropped early by ``pruning`` barely counts in the sum), so
+        ``Error_c`` is the mean denoising error under class ``c``, as defined for :class:`DiffusionClassifier`,
+        over the trials class ``c`` was scored on (a class dropped early by ``pruning`` barely counts in the sum), so
         ``predict_log_proba(X)`` is exactly these per-class terms minus
         ``score_samples(X)[:, None]``. By the ELBO with uniform weights,
         ``-n_features * Error_c`` estimates ``log p(x | c)`` up to a constant ``C`` shared by

@@ -8,9 +8,11 @@ writes the estimator: it sets its fitted attributes from the result, at the end.
 import copy
 import dataclasses
 import functools
+import time
 import warnings
 from typing import NamedTuple
 
+import joblib
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
@@ -18,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from ._calibration import choose_trials
 from ._compute import ceil_div, seeded_torch
 from ._denoisers import MLPDenoiser, build_denoiser, mlp_options
-from ._training import train_denoiser, training_timestep_probs, validation_draws
+from ._training import Progress, train_denoiser, training_timestep_probs, validation_draws
 from ._unet import UNetDenoiser
 from ._validation import timestep_bounds
 
@@ -239,21 +241,26 @@ def _build(architecture, n_features, n_classes, *, image_shape, seed, device):
     return module.to(device)
 
 
-def run_plan(plan, data, network, state, *, n_iter, build, tasks):
+def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     """Train ``network`` as ``plan`` says: the first training, the choice of trials, then the refit or tuning.
 
     ``state`` and ``n_iter`` are those of the fitted network a fit continues (None and 0
     for a new one); ``build()`` makes the network afresh for a refit; ``tasks`` reports to
-    the callbacks. Returns ``(network, state, trials)``, the last a ``Trials``.
+    the callbacks. The trials are chosen on ``threads`` threads (training runs on one).
+    Returns ``(network, state, trials)``, the last a ``Trials``.
     """
     generator = torch.Generator().manual_seed(plan.seeds.train + n_iter)
+    tunes = plan.second is not None and not plan.second.afresh  # then chooses the trials' weights again
+    progress = Progress(plan.steps, 1 + tunes) if plan.verbose and plan.trains else None
     held = plan.held_out
     validation = None
     if plan.early_stopping and held.size:
         probs = training_timestep_probs(plan.n_steps, plan.first.scored)
         weights, mask = data.row_weights(held), data.rows_mask(held)
         validation = validation_draws(data.x0[held], data.y[held], probs, generator, weights, mask)
-    state = _train(network, data, plan, plan.first, state, generator, validation, tasks.next_interval)
+    if progress is not None:
+        progress.begin(f"Training on {plan.first.rows.size} samples")
+    state = _train(network, data, plan, plan.first, state, generator, validation, tasks.next_interval, progress)
     tasks.end_interval()
     choose = functools.partial(
         choose_trials,
@@ -266,8 +273,13 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks):
         weights=None if data.weights is None else data.weights[held],
         mask=data.rows_mask(held),
         category_ll=None if data.category_ll is None else data.category_ll[held],
+        threads=threads,
     )
+    start = time.perf_counter()
     trials = choose(network, timestep_range=plan.timestep_range)
+    if progress is not None:
+        chosen = f"the timestep range {trials.timestep_range} and the scale {trials.scale:.4g}"
+        progress.chose(f"Chose {chosen} on {held.size} held-out samples", time.perf_counter() - start)
     if plan.second is None or state.interrupted:
         if state.cancelled:
             _warn("Training interrupted by the user; the model keeps the weights reached so far.")
@@ -278,16 +290,15 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks):
     kept = (network, state, trials) if second.afresh else (copy.deepcopy(network), copy.deepcopy(state), trials)
     kept[1].interrupted = True  # no ConvergenceWarning about a training that was cut short
     stage = f"the refit on all {data.y_index.size} samples" if second.afresh else "the tuning"
-    if second.afresh:
-        if plan.verbose:
-            print(f"Refitting on all {data.y_index.size} samples")
-        # The same initial weights and seed, now with the held-out rows too.
+    if second.afresh:  # the same initial weights and seed, now with the held-out rows too
         network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
-    elif plan.verbose:
-        print(f"Tuning on the timestep range {trials.timestep_range}")
+    if progress is not None:
+        progress.end()
+        range_ = f"the timestep range {trials.timestep_range}"
+        progress.begin(f"Refitting on all {data.y_index.size} samples" if second.afresh else f"Tuning on {range_}")
     before = f"the network trained before it (on {plan.first.rows.size} samples) and its trials"
     try:
-        state = _train(network, data, plan, second, state, generator, None, tasks.next_interval)
+        state = _train(network, data, plan, second, state, generator, None, tasks.next_interval, progress)
     except FloatingPointError as exc:
         _warn(f"Training diverged during {stage} ({exc}); the model keeps {before}.")
         return kept
@@ -297,9 +308,43 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks):
     if state.cancelled:
         _warn(f"Training interrupted by the user during {stage}; the model keeps the weights reached so far.")
     if not second.afresh:  # the range stays; the weights are fitted again to the tuned network
+        start = time.perf_counter()
         trials = choose(network, timestep_range=trials.timestep_range)
+        if progress is not None:
+            progress.chose(f"Chose the scale {trials.scale:.4g} again", time.perf_counter() - start)
     tasks.end_interval()
     return network, state, trials
+
+
+def cached_run_plan(memory, plan, data, network, state, *, n_iter, build, tasks, threads=1):
+    """Run :func:`run_plan` through ``memory`` (a ``joblib.Memory``): the same training again is looked up, not run.
+
+    The key is all that decides what is trained: the plan but its verbosity (the rows, the
+    budget, the seeds), the training data, and the network's architecture and initial
+    weights. A training cut short (by Ctrl-C or a callback) is dropped from the cache.
+    """
+    # Hashed now: the network's weights change as it trains.
+    key = joblib.hash(
+        (
+            dataclasses.replace(plan, verbose=0),
+            [value.cpu().numpy() if isinstance(value, torch.Tensor) else value for value in data],
+            str(network),
+            {name: tensor.cpu().numpy() for name, tensor in network.state_dict().items()},
+        )
+    )
+    ignored = ["plan", "data", "network", "state", "n_iter", "build", "tasks", "threads"]
+    cached = memory.cache(_run_plan_keyed, ignore=ignored)
+    arguments = dict(plan=plan, data=data, network=network, state=state, n_iter=n_iter, build=build, tasks=tasks)
+    arguments["threads"] = threads
+    network, state, trials = cached(key, **arguments)
+    if state.interrupted:
+        cached.call_and_shelve(key, **arguments).clear()
+    return network, state, trials
+
+
+def _run_plan_keyed(key, *, plan, data, network, state, n_iter, build, tasks, threads):
+    """:func:`run_plan`, cached by :func:`cached_run_plan` under ``key`` alone."""
+    return run_plan(plan, data, network, state, n_iter=n_iter, build=build, tasks=tasks, threads=threads)
 
 
 def _warn(message):
@@ -307,8 +352,8 @@ def _warn(message):
     warnings.warn(message, UserWarning, stacklevel=6)
 
 
-def _train(network, data, plan, training, state, generator, validation, callback):
-    """Run :func:`train_denoiser` for one ``training`` of ``plan``; return its state."""
+def _train(network, data, plan, training, state, generator, validation, callback, progress):
+    """Run :func:`train_denoiser` for one ``training`` of ``plan``, printing to ``progress``; return its state."""
     return train_denoiser(
         network,
         data.x0[training.rows],
@@ -324,7 +369,7 @@ def _train(network, data, plan, training, state, generator, validation, callback
         n_iter_no_change=plan.n_iter_no_change,
         validation=validation,
         state=state,
-        verbose=plan.verbose,
+        progress=progress,
         anneal=training.anneal,
         callback=callback,
         weights=data.row_weights(training.rows),

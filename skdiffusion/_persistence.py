@@ -79,7 +79,12 @@ def save(clf, path):
     params = clf.get_params(deep=False)
     denoiser = clf.denoiser_
     content = {
-        "params": {name: _encode_parameter(name, value) for name, value in params.items() if name != "denoiser"},
+        # The cache of trained networks (memory) is this machine's, not the model's.
+        "params": {
+            name: _encode_parameter(name, None if name == "memory" else value)
+            for name, value in params.items()
+            if name != "denoiser"
+        },
         "denoiser": _denoiser_spec(denoiser, params["denoiser"]),
         "attributes": {},
     }

@@ -2,6 +2,7 @@
 
 import copy
 import functools
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +42,47 @@ class TrainingState:
     optimizer_state: dict | None = None
 
 
+class Progress:
+    """The verbose lines of a fit: each training's title, then its checks, with the time the fit has left.
+
+    ``steps`` holds the most steps of each training the fit runs, ``choices`` how many times
+    it chooses the trials. The time left is the time per step so far times the steps still
+    to run (at most: early stopping may end sooner), plus the choices still to make at the
+    time the last one took.
+    """
+
+    def __init__(self, steps, choices):
+        self.steps, self.choices = list(steps), choices
+        self.training, self.done, self.chosen = 0, 0, []
+        self.start = time.perf_counter()
+
+    def begin(self, title):
+        """Print the title of the next training, with its number and its most steps."""
+        total = self.steps[self.training]
+        print(f"{title}: at most {total} steps (training {self.training + 1} of {len(self.steps)})")
+
+    def check(self, step, loss):
+        """Print step ``step`` of the running training and the mean training ``loss`` since the last check."""
+        done, elapsed = self.done + step, time.perf_counter() - self.start
+        per_step = (elapsed - sum(self.chosen)) / done
+        choosing = (self.choices - len(self.chosen)) * (self.chosen[-1] if self.chosen else 0.0)
+        left = per_step * (sum(self.steps) - done) + choosing
+        print(
+            f"Iteration {step}/{self.steps[self.training]}, loss = {loss:.8f}, "
+            f"{elapsed:.1f} s elapsed, about {left:.1f} s left"
+        )
+
+    def chose(self, text, seconds):
+        """Print ``text``, what a choice of the trials that took ``seconds`` chose, with the time elapsed."""
+        self.chosen.append(seconds)
+        print(f"{text} in {seconds:.1f} s ({time.perf_counter() - self.start:.1f} s elapsed)")
+
+    def end(self):
+        """Count the running training as done, whether it ran all its steps or stopped early."""
+        self.done += self.steps[self.training]
+        self.training += 1
+
+
 def train_denoiser(
     denoiser,
     x0,
@@ -57,7 +99,7 @@ def train_denoiser(
     n_iter_no_change,
     validation=None,
     state=None,
-    verbose=False,
+    progress=None,
     anneal=True,
     callback=None,
     weights=None,
@@ -74,6 +116,7 @@ def train_denoiser(
     With ``anneal`` (fit), Adam starts afresh and its rate decays along a cosine over
     ``max_iter`` steps; without (partial_fit, whose calls have no known total length),
     the rate stays constant and Adam continues from ``state.optimizer_state``.
+    ``progress`` (a :class:`Progress`, or None) prints each check (verbose fits).
     ``callback()``, if given, is called before each check interval of ``CHECK_EVERY``
     steps; when it returns True, training stops there (``state.interrupted``).
     ``weights`` (shape (n,), or None for equal weights) make a row's chance of being drawn
@@ -94,7 +137,7 @@ def train_denoiser(
     batch_size = min(batch_size, x0.shape[0])
     draw = (x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights, mask, hole_rate)
     check = functools.partial(
-        _check_progress, denoiser, state, validation, alphas_cumprod=alphas_cumprod, loss=loss, tol=tol, verbose=verbose
+        _check_progress, denoiser, state, validation, alphas_cumprod=alphas_cumprod, loss=loss, tol=tol
     )
     best_weights, window, limit, n_before = None, [], None, len(state.loss_curve)
     denoiser.train()
@@ -111,11 +154,11 @@ def train_denoiser(
             window.append(value)
             if len(window) < CHECK_EVERY and step + 1 < max_iter:
                 continue
-            if check(window) and validation is not None:
+            if check(window, step + 1, progress) and validation is not None:
                 best_weights = copy.deepcopy(denoiser.state_dict())
             window = []
             if validation is not None and state.n_no_improvement >= n_iter_no_change:
-                if verbose:
+                if progress is not None:
                     print(
                         f"Validation loss did not improve more than tol={tol:f} for {n_iter_no_change} "
                         "consecutive checks. Stopping."
@@ -163,11 +206,11 @@ def _step(denoiser, optimizer, scheduler, draw):
     return batch_loss.item()
 
 
-def _check_progress(denoiser, state, validation, window, *, alphas_cumprod, loss, tol, verbose):
+def _check_progress(denoiser, state, validation, window, step, progress, *, alphas_cumprod, loss, tol):
     """Score a check interval (its training losses ``window``, or the held-out loss); return whether it improved.
 
     Records the score in ``state``: the held-out loss, the best loss and the count of
-    checks without progress.
+    checks without progress. ``progress`` (or None) prints the check, at the training's ``step``.
     """
     if validation is None:
         score = float(np.mean(window))
@@ -175,9 +218,9 @@ def _check_progress(denoiser, state, validation, window, *, alphas_cumprod, loss
         score = validation_loss(denoiser, *validation, alphas_cumprod=alphas_cumprod, loss=loss)
         state.validation_scores.append(score)
         denoiser.train()
-    if verbose:
+    if progress is not None:
         # scikit-learn's MLP format, with the mean training loss since the last check.
-        print(f"Iteration {len(state.loss_curve)}, loss = {np.mean(window):.8f}")
+        progress.check(step, np.mean(window))
         if validation is not None:
             print(f"Validation loss: {score:.8f}")
     if score < state.best_loss * (1 - tol):

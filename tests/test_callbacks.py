@@ -60,23 +60,41 @@ def _recorder(stop_after=None):
     return Recorder()
 
 
-def test_verbose_prints_the_training_loss_as_mlp_does(spirals, capsys):
+ITERATION = re.compile(r"Iteration (\d+)/(\d+), loss = \d\.\d{8}, (\d+\.\d) s elapsed, about (\d+\.\d) s left")
+
+
+def _iterations(lines):
+    """Return the "step/steps" of iteration lines."""
+    matches = [ITERATION.fullmatch(line) for line in lines]
+    assert all(matches), lines
+    return [f"{match[1]}/{match[2]}" for match in matches]
+
+
+def test_verbose_prints_each_stage_with_its_steps_and_the_time_left(spirals, capsys):
     X, y = spirals
     _clf(max_iter=120, verbose=1).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
     # The mean loss of the steps since the last check, every 50 steps and at the end; 200
     # samples are refitted on (refit="auto"), so a second training follows.
-    assert lines[3] == "Refitting on all 200 samples"
-    iterations = [re.fullmatch(r"Iteration (\d+), loss = \d\.\d{8}", line)[1] for line in lines[:3] + lines[4:]]
-    assert iterations == ["50", "100", "120"] * 2
-    # Without the refit, the fit tunes on the chosen range: 60 more steps.
+    assert lines[0] == "Training on 140 samples: at most 120 steps (training 1 of 2)"
+    assert re.fullmatch(
+        r"Chose the timestep range \(0\.0, 0\.\d+\) and the scale \d+(\.\d+)? on 60 held-out samples "
+        r"in \d+\.\d s \(\d+\.\d s elapsed\)",
+        lines[4],
+    )
+    assert lines[5] == "Refitting on all 200 samples: at most 120 steps (training 2 of 2)"
+    assert _iterations(lines[1:4] + lines[6:]) == ["50/120", "100/120", "120/120"] * 2
+    assert ITERATION.fullmatch(lines[-1])[4] == "0.0"  # nothing is left after the last step
+    # Without the refit, the fit tunes on the chosen range: 60 more steps, counted apart.
     _clf(max_iter=120, verbose=1, refit=False).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[3].startswith("Tuning on the timestep range (0.0, ")
-    iterations = [re.fullmatch(r"Iteration (\d+), loss = \d\.\d{8}", line)[1] for line in lines[:3] + lines[4:]]
-    assert iterations == ["50", "100", "120", "170", "180"]
+    tuning = r"Tuning on the timestep range \(0\.0, 0\.\d+\): at most 60 steps \(training 2 of 2\)"
+    assert re.fullmatch(tuning, lines[5])
+    assert _iterations(lines[1:4] + lines[6:-1]) == ["50/120", "100/120", "120/120", "50/60", "60/60"]
+    assert re.fullmatch(r"Chose the scale \d+(\.\d+)? again in \d+\.\d s \(\d+\.\d s elapsed\)", lines[-1])
     _clf(max_iter=120, verbose=1, refit=False, timestep_range=(0, 1)).fit(X, y)  # no second training
-    assert len(capsys.readouterr().out.splitlines()) == 3
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("(training 1 of 1)") and len(lines) == 5
     _clf(max_iter=120).fit(X, y)
     assert capsys.readouterr().out == ""
 
@@ -86,13 +104,15 @@ def test_verbose_prints_the_validation_loss_and_the_stop(spirals, capsys):
     _clf(max_iter=2000, verbose=1, early_stopping=True, n_iter_no_change=1, tol=0.5).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
     # A 50% relative improvement is never reached after the first check: stop at the second.
-    assert [re.sub(r"\d\.\d{8}", "L", line) for line in lines] == [
-        "Iteration 50, loss = L",
-        "Validation loss: L",
-        "Iteration 100, loss = L",
-        "Validation loss: L",
-        "Validation loss did not improve more than tol=0.500000 for 1 consecutive checks. Stopping.",
+    assert [re.sub(r"\d+\.\d+", "N", line) for line in lines[:6]] == [
+        "Training on 180 samples: at most 2000 steps (training 1 of 1)",
+        "Iteration 50/2000, loss = N, N s elapsed, about N s left",
+        "Validation loss: N",
+        "Iteration 100/2000, loss = N, N s elapsed, about N s left",
+        "Validation loss: N",
+        "Validation loss did not improve more than tol=N for 1 consecutive checks. Stopping.",
     ]
+    assert lines[6].startswith("Chose the timestep range")
 
 
 def test_verbose_predict_reports_each_tenth_of_the_rows(spirals, capsys, monkeypatch):

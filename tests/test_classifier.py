@@ -480,3 +480,21 @@ def test_import_skdiffusion_loads_torch_and_sklearn_only_on_first_use():
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     with pytest.raises(AttributeError, match="module 'skdiffusion' has no attribute 'Classifier'"):
         skdiffusion.Classifier  # noqa: B018
+
+
+def test_matplotlib_is_needed_only_for_figures(monkeypatch):
+    code = (
+        "import sys\n"
+        "sys.modules['matplotlib'] = None  # as if not installed: importing it raises ImportError\n"
+        "from skdiffusion import DiffusionClassifier, load, save\n"
+        "from skdiffusion.datasets import make_spirals\n"
+        "X, y = make_spirals(100, random_state=0)\n"
+        "clf = DiffusionClassifier(max_iter=5, n_trials=2, random_state=0).fit(X, y)\n"
+        "assert clf.predict(X).shape == (100,)\n"
+    )
+    subprocess.run([sys.executable, "-W", "ignore", "-c", code], check=True, capture_output=True, text=True)
+    from skdiffusion.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit, match=r'matplotlib, which is not installed: pip install "skdiffusion\[plot\]"'):
+        main([])

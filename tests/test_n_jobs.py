@@ -139,3 +139,40 @@ def test_threads_report_each_tenth_of_the_rows_in_order(fitted, monkeypatch, cap
     assert capsys.readouterr().out.splitlines() == [
         f"predict: {n}/300 samples" for n in (38, 76, 114, 152, 190, 228, 266, 300)
     ]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fit_chooses_the_trials_on_the_usable_threads_with_the_result_of_one(monkeypatch):
+    # Rows with holes and a categorical column: the mask and the categories' term travel with each piece.
+    rng = np.random.default_rng(0)
+    y = rng.integers(3, size=200)
+    X = (rng.normal(size=(200, 4)) + y[:, None]).astype(object)
+    X[rng.random((200, 4)) < 0.1] = np.nan
+    X[:, 3] = np.where(rng.random(200) < 0.8, y, 0).astype(str)
+    params = dict(max_iter=30, n_trials=8, random_state=0, refit=False, categorical_features=[3])
+    calls = []
+    in_threads = _compute._in_threads
+
+    def counted(fn, x, mask, rows, workers, verbose):
+        calls.append((x.shape[0], workers))
+        return in_threads(fn, x, mask, rows, workers, verbose)
+
+    monkeypatch.setattr(_compute, "_in_threads", counted)
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 256 * 3 * 4)  # pieces of 4 of the 20 held-out rows
+    one = DiffusionClassifier(**params).fit(X, y)  # the tests' torch setting: one thread
+    assert calls == []
+    with threadpoolctl.threadpool_limits(2), monkeypatch.context() as context:
+        context.setattr(_compute.os, "sched_getaffinity", lambda pid: {0, 1})
+        torch.set_num_threads(2)
+        try:
+            two = DiffusionClassifier(**params).fit(X, y)
+            with_one_job = DiffusionClassifier(**params, n_jobs=1).fit(X, y)
+        finally:
+            torch.set_num_threads(1)
+    assert calls == [(20, 2), (20, 2)]  # the choice after the first training, and after the tuning
+    for fitted in (two, with_one_job):
+        assert (fitted.timestep_range_, fitted.scale_, fitted.category_weight_) == (
+            one.timestep_range_,
+            one.scale_,
+            one.category_weight_,
+        )
