@@ -69,6 +69,17 @@ MAX_ROW_EVALUATIONS = 1 << 24
 MIN_INCREMENTAL_STEPS = 100
 
 
+def _not_converged(max_iter, fall):
+    """Return the ConvergenceWarning's message: how much the loss still fell, and what to change."""
+    message = f"DiffusionClassifier: maximum iterations ({max_iter}) reached and the training loss has not converged"
+    advice = f"Raise max_iter (e.g. max_iter={2 * max_iter}) to train longer."
+    if fall is None:  # early stopping, which had not stopped
+        return f"{message} yet. {advice}"
+    share, steps, held_out = fall
+    loss = "the denoising loss of the held-out samples" if held_out else "the training loss"
+    return f"{message}: {loss} still fell by {share:.1%} over the last {steps} steps. {advice}"
+
+
 class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     """Classifier that applies Bayes' rule to a class-conditional diffusion model.
 
@@ -217,11 +228,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     tol : float, default=1e-2
         Relative tolerance. With early stopping, a check whose held-out loss is not below
         ``(1 - tol)`` times the best so far counts as no progress. Without, the fit
-        raises a ``ConvergenceWarning`` when a straight line fitted to the training loss
-        of the last ``n_iter_no_change`` checks (at most the last half of the steps)
-        still falls by more than ``tol`` of its mean and by more than twice its standard
-        error: training longer would still lower the loss, beyond the noise of the
-        minibatch losses.
+        raises a ``ConvergenceWarning`` when the loss still falls by more than ``tol``
+        (relative) over the steps of the last ``n_iter_no_change`` checks (at most the
+        last half of the steps): the denoising loss of the held-out samples, on fixed
+        draws, when the fit holds some out (of the first training, for a refit, which
+        trains on them); else a straight line fitted to the training loss, by more than
+        twice its standard error too (the noise of the minibatch losses).
     n_iter_no_change : int, default=10
         Number of checks, one every 50 steps: with early stopping, how many checks
         without progress stop the training; otherwise, how many last checks the
@@ -612,12 +624,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             category_weight_=trials.category_weight,
         )
         if plan.trains and not (incremental or state.converged or state.interrupted):
-            warnings.warn(
-                f"DiffusionClassifier: maximum iterations ({self.max_iter}) reached and the "
-                "training loss has not converged yet.",
-                ConvergenceWarning,
-                stacklevel=4,  # the caller of fit: _fit, fit, _fit_context
-            )
+            # stacklevel: the caller of fit (_fit, fit, _fit_context)
+            warnings.warn(_not_converged(self.max_iter, state.fall), ConvergenceWarning, stacklevel=4)
         if incremental and not state.interrupted and self.n_iter_ < MIN_INCREMENTAL_STEPS:
             warnings.warn(
                 f"DiffusionClassifier: the network has trained {self.n_iter_} optimizer steps in all, "

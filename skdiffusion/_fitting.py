@@ -253,14 +253,20 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     tunes = plan.second is not None and not plan.second.afresh  # then chooses the trials' weights again
     progress = Progress(plan.steps, 1 + tunes) if plan.verbose and plan.trains else None
     held = plan.held_out
-    validation = None
-    if plan.early_stopping and held.size:
+    validation = watch = None
+    if held.size and plan.trains:
         probs = training_timestep_probs(plan.n_steps, plan.first.scored)
         weights, mask = data.row_weights(held), data.rows_mask(held)
-        validation = validation_draws(data.x0[held], data.y[held], probs, generator, weights, mask)
+        if plan.early_stopping:
+            validation = validation_draws(data.x0[held], data.y[held], probs, generator, weights, mask)
+        elif plan.first.anneal:  # a fit, which warns if the held-out loss still falls (partial_fit does not)
+            # Drawn apart from the training's draws, which stay those of a fit without them.
+            draws = torch.Generator().manual_seed(plan.seeds.split)
+            watch = validation_draws(data.x0[held], data.y[held], probs, draws, weights, mask)
     if progress is not None:
         progress.begin(f"Training on {plan.first.rows.size} samples")
-    state = _train(network, data, plan, plan.first, state, generator, validation, tasks.next_interval, progress)
+    state = _train(network, data, plan, plan.first, state, generator, validation, tasks.next_interval, progress, watch)
+    verdict = state.converged, state.fall  # a refit's, which has no held-out rows to check on
     tasks.end_interval()
     choose = functools.partial(
         choose_trials,
@@ -298,7 +304,9 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         progress.begin(f"Refitting on all {data.y_index.size} samples" if second.afresh else f"Tuning on {range_}")
     before = f"the network trained before it (on {plan.first.rows.size} samples) and its trials"
     try:
-        state = _train(network, data, plan, second, state, generator, None, tasks.next_interval, progress)
+        state = _train(network, data, plan, second, state, generator, None, tasks.next_interval, progress, watch=watch)
+        if second.afresh and watch is not None:
+            state.converged, state.fall = verdict
     except FloatingPointError as exc:
         _warn(f"Training diverged during {stage} ({exc}); the model keeps {before}.")
         return kept
@@ -352,8 +360,12 @@ def _warn(message):
     warnings.warn(message, UserWarning, stacklevel=6)
 
 
-def _train(network, data, plan, training, state, generator, validation, callback, progress):
-    """Run :func:`train_denoiser` for one ``training`` of ``plan``, printing to ``progress``; return its state."""
+def _train(network, data, plan, training, state, generator, validation, callback, progress, watch=None):
+    """Run :func:`train_denoiser` for one ``training`` of ``plan``, printing to ``progress``; return its state.
+
+    ``watch``: the held-out draws whose loss says whether training converged (see
+    :func:`train_denoiser`); a refit, which trains on those rows, is not checked on them.
+    """
     return train_denoiser(
         network,
         data.x0[training.rows],
@@ -370,6 +382,7 @@ def _train(network, data, plan, training, state, generator, validation, callback
         validation=validation,
         state=state,
         progress=progress,
+        watch=None if training.afresh else watch,
         anneal=training.anneal,
         callback=callback,
         weights=data.row_weights(training.rows),

@@ -36,6 +36,9 @@ class TrainingState:
     best_loss: float = np.inf
     n_no_improvement: int = 0
     converged: bool = False
+    # (fall, steps, held_out) of the convergence check: the loss fell by this share over
+    # the last ``steps`` steps, on the held-out samples (True) or the training minibatches.
+    fall: tuple | None = None
     interrupted: bool = False  # by Ctrl-C or by a callback: no ConvergenceWarning
     cancelled: bool = False  # by Ctrl-C (KeyboardInterrupt): the fit says what it keeps
     # Adam's moments after partial_fit (on the CPU), which the next partial_fit continues.
@@ -101,6 +104,7 @@ def train_denoiser(
     state=None,
     progress=None,
     anneal=True,
+    watch=None,
     callback=None,
     weights=None,
     mask=None,
@@ -112,7 +116,9 @@ def train_denoiser(
     with fixed draws, whose loss decides early stopping and which weights are kept.
     Without it, training runs ``max_iter`` steps and counts as converged unless the loss
     still falls over its last ``n_iter_no_change`` checks (at most the last half of the
-    steps), by more than ``tol`` (relative) and beyond noise: see :func:`still_falling`.
+    steps) by more than ``tol`` (relative): the loss of held-out samples ``watch`` (as
+    ``validation``), measured at the start and the end of those steps, if given; else the
+    training loss, beyond noise (see :func:`still_falling`).
     With ``anneal`` (fit), Adam starts afresh and its rate decays along a cosine over
     ``max_iter`` steps; without (partial_fit, whose calls have no known total length),
     the rate stays constant and Adam continues from ``state.optimizer_state``.
@@ -140,6 +146,12 @@ def train_denoiser(
         _check_progress, denoiser, state, validation, alphas_cumprod=alphas_cumprod, loss=loss, tol=tol
     )
     best_weights, window, limit, n_before = None, [], None, len(state.loss_curve)
+    # The convergence check's steps: the last n_iter_no_change checks, or the last half of
+    # this training's steps if fewer (the first steps' descent says nothing of the end).
+    last = min(n_iter_no_change * CHECK_EVERY, max_iter // 2)
+    watched, watched_before = None, None
+    if watch is not None:
+        watched = functools.partial(validation_loss, denoiser, *watch, alphas_cumprod=alphas_cumprod, loss=loss)
     denoiser.train()
     try:
         for step in range(max_iter):
@@ -152,6 +164,9 @@ def train_denoiser(
             check_loss(value, limit, len(state.loss_curve) + 1, first=step == 0)
             state.loss_curve.append(value)
             window.append(value)
+            if watched is not None and last and max_iter - (step + 1) == last:
+                watched_before = watched()
+                denoiser.train()
             if len(window) < CHECK_EVERY and step + 1 < max_iter:
                 continue
             if check(window, step + 1, progress) and validation is not None:
@@ -167,11 +182,15 @@ def train_denoiser(
                 break
     except KeyboardInterrupt:  # the caller warns, saying which network it keeps
         state.interrupted = state.cancelled = True
-    if validation is None:
-        # The last n_iter_no_change checks, or the last half of this fit's steps if fewer:
-        # the first steps' descent says nothing about where training ends.
-        window = min(n_iter_no_change * CHECK_EVERY, (len(state.loss_curve) - n_before) // 2)
-        state.converged = not still_falling(state.loss_curve[-window:] if window else [], tol)
+    steps = len(state.loss_curve) - n_before
+    if validation is None and watched_before is not None and steps == max_iter:
+        fall = (watched_before - watched()) / watched_before
+        state.converged, state.fall = not fall > tol, (fall, last, True)
+    elif validation is None:
+        window = min(last, steps // 2)
+        losses = state.loss_curve[-window:] if window else []
+        state.converged = not still_falling(losses, tol)
+        state.fall = (line_fall(losses)[0], window, False)
     if best_weights is not None:
         denoiser.load_state_dict(best_weights)
     state.optimizer_state = None if anneal else _cpu_copy(optimizer.state_dict()["state"])
@@ -290,14 +309,24 @@ def still_falling(losses, tol):
 
     Beyond noise: by more than twice the fall's standard error. Minibatch losses are
     noisy (each draws its own timesteps), so a fall of a few per cent over some hundred
-    steps can be chance alone.
+    steps can be chance alone. Fewer than 3 losses: True (nothing shows that they stopped).
+    """
+    if len(losses) < 3:
+        return True
+    fall, stderr = line_fall(losses)
+    return bool(fall > tol and fall > 2 * stderr)
+
+
+def line_fall(losses):
+    """Return ``(fall, stderr)``: a straight line's fall over ``losses`` as a share of their mean, and its error.
+
+    Needs 3 losses or more; fewer give ``(0.0, inf)``.
     """
     losses = np.asarray(losses, dtype=np.float64)
     if losses.size < 3:
-        return True
+        return 0.0, np.inf
     fit = stats.linregress(np.arange(losses.size), losses)
-    fall, stderr = -fit.slope * losses.size / losses.mean(), fit.stderr * losses.size / losses.mean()
-    return bool(fall > tol and fall > 2 * stderr)
+    return float(-fit.slope * losses.size / losses.mean()), float(fit.stderr * losses.size / losses.mean())
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import make_blobs
+from sklearn.datasets import load_wine, make_blobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -20,6 +20,7 @@ from torch import nn
 import skdiffusion
 from skdiffusion import DiffusionClassifier, MLPDenoiser, _scoring
 from skdiffusion._schedule import as_tensor
+from skdiffusion._training import still_falling
 from skdiffusion._validation import timestep_bounds
 from skdiffusion.datasets import make_spirals
 
@@ -325,8 +326,28 @@ def test_no_refit_with_early_stopping_or_a_continued_fit(spirals_split):
 @pytest.mark.filterwarnings("default::sklearn.exceptions.ConvergenceWarning")
 def test_convergence_warning_at_max_iter(spirals_split):
     X, y, _, _ = spirals_split
-    with pytest.warns(ConvergenceWarning, match=r"maximum iterations \(20\) reached"):
+    # 300 rows: 30% held out, whose loss still falls over the last half of 20 steps; then a refit.
+    message = (
+        r"maximum iterations \(20\) reached and the training loss has not converged: the denoising loss of the "
+        r"held-out samples still fell by \d+\.\d% over the last 10 steps\. Raise max_iter \(e\.g\. max_iter=40\)"
+    )
+    with pytest.warns(ConvergenceWarning, match=message):
         _clf(max_iter=20, denoiser=SMALL_MLP).fit(X, y)
+    # Without held-out rows, the training loss is judged.
+    with pytest.warns(ConvergenceWarning, match=r"the training loss still fell by \d+\.\d% over the last 10 steps"):
+        _clf(max_iter=20, denoiser=SMALL_MLP, validation_fraction=None).fit(X, y)
+
+
+def test_no_convergence_warning_while_only_the_training_loss_falls():
+    # Wine's 178 rows: the network learns the training rows ever better (the training loss
+    # still falls by ~7%, beyond noise, over the last 150 steps), but not the held-out ones.
+    X, y = load_wine(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = DiffusionClassifier(max_iter=300, random_state=0).fit(X, y)
+    assert still_falling(clf.loss_curve_[-150:], tol=1e-2)
+    fall, steps, held_out = clf._training_state.fall
+    assert held_out and steps == 150 and fall < 1e-2
 
 
 def test_keyboard_interrupt_in_fit_leaves_a_usable_model(spirals_split):

@@ -303,6 +303,7 @@ def test_inconsistent_content_with_a_valid_digest_is_rejected(fitted, path, edit
 # --- skops.io: a classifier and a Pipeline around one -----------------------------------
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 30 steps
 @pytest.mark.parametrize("in_pipeline", [False, True])
 def test_skops_round_trip_with_the_documented_trusted_types(fitted, tmp_path, in_pipeline):
     sio = pytest.importorskip("skops.io")

@@ -16,6 +16,7 @@ from skdiffusion._training import (
     still_falling,
     train_denoiser,
     training_timestep_probs,
+    validation_draws,
     validation_loss,
 )
 
@@ -215,6 +216,25 @@ def test_convergence_is_judged_on_the_last_half_of_a_short_fit():
     # A short fit that learns: its loss still falls over the last half of its steps.
     state = _train(MLPDenoiser(2, 2, hidden_size=16), x0, y, max_iter=100, learning_rate=1e-2, tol=1e-2)
     assert not state.converged
+
+
+def test_convergence_is_judged_on_held_out_draws_when_given():
+    x0, y = _problem()
+    held_x0, held_y = _problem(seed=1)
+    watch = validation_draws(held_x0, held_y, training_timestep_probs(N_STEPS), torch.Generator().manual_seed(1))
+    # At a rate of ~0 the weights stay: the held-out loss is the same at both ends, a fall of 0.
+    state = _train(_Scalar(0.0), x0, y, learning_rate=1e-12, tol=1e-2, n_iter_no_change=1, watch=watch)
+    assert state.converged and state.fall == (0.0, CHECK_EVERY, True)
+    # A network that learns: its held-out loss still falls over the last check interval.
+    kwargs = dict(max_iter=100, learning_rate=1e-2, tol=1e-2, n_iter_no_change=1)
+    torch.manual_seed(0)
+    watched = _train(MLPDenoiser(2, 2, hidden_size=16), x0, y, watch=watch, **kwargs)
+    fall, steps, held_out = watched.fall
+    assert not watched.converged and fall > 1e-2 and (steps, held_out) == (CHECK_EVERY, True)
+    # The held-out draws change nothing of the training itself.
+    torch.manual_seed(0)
+    plain = _train(MLPDenoiser(2, 2, hidden_size=16), x0, y, **kwargs)
+    assert plain.loss_curve == watched.loss_curve and plain.fall[1:] == (CHECK_EVERY, False)
 
 
 def test_holes_are_neither_noised_nor_scored():
