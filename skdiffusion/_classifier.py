@@ -69,10 +69,11 @@ MAX_ROW_EVALUATIONS = 1 << 24
 MIN_INCREMENTAL_STEPS = 100
 
 
-def _not_converged(max_iter, fall):
-    """Return the ConvergenceWarning's message: how much the loss still fell, and what to change."""
-    message = f"DiffusionClassifier: maximum iterations ({max_iter}) reached and the training loss has not converged"
-    advice = f"Raise max_iter (e.g. max_iter={2 * max_iter}) to train longer."
+def _not_converged(max_iter, steps, fall):
+    """Return the ConvergenceWarning's message: how much the loss still fell after ``steps``, and what to change."""
+    most = f"max_iter='auto': {steps} steps" if max_iter == "auto" else max_iter
+    message = f"DiffusionClassifier: maximum iterations ({most}) reached and the training loss has not converged"
+    advice = f"Raise max_iter (e.g. max_iter={2 * steps}) to train longer."
     if fall is None:  # early stopping, which had not stopped
         return f"{message} yet. {advice}"
     share, steps, held_out = fall
@@ -166,9 +167,15 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Half of a training's timesteps are drawn from the range when it is known: from
         the start with an explicit range, with "auto" in the refit or the tuning that
         follows the choice (see ``refit``).
-    max_iter : int, default=600
-        Maximum number of optimizer steps (minibatches) of a training in ``fit``; a fit
-        that tunes (see ``refit``) then runs half as many more. Not used by
+    max_iter : int or "auto", default="auto"
+        Optimizer steps (minibatches) of a training in ``fit``, along which the learning
+        rate decays; a fit that tunes (see ``refit``) then runs half as many more. "auto":
+        600 steps, then on at the final rate, 300 steps at a time, while the denoising loss
+        of the held-out samples still falls by more than ``tol`` over the last 300, up to
+        1,800 steps in all; a refit trains as long as the training before it. So data that
+        need a longer training get it, and small data, whose held-out loss stops falling
+        first, do not (see the user guide). "auto" without held-out samples (or with
+        ``early_stopping``, which stops on its own): 600 steps. Not used by
         :meth:`partial_fit`, which runs one epoch's worth of steps per call. 0 trains
         nothing, for a pretrained denoiser: ``fit`` then records the classes, priors and
         standardisation, checks the denoiser's contract on a batch of two, and chooses the
@@ -385,7 +392,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "n_trials": [Interval(Integral, 1, MAX_TRIALS, closed="both")],
         "pruning": [None, StrOptions({"t-test"}), tuple, list],
         "timestep_range": [StrOptions({"auto"}), tuple],
-        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "priors": ["array-like", None],
@@ -416,7 +423,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         n_trials=64,
         pruning="t-test",
         timestep_range="auto",
-        max_iter=600,
+        max_iter="auto",
         batch_size=256,
         learning_rate="auto",
         priors=None,
@@ -625,7 +632,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         )
         if plan.trains and not (incremental or state.converged or state.interrupted):
             # stacklevel: the caller of fit (_fit, fit, _fit_context)
-            warnings.warn(_not_converged(self.max_iter, state.fall), ConvergenceWarning, stacklevel=4)
+            warnings.warn(_not_converged(self.max_iter, plan.steps[0], state.fall), ConvergenceWarning, stacklevel=4)
         if incremental and not state.interrupted and self.n_iter_ < MIN_INCREMENTAL_STEPS:
             warnings.warn(
                 f"DiffusionClassifier: the network has trained {self.n_iter_} optimizer steps in all, "

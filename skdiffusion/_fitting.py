@@ -33,6 +33,11 @@ REFIT_BELOW = 1000
 # are never trained on).
 REFIT_VALIDATION_SHARE = 0.3
 VALIDATION_SHARE = 0.1
+# max_iter="auto": a cosine of AUTO_STEPS steps, then on at its final rate while the
+# held-out loss still falls (by more than tol over each stretch of the convergence check's
+# steps), up to AUTO_MOST_STEPS in all.
+AUTO_STEPS = 600
+AUTO_MOST_STEPS = 1800
 # A fit that tunes goes on for TUNE_STEPS * max_iter steps at TUNE_RATE times the initial
 # learning rate: a restart at the full rate would undo what the first training learned.
 TUNE_STEPS = 0.5
@@ -63,6 +68,9 @@ class Training:
     max_iter: int
     learning_rate: float
     scored: tuple | None = None  # (t_min, t_max) of the trials, if known: see training_timestep_probs
+    # The most steps in all, going on after max_iter while the held-out loss falls (a
+    # refit: as many as its first training went on); 0: exactly max_iter.
+    extend_to: int = 0
     anneal: bool = True  # a fresh Adam along a cosine; False: a constant rate, Adam's moments carried on
     afresh: bool = False  # from the initial weights and seed, not the network trained so far
 
@@ -93,7 +101,7 @@ class FitPlan:
     @property
     def steps(self):
         """The most steps of each training, for the callbacks' progress."""
-        return [training.max_iter for training in (self.first, self.second) if training is not None]
+        return [max(t.max_iter, t.extend_to) for t in (self.first, self.second) if t is not None]
 
 
 class TrainingData(NamedTuple):
@@ -134,20 +142,22 @@ def plan_fit(params, y_index, n_classes, *, seeds, continuing=False, incremental
     """
     if params["early_stopping"] and params["validation_fraction"] is None and not incremental:
         raise ValueError("early_stopping=True needs held-out samples: set validation_fraction, not None.")
-    max_iter, n_steps = params["max_iter"], params["n_diffusion_steps"]
+    max_iter, n_steps = resolved_max_iter(params), params["n_diffusion_steps"]
     trains = incremental or max_iter > 0
     then = None if incremental or continuing or not trains else _second_training(params, y_index.size)
     rows, held_out = _split(y_index, n_classes, params["validation_fraction"], seeds.split, trains, then == "refit")
+    extends = params["max_iter"] == "auto" and held_out.size and not (params["early_stopping"] or incremental)
+    extend_to = AUTO_MOST_STEPS if extends else 0
     explicit = params["timestep_range"]
     scored = None if isinstance(explicit, str) else timestep_bounds(explicit, n_steps)
     rate = resolved_learning_rate(params)
     if incremental:  # as many steps as one pass over the rows, as MLPClassifier's partial_fit
         first = Training(rows, ceil_div(rows.size, params["batch_size"]), rate, scored, anneal=False)
     else:
-        first = Training(rows, max_iter, rate, scored)
+        first = Training(rows, max_iter, rate, scored, extend_to=extend_to)
     second = None
     if then == "refit" and held_out.size:
-        second = Training(np.arange(y_index.size), max_iter, rate, afresh=True)
+        second = Training(np.arange(y_index.size), max_iter, rate, afresh=True, extend_to=extend_to)
     elif then == "tune" and held_out.size:
         second = Training(rows, max(1, round(TUNE_STEPS * max_iter)), TUNE_RATE * rate)
     return FitPlan(
@@ -173,6 +183,11 @@ def _second_training(params, n_samples):
     if refit is True or (refit == "auto" and n_samples < REFIT_BELOW):
         return "refit"
     return "tune" if isinstance(params["timestep_range"], str) else None
+
+
+def resolved_max_iter(params):
+    """Return the length of ``max_iter``'s cosine: the parameter, or ``AUTO_STEPS`` for "auto"."""
+    return AUTO_STEPS if params["max_iter"] == "auto" else params["max_iter"]
 
 
 def resolved_learning_rate(params):
@@ -266,7 +281,8 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     if progress is not None:
         progress.begin(f"Training on {plan.first.rows.size} samples")
     state = _train(network, data, plan, plan.first, state, generator, validation, tasks.next_interval, progress, watch)
-    verdict = state.converged, state.fall  # a refit's, which has no held-out rows to check on
+    verdict = state.converged, state.fall  # also the second training's (see below)
+    extra = len(state.loss_curve) - n_iter - plan.first.max_iter  # steps beyond the cosine, which a refit replays
     tasks.end_interval()
     choose = functools.partial(
         choose_trials,
@@ -301,11 +317,14 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     if progress is not None:
         progress.end()
         range_ = f"the timestep range {trials.timestep_range}"
-        progress.begin(f"Refitting on all {data.y_index.size} samples" if second.afresh else f"Tuning on {range_}")
+        if second.afresh:  # as many steps as the first training ran
+            progress.begin(f"Refitting on all {data.y_index.size} samples", second.max_iter + extra)
+        else:
+            progress.begin(f"Tuning on {range_}")
     before = f"the network trained before it (on {plan.first.rows.size} samples) and its trials"
     try:
-        state = _train(network, data, plan, second, state, generator, None, tasks.next_interval, progress, watch=watch)
-        if second.afresh and watch is not None:
+        state = _train(network, data, plan, second, state, generator, None, tasks.next_interval, progress, extra=extra)
+        if watch is not None:  # the training to convergence is the first; a tuning is a short one after it
             state.converged, state.fall = verdict
     except FloatingPointError as exc:
         _warn(f"Training diverged during {stage} ({exc}); the model keeps {before}.")
@@ -360,11 +379,12 @@ def _warn(message):
     warnings.warn(message, UserWarning, stacklevel=6)
 
 
-def _train(network, data, plan, training, state, generator, validation, callback, progress, watch=None):
+def _train(network, data, plan, training, state, generator, validation, callback, progress, watch=None, extra=0):
     """Run :func:`train_denoiser` for one ``training`` of ``plan``, printing to ``progress``; return its state.
 
-    ``watch``: the held-out draws whose loss says whether training converged (see
-    :func:`train_denoiser`); a refit, which trains on those rows, is not checked on them.
+    ``watch``: the held-out draws whose loss says whether the first training converged and
+    goes on (see :func:`train_denoiser`); a refit runs the ``extra`` steps its first
+    training went on for instead.
     """
     return train_denoiser(
         network,
@@ -382,7 +402,9 @@ def _train(network, data, plan, training, state, generator, validation, callback
         validation=validation,
         state=state,
         progress=progress,
-        watch=None if training.afresh else watch,
+        watch=watch,
+        extend_to=0 if training.afresh else training.extend_to,
+        extra=extra if training.afresh else 0,
         anneal=training.anneal,
         callback=callback,
         weights=data.row_weights(training.rows),

@@ -59,8 +59,10 @@ class Progress:
         self.training, self.done, self.chosen = 0, 0, []
         self.start = time.perf_counter()
 
-    def begin(self, title):
-        """Print the title of the next training, with its number and its most steps."""
+    def begin(self, title, steps=None):
+        """Print the title of the next training, with its number and its most steps (``steps``, if now known)."""
+        if steps is not None:
+            self.steps[self.training] = steps
         total = self.steps[self.training]
         print(f"{title}: at most {total} steps (training {self.training + 1} of {len(self.steps)})")
 
@@ -105,6 +107,8 @@ def train_denoiser(
     progress=None,
     anneal=True,
     watch=None,
+    extend_to=0,
+    extra=0,
     callback=None,
     weights=None,
     mask=None,
@@ -118,7 +122,10 @@ def train_denoiser(
     still falls over its last ``n_iter_no_change`` checks (at most the last half of the
     steps) by more than ``tol`` (relative): the loss of held-out samples ``watch`` (as
     ``validation``), measured at the start and the end of those steps, if given; else the
-    training loss, beyond noise (see :func:`still_falling`).
+    training loss, beyond noise (see :func:`still_falling`). While the held-out loss still
+    falls so at the end, training goes on at the cosine's final rate, that many steps at a
+    time, up to ``extend_to`` steps in all (0: it stops at ``max_iter``); ``extra`` steps
+    at that rate follow the cosine in any case (a refit, replaying its first training's).
     With ``anneal`` (fit), Adam starts afresh and its rate decays along a cosine over
     ``max_iter`` steps; without (partial_fit, whose calls have no known total length),
     the rate stays constant and Adam continues from ``state.optimizer_state``.
@@ -149,27 +156,30 @@ def train_denoiser(
     # The convergence check's steps: the last n_iter_no_change checks, or the last half of
     # this training's steps if fewer (the first steps' descent says nothing of the end).
     last = min(n_iter_no_change * CHECK_EVERY, max_iter // 2)
-    watched, watched_before = None, None
-    if watch is not None:
-        watched = functools.partial(validation_loss, denoiser, *watch, alphas_cumprod=alphas_cumprod, loss=loss)
+    held_out = _HeldOutLoss(denoiser, watch, alphas_cumprod=alphas_cumprod, loss=loss) if watch else None
+    budget = max_iter + extra  # the steps after the cosine run at its final rate
+    step = 0
     denoiser.train()
     try:
-        for step in range(max_iter):
+        while step < budget:
             if callback is not None and not window and callback():
                 state.interrupted = True
                 break
-            value = _step(denoiser, optimizer, scheduler, draw)
+            value = _step(denoiser, optimizer, scheduler if step < max_iter else None, draw)
             if step == 0:
                 limit = DIVERGENCE_FACTOR * max(value, 1.0)
             check_loss(value, limit, len(state.loss_curve) + 1, first=step == 0)
             state.loss_curve.append(value)
             window.append(value)
-            if watched is not None and last and max_iter - (step + 1) == last:
-                watched_before = watched()
-                denoiser.train()
-            if len(window) < CHECK_EVERY and step + 1 < max_iter:
+            step += 1
+            if held_out is not None and last and budget - step == last:
+                held_out.at(step)
+            if held_out is not None and last and step == budget and budget + last <= extend_to:
+                if held_out.fall(step - last, step) > tol:  # still falling: one more stretch of `last` steps
+                    budget += last
+            if len(window) < CHECK_EVERY and step < budget:
                 continue
-            if check(window, step + 1, progress) and validation is not None:
+            if check(window, step, progress) and validation is not None:
                 best_weights = copy.deepcopy(denoiser.state_dict())
             window = []
             if validation is not None and state.n_no_improvement >= n_iter_no_change:
@@ -183,8 +193,8 @@ def train_denoiser(
     except KeyboardInterrupt:  # the caller warns, saying which network it keeps
         state.interrupted = state.cancelled = True
     steps = len(state.loss_curve) - n_before
-    if validation is None and watched_before is not None and steps == max_iter:
-        fall = (watched_before - watched()) / watched_before
+    if validation is None and held_out is not None and last and steps == budget:
+        fall = held_out.fall(budget - last, budget)
         state.converged, state.fall = not fall > tol, (fall, last, True)
     elif validation is None:
         window = min(last, steps // 2)
@@ -216,13 +226,37 @@ def _optimizer(denoiser, learning_rate, max_iter, anneal, moments):
 
 
 def _step(denoiser, optimizer, scheduler, draw):
-    """Take one optimizer step on a minibatch drawn by :func:`minibatch_loss`; return its loss."""
+    """Take one optimizer step on a minibatch drawn by :func:`minibatch_loss`; return its loss.
+
+    ``scheduler`` None keeps the rate where it is (after the cosine's end).
+    """
     batch_loss = minibatch_loss(denoiser, *draw)
     optimizer.zero_grad(set_to_none=True)
     batch_loss.backward()
     optimizer.step()
-    scheduler.step()
+    if scheduler is not None:
+        scheduler.step()
     return batch_loss.item()
+
+
+class _HeldOutLoss:
+    """The loss of held-out draws (see :func:`validation_draws`) at the steps of a training, each measured once."""
+
+    def __init__(self, denoiser, draws, *, alphas_cumprod, loss):
+        self.denoiser, self.values = denoiser, {}
+        self.measure = functools.partial(validation_loss, denoiser, *draws, alphas_cumprod=alphas_cumprod, loss=loss)
+
+    def at(self, step):
+        """Return the loss at ``step``, the training's current step if not measured before; training goes on after."""
+        if step not in self.values:
+            self.values[step] = self.measure()
+            self.denoiser.train()
+        return self.values[step]
+
+    def fall(self, start, end):
+        """Return how much the loss fell from step ``start`` (measured then) to ``end`` (now), relative to the first."""
+        before = self.values[start]
+        return (before - self.at(end)) / before
 
 
 def _check_progress(denoiser, state, validation, window, step, progress, *, alphas_cumprod, loss, tol):

@@ -519,3 +519,18 @@ def test_matplotlib_is_needed_only_for_figures(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(SystemExit, match=r'matplotlib, which is not installed: pip install "skdiffusion\[plot\]"'):
         main([])
+
+
+def test_auto_trains_on_while_the_held_out_loss_falls_and_refits_as_long(capsys):
+    # 300 spirals: the held-out loss still falls after the cosine's 600 steps, so the first
+    # training goes on; the refit on all rows replays its length.
+    X, y = make_spirals(300, random_state=0)
+    clf = DiffusionClassifier(n_trials=8, random_state=0, verbose=1).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    steps = clf.n_iter_
+    assert lines[0] == "Training on 210 samples: at most 1800 steps (training 1 of 2)" and 600 < steps < 1800
+    refit = lines.index(f"Refitting on all 300 samples: at most {steps} steps (training 2 of 2)")
+    assert lines[refit - 2].startswith(f"Iteration {steps}/1800,")
+    assert lines[-1].startswith(f"Iteration {steps}/{steps},")
+    # An explicit max_iter trains exactly that long.
+    assert DiffusionClassifier(max_iter=600, n_trials=8, random_state=0).fit(X, y).n_iter_ == 600

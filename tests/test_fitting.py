@@ -39,7 +39,9 @@ def test_a_small_fit_holds_out_three_tenths_then_refits_on_every_row_afresh():
     # Same steps and rate; the range it concentrates on is known only once it is chosen.
     assert (second.max_iter, second.learning_rate, second.scored) == (600, 1e-2, None)
     assert second.anneal and second.afresh
-    assert plan.steps == [600, 600] and plan.trains
+    # max_iter="auto": a cosine of 600 steps, on while the held-out loss falls, to 1800 at most.
+    assert (first.extend_to, second.extend_to) == (1800, 1800)
+    assert plan.steps == [1800, 1800] and plan.trains
 
 
 def test_a_large_fit_holds_out_a_tenth_then_tunes_the_same_network_on_the_same_rows():
@@ -53,7 +55,18 @@ def test_a_large_fit_holds_out_a_tenth_then_tunes_the_same_network_on_the_same_r
         True,
         False,
     )
-    assert plan.steps == [600, 300]
+    assert (first.extend_to, second.extend_to) == (1800, 0)  # the tuning runs its 300 steps
+    assert plan.steps == [1800, 300]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"max_iter": 600}, {"early_stopping": True}, {"validation_fraction": None}],
+)
+def test_only_auto_with_held_out_rows_and_no_early_stopping_goes_on(params):
+    plan = _plan(**params)
+    assert plan.first.max_iter == 600 and plan.first.extend_to == 0
+    assert plan.steps[0] == 600
 
 
 def test_refit_is_decided_by_the_number_of_rows_or_forced():

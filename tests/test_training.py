@@ -237,6 +237,46 @@ def test_convergence_is_judged_on_held_out_draws_when_given():
     assert plain.loss_curve == watched.loss_curve and plain.fall[1:] == (CHECK_EVERY, False)
 
 
+def test_training_goes_on_while_the_held_out_loss_falls():
+    x0, y = _problem()
+    held_x0, held_y = _problem(seed=1)
+    watch = validation_draws(held_x0, held_y, training_timestep_probs(N_STEPS), torch.Generator().manual_seed(1))
+    kwargs = dict(max_iter=100, learning_rate=1e-2, tol=1e-2, n_iter_no_change=1, watch=watch)
+    # A network that still learns at 100 steps goes on, 50 steps at a time, at the final rate.
+    torch.manual_seed(0)
+    denoiser = MLPDenoiser(2, 2, hidden_size=16)
+    state = _train(denoiser, x0, y, extend_to=400, **kwargs)
+    steps = len(state.loss_curve)
+    assert steps > 100 and steps % CHECK_EVERY == 0 and steps <= 400
+    # It stopped because the held-out loss fell by at most tol over the last 50 steps, or at 400.
+    assert state.converged == (steps < 400) and state.fall[1:] == (CHECK_EVERY, True)
+    # Weights that do not move: the held-out loss does not fall, so training stops at max_iter.
+    state = _train(_Scalar(0.0), x0, y, extend_to=400, **{**kwargs, "learning_rate": 1e-12})
+    assert len(state.loss_curve) == 100 and state.converged
+
+
+def test_extra_steps_run_at_the_final_rate_of_the_cosine(monkeypatch):
+    x0, y = _problem()
+    optimizers, rates = [], []
+    adam = torch.optim.Adam
+
+    def recorded_adam(*args, **kwargs):
+        optimizers.append(adam(*args, **kwargs))
+        return optimizers[-1]
+
+    class Recording(_Scalar):
+        def forward(self, x_t, t, y):
+            if torch.is_grad_enabled():  # a training step: the rate it is taken at
+                rates.append(optimizers[-1].param_groups[0]["lr"])
+            return super().forward(x_t, t, y)
+
+    monkeypatch.setattr(torch.optim, "Adam", recorded_adam)
+    state = _train(Recording(1.0), x0, y, max_iter=100, learning_rate=1e-2, extra=30)
+    assert len(state.loss_curve) == 130
+    assert rates[0] == pytest.approx(1e-2) and rates[99] > 1e-3
+    assert rates[100:] == [pytest.approx(1e-3)] * 30
+
+
 def test_holes_are_neither_noised_nor_scored():
     x0, y = _problem()
     alphas_cumprod = as_tensor(make_alphas_cumprod("linear", N_STEPS))
