@@ -22,7 +22,7 @@ plt.rcParams.update({"font.size": 13})
 X, y = load_digits(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=300, random_state=0, stratify=y)
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore", ConvergenceWarning)  # 400 steps, not the default 600: a quicker build
+    warnings.simplefilter("ignore", ConvergenceWarning)  # 400 steps, shorter than the default: a quicker build
     clf = DiffusionClassifier(max_iter=400, random_state=0).fit(X_train, y_train)
 
 x0 = torch.as_tensor(clf.scaler_.transform(X_test), dtype=torch.float32)
