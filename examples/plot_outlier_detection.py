@@ -73,22 +73,29 @@ print(f"AUROC against unseen digits, max p(c | x):  {auroc(confidence_known, con
 print(f"AUROC against uniform noise, score_samples: {auroc(known_scores, scores['uniform noise']):.3f}")
 
 # %%
-# The scores of the digits, as histograms (left), and of all three groups on a
-# logarithmic axis (right): the noise images score far below every digit. The unseen
-# digits mostly score lower than the held-out ones; of them, the 8s, which share their
-# strokes with the known 3s and 0s, overlap the known digits most.
+# The scores of the digits, as histograms (left), and of all three groups (right). The
+# noise images score so far below every digit that the right panel shows minus the score
+# on a logarithmic axis: a score is at most 0 (a log-probability of Bayes' rule's terms),
+# so minus the score is positive, and further right means less likely. The unseen digits
+# mostly score lower than the held-out ones; of them, the 8s, which share their strokes
+# with the known 3s and 0s, overlap the known digits most.
 import matplotlib.pyplot as plt
 
-fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), width_ratios=(3, 2))
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
 digits = np.r_[scores["held-out digits 0-4"], scores["unseen digits 5-9"]]
 bins = np.linspace(np.percentile(digits, 1), digits.max(), 50)
 for name in ["held-out digits 0-4", "unseen digits 5-9"]:
     left.hist(scores[name], bins=bins, alpha=0.6, density=True, label=name)
 left.set(xlabel="score_samples (log-likelihood up to a constant)", ylabel="density", title="Digits")
 left.legend()
-right.boxplot(list(scores.values()), tick_labels=[name.replace(" ", "\n", 1) for name in scores])
-right.set(yscale="symlog", ylabel="score_samples", title="All three, symmetric log axis")
-fig.tight_layout()
+surprise = {name: -s for name, s in scores.items()}
+everything = np.concatenate(list(surprise.values()))
+log_bins = np.geomspace(max(everything.min(), 1e-3), everything.max(), 60)
+for name, values in surprise.items():
+    right.hist(values, bins=log_bins, alpha=0.6, label=name)
+right.set(xscale="log", xlabel="minus score_samples (log axis; right: less likely)", ylabel="samples")
+right.set_title("All three groups")
+right.legend()
 plt.show()
 
 # %%
