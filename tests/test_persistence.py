@@ -344,6 +344,7 @@ def test_a_pickled_mlp_denoiser_is_plain_data_checked_on_load(fitted):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 30 steps
 def test_mlflow_sklearn_flavor_saves_and_loads_a_pipeline(tmp_path):
     mlflow_sklearn = pytest.importorskip("mlflow.sklearn")
     from sklearn.pipeline import make_pipeline
