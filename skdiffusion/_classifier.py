@@ -169,13 +169,14 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         follows the choice (see ``refit``).
     max_iter : int or "auto", default="auto"
         Optimizer steps (minibatches) of a training in ``fit``, along which the learning
-        rate decays; a fit that tunes (see ``refit``) then runs half as many more. "auto":
-        600 steps, then on at the final rate, 300 steps at a time, while the denoising loss
-        of the held-out samples still falls by more than ``tol`` over the last 300, up to
-        1,800 steps in all; a refit trains as long as the training before it. So data that
-        need a longer training get it, and small data, whose held-out loss stops falling
-        first, do not (see the user guide). "auto" without held-out samples (or with
-        ``early_stopping``, which stops on its own): 600 steps. Not used by
+        rate decays; a fit that tunes (see ``refit``) then runs half as many more. "auto"
+        lets the denoising loss of the held-out samples decide: 600 steps, then on at the
+        final rate, 300 steps at a time, while it still falls by more than ``tol`` over the
+        last 300, up to 1,800 steps in all; or, if it rose by more than ``tol`` over the
+        last 300 (the network fits its training rows, as on small data), the training
+        starts afresh for 300 steps, and again for 150 if it rose again. A refit trains as
+        long as the training before it (see the user guide). "auto" without held-out
+        samples (or with ``early_stopping``, which stops on its own): 600 steps. Not used by
         :meth:`partial_fit`, which runs one epoch's worth of steps per call. 0 trains
         nothing, for a pretrained denoiser: ``fit`` then records the classes, priors and
         standardisation, checks the denoiser's contract on a batch of two, and chooses the
@@ -602,7 +603,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         hole_rate = float(np.isnan(rows.numeric).mean())  # rows with holes are trained as they will be met
         data = TrainingData.on(device, x0, y_index, weights, mask, schedule, log_prior(prior), category_ll, hole_rate)
         state, n_iter = (copy.deepcopy(previous["state"]), previous["n_iter"]) if continuing else (None, 0)
-        tasks = FitTasks(self, X, y, trainings=plan.steps)
+        tasks = FitTasks(self, X, y, trainings=plan.steps + plan.retries)
         train = run_plan
         if self.memory is not None and not (continuing or incremental):
             train = functools.partial(cached_run_plan, check_memory(self.memory))

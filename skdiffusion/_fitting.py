@@ -38,6 +38,9 @@ VALIDATION_SHARE = 0.1
 # steps), up to AUTO_MOST_STEPS in all.
 AUTO_STEPS = 600
 AUTO_MOST_STEPS = 1800
+# ... and while the held-out loss rose by more than tol over the last half of the training,
+# it trains afresh for half as many steps, down to AUTO_FEWEST_STEPS.
+AUTO_FEWEST_STEPS = 150
 # A fit that tunes goes on for TUNE_STEPS * max_iter steps at TUNE_RATE times the initial
 # learning rate: a restart at the full rate would undo what the first training learned.
 TUNE_STEPS = 0.5
@@ -102,6 +105,14 @@ class FitPlan:
     def steps(self):
         """The most steps of each training, for the callbacks' progress."""
         return [max(t.max_iter, t.extend_to) for t in (self.first, self.second) if t is not None]
+
+    @property
+    def retries(self):
+        """The steps of each shorter first training that max_iter="auto" may run instead (see :func:`shorter`)."""
+        lengths, training, auto = [], self.first, bool(self.first.extend_to)
+        while (training := shorter(training, auto)) is not None:
+            lengths.append(training.max_iter)
+        return lengths
 
 
 class TrainingData(NamedTuple):
@@ -183,6 +194,16 @@ def _second_training(params, n_samples):
     if refit is True or (refit == "auto" and n_samples < REFIT_BELOW):
         return "refit"
     return "tune" if isinstance(params["timestep_range"], str) else None
+
+
+def shorter(training, auto):
+    """Return ``training`` at half its steps (and not going on after them), or None if it may not be shortened.
+
+    Only max_iter="auto" (``auto``) shortens, down to ``AUTO_FEWEST_STEPS``.
+    """
+    if not auto or training.max_iter // 2 < AUTO_FEWEST_STEPS:
+        return None
+    return dataclasses.replace(training, max_iter=training.max_iter // 2, extend_to=0)
 
 
 def resolved_max_iter(params):
@@ -280,9 +301,20 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
             watch = validation_draws(data.x0[held], data.y[held], probs, draws, weights, mask)
     if progress is not None:
         progress.begin(f"Training on {plan.first.rows.size} samples")
-    state = _train(network, data, plan, plan.first, state, generator, validation, tasks.next_interval, progress, watch)
+    first = plan.first
+    state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
+    # max_iter="auto" on data that the network overfits: afresh, for half as many steps.
+    auto = bool(first.extend_to)
+    while _rose(state, plan.tol, watch) and n_iter == 0 and build is not None and shorter(first, auto) is not None:
+        first = shorter(first, auto)
+        if progress is not None:
+            rise, steps, _ = state.fall
+            reason = f"the held-out loss rose by {-rise:.1%} over the last {steps} steps"
+            progress.restart(f"Training afresh for fewer steps ({reason})", len(state.loss_curve), first.max_iter)
+        network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
+        state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
     verdict = state.converged, state.fall  # also the second training's (see below)
-    extra = len(state.loss_curve) - n_iter - plan.first.max_iter  # steps beyond the cosine, which a refit replays
+    extra = len(state.loss_curve) - n_iter - first.max_iter  # steps beyond the cosine, which a refit replays
     tasks.end_interval()
     choose = functools.partial(
         choose_trials,
@@ -307,6 +339,9 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
             _warn("Training interrupted by the user; the model keeps the weights reached so far.")
         return network, state, trials
     second = dataclasses.replace(plan.second, scored=timestep_bounds(trials.timestep_range, plan.n_steps))
+    if first is not plan.first:  # as long as the shortened first training: a refit, or half of it
+        steps = first.max_iter if second.afresh else max(1, round(TUNE_STEPS * first.max_iter))
+        second = dataclasses.replace(second, max_iter=steps, extend_to=0)
     # What the model keeps should the second training be interrupted or diverge: the first
     # network, with the trials chosen for it (a copy, as a tuning trains it in place).
     kept = (network, state, trials) if second.afresh else (copy.deepcopy(network), copy.deepcopy(state), trials)
@@ -320,7 +355,7 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         if second.afresh:  # as many steps as the first training ran
             progress.begin(f"Refitting on all {data.y_index.size} samples", second.max_iter + extra)
         else:
-            progress.begin(f"Tuning on {range_}")
+            progress.begin(f"Tuning on {range_}", second.max_iter)
     before = f"the network trained before it (on {plan.first.rows.size} samples) and its trials"
     try:
         state = _train(network, data, plan, second, state, generator, None, tasks.next_interval, progress, extra=extra)
@@ -372,6 +407,11 @@ def cached_run_plan(memory, plan, data, network, state, *, n_iter, build, tasks,
 def _run_plan_keyed(key, *, plan, data, network, state, n_iter, build, tasks, threads):
     """:func:`run_plan`, cached by :func:`cached_run_plan` under ``key`` alone."""
     return run_plan(plan, data, network, state, n_iter=n_iter, build=build, tasks=tasks, threads=threads)
+
+
+def _rose(state, tol, watch):
+    """Return True if the held-out loss (``watch``) rose by more than ``tol`` over the last steps of a training."""
+    return watch is not None and not state.interrupted and state.fall is not None and state.fall[0] < -tol
 
 
 def _warn(message):

@@ -55,25 +55,30 @@ class Progress:
     """
 
     def __init__(self, steps, choices):
-        self.steps, self.choices = list(steps), choices
-        self.training, self.done, self.chosen = 0, 0, []
+        self.shown, self.steps, self.choices = list(steps), list(steps), choices
+        self.training, self.done, self.offset, self.chosen = 0, 0, 0, []
         self.start = time.perf_counter()
 
     def begin(self, title, steps=None):
         """Print the title of the next training, with its number and its most steps (``steps``, if now known)."""
         if steps is not None:
-            self.steps[self.training] = steps
-        total = self.steps[self.training]
-        print(f"{title}: at most {total} steps (training {self.training + 1} of {len(self.steps)})")
+            self.steps[self.training] = self.shown[self.training] = steps
+        print(f"{title}: at most {self.shown[self.training]} steps (training {self.training + 1} of {len(self.steps)})")
+
+    def restart(self, title, ran, steps):
+        """Print ``title``: the running training starts afresh for ``steps`` steps, after ``ran`` steps."""
+        self.offset += ran
+        self.steps[self.training], self.shown[self.training] = self.offset + steps, steps
+        print(f"{title}: {steps} steps (training {self.training + 1} of {len(self.steps)})")
 
     def check(self, step, loss):
         """Print step ``step`` of the running training and the mean training ``loss`` since the last check."""
-        done, elapsed = self.done + step, time.perf_counter() - self.start
+        done, elapsed = self.done + self.offset + step, time.perf_counter() - self.start
         per_step = (elapsed - sum(self.chosen)) / done
         choosing = (self.choices - len(self.chosen)) * (self.chosen[-1] if self.chosen else 0.0)
         left = per_step * (sum(self.steps) - done) + choosing
         print(
-            f"Iteration {step}/{self.steps[self.training]}, loss = {loss:.8f}, "
+            f"Iteration {step}/{self.shown[self.training]}, loss = {loss:.8f}, "
             f"{elapsed:.1f} s elapsed, about {left:.1f} s left"
         )
 
@@ -85,7 +90,7 @@ class Progress:
     def end(self):
         """Count the running training as done, whether it ran all its steps or stopped early."""
         self.done += self.steps[self.training]
-        self.training += 1
+        self.training, self.offset = self.training + 1, 0
 
 
 def train_denoiser(

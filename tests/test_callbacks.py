@@ -219,3 +219,16 @@ def test_save_leaves_the_callbacks_out(spirals, tmp_path):
     loaded = load(tmp_path / "model.skd")
     assert not hasattr(loaded, "_skl_callbacks")
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_callbacks_follow_a_first_training_run_afresh_for_fewer_steps():
+    # Wine at the defaults: the first training runs 600 steps, then afresh for 300 (its
+    # held-out loss rose), then the refit 300: 24 check intervals, within the planned most.
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)
+    recorder = _recorder()
+    clf = DiffusionClassifier(n_trials=8, random_state=0).set_callbacks(recorder).fit(X, y)
+    intervals = [event for event in recorder.events if event[:2] == ("begin", "check-interval")]
+    assert clf.n_iter_ == 300 and len(intervals) == (600 + 300 + 300) // 50
+    assert recorder.fitted is not None

@@ -2,6 +2,7 @@
 
 import functools
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -533,4 +534,21 @@ def test_auto_trains_on_while_the_held_out_loss_falls_and_refits_as_long(capsys)
     assert lines[refit - 2].startswith(f"Iteration {steps}/1800,")
     assert lines[-1].startswith(f"Iteration {steps}/{steps},")
     # An explicit max_iter trains exactly that long.
+    assert DiffusionClassifier(max_iter=600, n_trials=8, random_state=0).fit(X, y).n_iter_ == 600
+
+
+def test_auto_trains_afresh_for_fewer_steps_when_the_held_out_loss_rises(capsys):
+    # Wine's 178 rows: after 600 steps the held-out loss has risen (the network fits its
+    # training rows); the first training runs again for 300, and the refit as long.
+    X, y = load_wine(return_X_y=True)
+    clf = DiffusionClassifier(n_trials=8, random_state=0, verbose=1).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    again = [line for line in lines if line.startswith("Training afresh for fewer steps")]
+    assert len(again) == 1 and re.fullmatch(
+        r"Training afresh for fewer steps \(the held-out loss rose by \d+\.\d% over the last 300 steps\): "
+        r"300 steps \(training 1 of 2\)",
+        again[0],
+    )
+    assert "Refitting on all 178 samples: at most 300 steps (training 2 of 2)" in lines and clf.n_iter_ == 300
+    # The same data with an integer max_iter: exactly that.
     assert DiffusionClassifier(max_iter=600, n_trials=8, random_state=0).fit(X, y).n_iter_ == 600

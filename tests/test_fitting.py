@@ -69,6 +69,16 @@ def test_only_auto_with_held_out_rows_and_no_early_stopping_goes_on(params):
     assert plan.steps[0] == 600
 
 
+def test_auto_may_shorten_the_first_training_twice_down_to_150_steps():
+    from skdiffusion._fitting import shorter
+
+    assert _plan().retries == [300, 150]
+    assert _plan(max_iter=600).retries == [] and _plan(early_stopping=True).retries == []
+    half = shorter(_plan().first, auto=True)
+    assert (half.max_iter, half.extend_to) == (300, 0)  # and it does not go on after its 300 steps
+    assert shorter(shorter(half, auto=True), auto=True) is None
+
+
 def test_refit_is_decided_by_the_number_of_rows_or_forced():
     assert _plan(n_rows=REFIT_BELOW - 1).second.afresh
     assert not _plan(n_rows=REFIT_BELOW).second.afresh
