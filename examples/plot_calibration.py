@@ -97,7 +97,7 @@ plt.show()
 # All three models are close to the diagonal where they have samples, and their
 # expected calibration errors are within a couple of points of each other: the
 # temperature fitted by ``fit`` makes the diffusion classifier's probabilities about as
-# calibrated as Platt scaling makes the SVC's. On these data it is as accurate as the
-# SVC and less accurate than the MLP, and its log loss, which also rewards accuracy and
+# calibrated as Platt scaling makes the SVC's. On these data it is a little more accurate
+# than the SVC and less accurate than the MLP, and its log loss, which also rewards accuracy and
 # confidence, lies between theirs: calibration says that its probabilities can be taken
 # at their word, not that they are sharp.

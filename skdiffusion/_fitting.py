@@ -313,6 +313,8 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
             progress.restart(f"Training afresh for fewer steps ({reason})", len(state.loss_curve), first.max_iter)
         network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
         state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
+    if first is not plan.first:  # a length between a rise of the held-out loss and where it still fell (or 150)
+        state.converged = True
     verdict = state.converged, state.fall  # also the second training's (see below)
     extra = len(state.loss_curve) - n_iter - first.max_iter  # steps beyond the cosine, which a refit replays
     tasks.end_interval()

@@ -541,7 +541,9 @@ def test_auto_trains_afresh_for_fewer_steps_when_the_held_out_loss_rises(capsys)
     # Wine's 178 rows: after 600 steps the held-out loss has risen (the network fits its
     # training rows); the first training runs again for 300, and the refit as long.
     X, y = load_wine(return_X_y=True)
-    clf = DiffusionClassifier(n_trials=8, random_state=0, verbose=1).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # a length chosen by the held-out loss: converged
+        clf = DiffusionClassifier(n_trials=8, random_state=0, verbose=1).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
     again = [line for line in lines if line.startswith("Training afresh for fewer steps")]
     assert len(again) == 1 and re.fullmatch(
