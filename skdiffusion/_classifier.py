@@ -76,9 +76,9 @@ def _not_converged(max_iter, steps, fall):
     advice = f"Raise max_iter (e.g. max_iter={2 * steps}) to train longer."
     if fall is None:  # early stopping, which had not stopped
         return f"{message} yet. {advice}"
-    share, steps, held_out = fall
+    share, last, held_out = fall
     loss = "the denoising loss of the held-out samples" if held_out else "the training loss"
-    return f"{message}: {loss} still fell by {share:.1%} over the last {steps} steps. {advice}"
+    return f"{message}: {loss} still fell by {share:.1%} over the last {last} steps. {advice}"
 
 
 class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
@@ -887,8 +887,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
             score_samples(X)[i] = logsumexp_c( log p(c) - scale_ * Error_c(X[i]) )
 
-        ``Error_c`` is the mean denoising error under class ``c``, as defined for :class:`DiffusionClassifier`,
-        over the trials class ``c`` was scored on (a class dropped early by ``pruning`` barely counts in the sum), so
+        ``Error_c`` is the mean denoising error under class ``c``, as defined for
+        :class:`DiffusionClassifier`, over the trials class ``c`` was scored on (a class
+        dropped early by ``pruning`` barely counts in the sum), so
         ``predict_log_proba(X)`` is exactly these per-class terms minus
         ``score_samples(X)[:, None]``. By the ELBO with uniform weights,
         ``-n_features * Error_c`` estimates ``log p(x | c)`` up to a constant ``C`` shared by

@@ -304,16 +304,17 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     first = plan.first
     state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
     # max_iter="auto" on data that the network overfits: afresh, for half as many steps.
-    auto = bool(first.extend_to)
-    while _rose(state, plan.tol, watch) and n_iter == 0 and build is not None and shorter(first, auto) is not None:
-        first = shorter(first, auto)
+    auto = bool(first.extend_to)  # a continued fit has no build, and is not shortened
+    while build is not None and _rose(state, plan.tol, watch) and (half := shorter(first, auto)) is not None:
+        first = half
         if progress is not None:
             rise, steps, _ = state.fall
             reason = f"the held-out loss rose by {-rise:.1%} over the last {steps} steps"
             progress.restart(f"Training afresh for fewer steps ({reason})", len(state.loss_curve), first.max_iter)
         network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
         state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
-    if first is not plan.first:  # a length between a rise of the held-out loss and where it still fell (or 150)
+    shortened = first is not plan.first
+    if shortened:  # a length between a rise of the held-out loss and where it still fell (or 150)
         state.converged = True
     verdict = state.converged, state.fall  # also the second training's (see below)
     extra = len(state.loss_curve) - n_iter - first.max_iter  # steps beyond the cosine, which a refit replays
@@ -341,7 +342,7 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
             _warn("Training interrupted by the user; the model keeps the weights reached so far.")
         return network, state, trials
     second = dataclasses.replace(plan.second, scored=timestep_bounds(trials.timestep_range, plan.n_steps))
-    if first is not plan.first:  # as long as the shortened first training: a refit, or half of it
+    if shortened:  # as long as the shortened first training: a refit, or half of it
         steps = first.max_iter if second.afresh else max(1, round(TUNE_STEPS * first.max_iter))
         second = dataclasses.replace(second, max_iter=steps, extend_to=0)
     # What the model keeps should the second training be interrupted or diverge: the first

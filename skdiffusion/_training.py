@@ -161,7 +161,9 @@ def train_denoiser(
     # The convergence check's steps: the last n_iter_no_change checks, or the last half of
     # this training's steps if fewer (the first steps' descent says nothing of the end).
     last = min(n_iter_no_change * CHECK_EVERY, max_iter // 2)
-    held_out = _HeldOutLoss(denoiser, watch, alphas_cumprod=alphas_cumprod, loss=loss) if watch else None
+    held_out = None
+    if watch is not None and last:
+        held_out = _HeldOutLoss(denoiser, watch, alphas_cumprod=alphas_cumprod, loss=loss)
     budget = max_iter + extra  # the steps after the cosine run at its final rate
     step = 0
     denoiser.train()
@@ -177,9 +179,9 @@ def train_denoiser(
             state.loss_curve.append(value)
             window.append(value)
             step += 1
-            if held_out is not None and last and budget - step == last:
+            if held_out is not None and budget - step == last:
                 held_out.at(step)
-            if held_out is not None and last and step == budget and budget + last <= extend_to:
+            if held_out is not None and step == budget and budget + last <= extend_to:
                 if held_out.fall(step - last, step) > tol:  # still falling: one more stretch of `last` steps
                     budget += last
             if len(window) < CHECK_EVERY and step < budget:
@@ -198,7 +200,7 @@ def train_denoiser(
     except KeyboardInterrupt:  # the caller warns, saying which network it keeps
         state.interrupted = state.cancelled = True
     steps = len(state.loss_curve) - n_before
-    if validation is None and held_out is not None and last and steps == budget:
+    if validation is None and held_out is not None and steps == budget:
         fall = held_out.fall(budget - last, budget)
         state.converged, state.fall = not fall > tol, (fall, last, True)
     elif validation is None:
