@@ -2,6 +2,8 @@
 
 import copy
 import functools
+import itertools
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -150,7 +152,8 @@ def train_denoiser(
     if max_iter == 0:  # a pretrained denoiser (fit with max_iter=0): nothing to train
         denoiser.eval()
         return state
-    optimizer, scheduler = _optimizer(denoiser, learning_rate, max_iter, anneal, state.optimizer_state)
+    optimizer = Adam(denoiser.parameters(), state.optimizer_state)
+    rates = cosine_rates(learning_rate, max_iter) if anneal else itertools.repeat(learning_rate)
     timestep_probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
     batch_size = min(batch_size, x0.shape[0])
     draw = (x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights, mask, hole_rate)
@@ -172,7 +175,9 @@ def train_denoiser(
             if callback is not None and not window and callback():
                 state.interrupted = True
                 break
-            value = _step(denoiser, optimizer, scheduler if step < max_iter else None, draw)
+            if step <= max_iter:  # after the cosine's end, the rate stays at its final value
+                rate = next(rates)
+            value = _step(denoiser, optimizer, rate, draw)
             if step == 0:
                 limit = DIVERGENCE_FACTOR * max(value, 1.0)
             check_loss(value, limit, len(state.loss_curve) + 1, first=step == 0)
@@ -210,7 +215,7 @@ def train_denoiser(
         state.fall = (line_fall(losses)[0], window, False)
     if best_weights is not None:
         denoiser.load_state_dict(best_weights)
-    state.optimizer_state = None if anneal else _cpu_copy(optimizer.state_dict()["state"])
+    state.optimizer_state = None if anneal else _cpu_copy(optimizer.state)
     denoiser.eval()
     # The loss above is computed before each update: the last one is checked here, on the
     # weights kept, in the mode that predict uses.
@@ -219,30 +224,83 @@ def train_denoiser(
     return state
 
 
-def _optimizer(denoiser, learning_rate, max_iter, anneal, moments):
-    """Return Adam and its rate schedule: afresh along a cosine, or at a constant rate from ``moments``."""
-    optimizer = torch.optim.Adam(denoiser.parameters(), lr=learning_rate, fused=True)
-    if anneal:
-        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max_iter, eta_min=learning_rate / 10
-        )
-    if moments is not None:
-        # The moments only: the rate and other settings are the current parameters'.
-        optimizer.load_state_dict({**optimizer.state_dict(), "state": moments})
-    return optimizer, torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+def cosine_rates(learning_rate, max_iter):
+    """Yield the rate of each step: from ``learning_rate`` down to a tenth of it along a cosine over ``max_iter`` steps.
 
-
-def _step(denoiser, optimizer, scheduler, draw):
-    """Take one optimizer step on a minibatch drawn by :func:`minibatch_loss`; return its loss.
-
-    ``scheduler`` None keeps the rate where it is (after the cosine's end).
+    Step ``k`` gets the rate after ``k`` updates of torch's ``CosineAnnealingLR(T_max=max_iter,
+    eta_min=learning_rate / 10)``, computed by its recurrence, so that the rates are its own
+    to the last bit; its final rate is yielded at step ``max_iter``, and then no more.
     """
+    rate, floor = learning_rate, learning_rate / 10
+    yield rate
+    for k in range(1, max_iter + 1):
+        rate = (1 + math.cos(math.pi * k / max_iter)) / (1 + math.cos(math.pi * (k - 1) / max_iter)) * (rate - floor) + floor
+        yield rate
+
+
+class Adam:
+    """Adam (Kingma & Ba, 2015) with its default settings, one fused kernel per step: torch's ``_fused_adam_``.
+
+    The update of ``torch.optim.Adam(params, lr, fused=True)``, bit for bit, without the
+    cost around its kernel: the first ``torch.optim`` optimizer of a process imports
+    ``torch._dynamo``, which takes about a second (as long as a whole fit on small
+    data), and each of its steps runs tens of microseconds of Python more. A parameter
+    takes part once it has a gradient; ``state`` holds the moments by the parameter's
+    index, in ``torch.optim``'s format, so the moments saved by ``partial_fit`` continue
+    from ``moments``.
+    """
+
+    def __init__(self, params, moments=None):
+        self.params = list(params)
+        self.state = {}
+        for index, values in (moments or {}).items():
+            param = self.params[index]
+            self.state[index] = {
+                name: value.to(device=param.device, dtype=torch.float32 if name == "step" else param.dtype, copy=True)
+                for name, value in values.items()
+            }
+
+    def step(self, rate):
+        """Update every parameter that has a gradient with the rate ``rate``, then clear the gradients."""
+        stepped = [(i, p) for i, p in enumerate(self.params) if p.grad is not None]
+        if not stepped:
+            return
+        for i, p in stepped:
+            if i not in self.state:
+                self.state[i] = {
+                    "step": torch.zeros((), dtype=torch.float32, device=p.device),
+                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                }
+        states = [self.state[i] for i, _ in stepped]
+        params = [p for _, p in stepped]
+        steps = [state["step"] for state in states]
+        torch._foreach_add_(steps, 1)
+        with torch.no_grad():
+            torch._fused_adam_(
+                params,
+                [p.grad for p in params],
+                [state["exp_avg"] for state in states],
+                [state["exp_avg_sq"] for state in states],
+                [],
+                steps,
+                lr=rate,
+                beta1=0.9,
+                beta2=0.999,
+                weight_decay=0.0,
+                eps=1e-8,
+                amsgrad=False,
+                maximize=False,
+            )
+        for p in params:
+            p.grad = None
+
+
+def _step(denoiser, optimizer, rate, draw):
+    """Take one optimizer step at the rate ``rate`` on a minibatch drawn by :func:`minibatch_loss`; return its loss."""
     batch_loss = minibatch_loss(denoiser, *draw)
-    optimizer.zero_grad(set_to_none=True)
     batch_loss.backward()
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
+    optimizer.step(rate)
     return batch_loss.item()
 
 

@@ -11,7 +11,9 @@ from skdiffusion import MLPDenoiser
 from skdiffusion._schedule import as_tensor, make_alphas_cumprod
 from skdiffusion._training import (
     CHECK_EVERY,
+    Adam,
     TrainingState,
+    cosine_rates,
     minibatch_loss,
     still_falling,
     train_denoiser,
@@ -257,24 +259,78 @@ def test_training_goes_on_while_the_held_out_loss_falls():
 
 def test_extra_steps_run_at_the_final_rate_of_the_cosine(monkeypatch):
     x0, y = _problem()
-    optimizers, rates = [], []
-    adam = torch.optim.Adam
+    rates = []
+    step = Adam.step
 
-    def recorded_adam(*args, **kwargs):
-        optimizers.append(adam(*args, **kwargs))
-        return optimizers[-1]
+    def recorded_step(self, rate):
+        rates.append(rate)
+        return step(self, rate)
 
-    class Recording(_Scalar):
-        def forward(self, x_t, t, y):
-            if torch.is_grad_enabled():  # a training step: the rate it is taken at
-                rates.append(optimizers[-1].param_groups[0]["lr"])
-            return super().forward(x_t, t, y)
-
-    monkeypatch.setattr(torch.optim, "Adam", recorded_adam)
-    state = _train(Recording(1.0), x0, y, max_iter=100, learning_rate=1e-2, extra=30)
+    monkeypatch.setattr(Adam, "step", recorded_step)
+    state = _train(_Scalar(1.0), x0, y, max_iter=100, learning_rate=1e-2, extra=30)
     assert len(state.loss_curve) == 130
-    assert rates[0] == pytest.approx(1e-2) and rates[99] > 1e-3
+    assert rates[0] == 1e-2 and rates[99] > 1e-3
     assert rates[100:] == [pytest.approx(1e-3)] * 30
+
+
+def _adam_run(updates, steps=25, moments=None):
+    """Train a small network ``steps`` steps with ``updates(net, moments)``; return its weights and the moments."""
+    torch.manual_seed(0)
+    net = MLPDenoiser(3, 2, hidden_size=16)
+    net.time[0].bias.requires_grad_(False)  # a frozen parameter (index 3): no moments, the others' indices kept
+    generator = torch.Generator().manual_seed(1)
+    update, moments_of = updates(net, moments)
+    for k in range(steps):
+        x = torch.randn((32, 3), generator=generator)
+        t = torch.randint(0, 100, (32,), generator=generator)
+        net(x, t, torch.arange(32) % 2).square().mean().backward()
+        update(k)
+    return [p.detach().clone() for p in net.parameters()], moments_of()
+
+
+def _torch_adam(net, moments, steps=25):
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, fused=True)
+    if moments is not None:
+        optimizer.load_state_dict({**optimizer.state_dict(), "state": moments})
+        scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+    else:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=1e-3)
+
+    def update(k):
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+
+    return update, lambda: {i: {k: v.clone() for k, v in m.items()} for i, m in optimizer.state_dict()["state"].items()}
+
+
+def _our_adam(net, moments, steps=25):
+    optimizer = Adam(net.parameters(), moments)
+    rates = list(cosine_rates(1e-2, steps)) if moments is None else [1e-2] * steps
+    return (lambda k: optimizer.step(rates[k])), lambda: {i: dict(m) for i, m in optimizer.state.items()}
+
+
+def test_adam_is_torchs_fused_adam_and_cosine_bit_for_bit():
+    # Along the cosine from fresh moments, then at a constant rate from saved ones
+    # (partial_fit), the weights and moments are torch.optim's, to the last bit.
+    for moments in (None, "continued"):
+        if moments == "continued":
+            moments = _adam_run(_torch_adam)[1]
+        ours, theirs = _adam_run(_our_adam, moments=moments), _adam_run(_torch_adam, moments=moments)
+        assert all(torch.equal(a, b) for a, b in zip(ours[0], theirs[0]))
+        assert ours[1].keys() == theirs[1].keys() == set(range(13)) - {3}
+        for index in ours[1]:
+            assert {k: v.dtype for k, v in ours[1][index].items()} == {k: v.dtype for k, v in theirs[1][index].items()}
+            assert all(torch.equal(ours[1][index][k], theirs[1][index][k]) for k in theirs[1][index])
+    # The rates: CosineAnnealingLR's, from the rate down to a tenth of it at the last step.
+    optimizer = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=25, eta_min=1e-3)
+    theirs = [optimizer.param_groups[0]["lr"]]
+    for _ in range(25):
+        optimizer.step()
+        scheduler.step()
+        theirs.append(optimizer.param_groups[0]["lr"])
+    assert list(cosine_rates(1e-2, 25)) == theirs and theirs[-1] == pytest.approx(1e-3, rel=1e-12)
 
 
 def test_holes_are_neither_noised_nor_scored():
