@@ -234,7 +234,8 @@ def cosine_rates(learning_rate, max_iter):
     rate, floor = learning_rate, learning_rate / 10
     yield rate
     for k in range(1, max_iter + 1):
-        rate = (1 + math.cos(math.pi * k / max_iter)) / (1 + math.cos(math.pi * (k - 1) / max_iter)) * (rate - floor) + floor
+        shrink = (1 + math.cos(math.pi * k / max_iter)) / (1 + math.cos(math.pi * (k - 1) / max_iter))
+        rate = shrink * (rate - floor) + floor
         yield rate
 
 
