@@ -262,39 +262,45 @@ class Adam:
             }
 
     def step(self, rate):
-        """Update every parameter that has a gradient with the rate ``rate``, then clear the gradients."""
-        stepped = [(i, p) for i, p in enumerate(self.params) if p.grad is not None]
-        if not stepped:
-            return
-        for i, p in stepped:
+        """Update every parameter that has a gradient with the rate ``rate``, then clear the gradients.
+
+        One kernel per device and dtype, as ``torch.optim`` groups them.
+        """
+        groups = {}
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("Adam does not support sparse gradients: give the denoiser dense parameters")
             if i not in self.state:
                 self.state[i] = {
                     "step": torch.zeros((), dtype=torch.float32, device=p.device),
                     "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                     "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
                 }
-        states = [self.state[i] for i, _ in stepped]
-        params = [p for _, p in stepped]
-        steps = [state["step"] for state in states]
-        torch._foreach_add_(steps, 1)
-        with torch.no_grad():
-            torch._fused_adam_(
-                params,
-                [p.grad for p in params],
-                [state["exp_avg"] for state in states],
-                [state["exp_avg_sq"] for state in states],
-                [],
-                steps,
-                lr=rate,
-                beta1=0.9,
-                beta2=0.999,
-                weight_decay=0.0,
-                eps=1e-8,
-                amsgrad=False,
-                maximize=False,
-            )
-        for p in params:
-            p.grad = None
+            groups.setdefault((p.device, p.dtype), []).append((p, self.state[i]))
+        for members in groups.values():
+            params, states = zip(*members)
+            steps = [state["step"] for state in states]
+            torch._foreach_add_(steps, 1)
+            with torch.no_grad():
+                torch._fused_adam_(
+                    params,
+                    [p.grad for p in params],
+                    [state["exp_avg"] for state in states],
+                    [state["exp_avg_sq"] for state in states],
+                    [],
+                    steps,
+                    lr=rate,
+                    beta1=0.9,
+                    beta2=0.999,
+                    weight_decay=0.0,
+                    eps=1e-8,
+                    amsgrad=False,
+                    maximize=False,
+                )
+            for p in params:
+                p.grad = None
 
 
 def _step(denoiser, optimizer, rate, draw):

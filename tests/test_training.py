@@ -1,5 +1,6 @@
 """The DDPM training loop: loss history, interruption, non-finite losses, early stopping."""
 
+import functools
 import warnings
 
 import numpy as np
@@ -331,6 +332,31 @@ def test_adam_is_torchs_fused_adam_and_cosine_bit_for_bit():
         scheduler.step()
         theirs.append(optimizer.param_groups[0]["lr"])
     assert list(cosine_rates(1e-2, 25)) == theirs and theirs[-1] == pytest.approx(1e-3, rel=1e-12)
+
+
+def test_adam_steps_each_dtype_as_torch_does_and_refuses_sparse_gradients():
+    # Parameters of two dtypes: one kernel each, as torch.optim groups them, to the same bits.
+    def run(optimizer_of):
+        torch.manual_seed(0)
+        params = [nn.Parameter(torch.randn(5)), nn.Parameter(torch.randn(3, dtype=torch.float64))]
+        step = optimizer_of(params)
+        for k in range(5):
+            for p in params:
+                p.grad = torch.full_like(p, 0.1 * (k + 1))
+            step()
+        return params
+
+    def theirs(params):
+        return torch.optim.Adam(params, lr=1e-2, fused=True).step
+
+    def ours(params):
+        return functools.partial(Adam(params).step, 1e-2)
+
+    assert all(torch.equal(a, b) for a, b in zip(run(ours), run(theirs)))
+    embedding = nn.Embedding(4, 2, sparse=True)
+    embedding(torch.tensor([1])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse gradients"):
+        Adam(embedding.parameters()).step(1e-2)
 
 
 def test_holes_are_neither_noised_nor_scored():
