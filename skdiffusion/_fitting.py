@@ -354,11 +354,10 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
     if progress is not None:
         progress.end()
-        range_ = f"the timestep range {trials.timestep_range}"
         if second.afresh:  # as many steps as the first training ran
             progress.begin(f"Refitting on all {data.y_index.size} samples", second.max_iter + extra)
         else:
-            progress.begin(f"Tuning on {range_}", second.max_iter)
+            progress.begin(f"Tuning on the timestep range {trials.timestep_range}", second.max_iter)
     before = f"the network trained before it (on {plan.first.rows.size} samples) and its trials"
     try:
         state = _train(network, data, plan, second, state, generator, None, tasks.next_interval, progress, extra=extra)
@@ -399,8 +398,9 @@ def cached_run_plan(memory, plan, data, network, state, *, n_iter, build, tasks,
     )
     ignored = ["plan", "data", "network", "state", "n_iter", "build", "tasks", "threads"]
     cached = memory.cache(_run_plan_keyed, ignore=ignored)
-    arguments = dict(plan=plan, data=data, network=network, state=state, n_iter=n_iter, build=build, tasks=tasks)
-    arguments["threads"] = threads
+    arguments = dict(
+        plan=plan, data=data, network=network, state=state, n_iter=n_iter, build=build, tasks=tasks, threads=threads
+    )
     network, state, trials = cached(key, **arguments)
     if state.interrupted:
         cached.call_and_shelve(key, **arguments).clear()

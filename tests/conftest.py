@@ -25,6 +25,12 @@ def spirals_split():
 
 
 @pytest.fixture(scope="session")
+def spirals():
+    """Two spirals of 200 rows, ``(X, y)``, for tests of a cheap network's fit."""
+    return make_spirals(200, noise=0.05, random_state=0)
+
+
+@pytest.fixture(scope="session")
 def fitted_spirals(spirals_split):
     """A classifier fitted once on ``spirals_split``, shared by the tests that only read it."""
     X, y, _, _ = spirals_split

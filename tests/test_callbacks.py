@@ -10,7 +10,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser, _scoring, load, save
-from skdiffusion.datasets import make_spirals
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -19,11 +18,6 @@ SMALL_MLP = functools.partial(MLPDenoiser, hidden_size=32, n_blocks=2)
 
 def _clf(**params):
     return DiffusionClassifier(**{"denoiser": SMALL_MLP, "max_iter": 50, "n_trials": 8, "random_state": 0, **params})
-
-
-@pytest.fixture(scope="module")
-def spirals():
-    return make_spirals(200, noise=0.05, random_state=0)
 
 
 def _callbacks():

@@ -9,7 +9,6 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier, _fitting, load, save
-from skdiffusion.datasets import make_spirals
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -18,11 +17,6 @@ SMALL_MLP = functools.partial(MLPDenoiser, hidden_size=32, n_blocks=2)
 
 def _clf(**params):
     return DiffusionClassifier(**{"denoiser": SMALL_MLP, "max_iter": 30, "n_trials": 8, "random_state": 0, **params})
-
-
-@pytest.fixture(scope="module")
-def spirals():
-    return make_spirals(200, noise=0.05, random_state=0)
 
 
 @pytest.fixture
