@@ -106,7 +106,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     ----------
     denoiser : None, nn.Module class or callable, or nn.Module instance, default=None
         The conditional denoiser. None builds a :class:`~skdiffusion.MLPDenoiser` sized
-        from the data: its width from the number of features, capped at a quarter of the
+        from the data: its width from the number of numeric features (the one-hot codes of
+        categorical columns condition it, and do not count), capped at a quarter of the
         number of samples (rounded up to a power of two, at least 32); its sinusoidal
         input features from the spacing of the standardised samples (frequencies up to one
         over the median distance to the nearest sample of the same class, and none when
@@ -671,8 +672,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         x_standardised[np.isnan(rows.numeric)] = 0.0
         if rows.categories:
             x_standardised = np.hstack([x_standardised, one_hot(rows.codes, rows.categories)])
+        # The numbers are diffused; the one-hot categories after them only condition the network.
+        params, n_diffused = self.get_params(deep=False), rows.numeric.shape[1]
         build = network_builder(
-            self.get_params(deep=False), x_standardised, y_index, n_classes, seed=seed, device=device
+            params, x_standardised, y_index, n_classes, n_diffused=n_diffused, seed=seed, device=device
         )
         return scaler, build(), build
 

@@ -327,13 +327,14 @@ def feature_width(n_features):
     return 64 if n_features <= 8 else 128 if n_features <= 16 else 256
 
 
-def mlp_options(x0, y, *, min_scale=10.0, min_width=32):
+def mlp_options(x0, y, *, n_diffused=None, min_scale=10.0, min_width=32):
     """Return the options of :class:`MLPDenoiser` that suit the data ``x0`` of classes ``y``.
 
-    Width: :func:`feature_width`, but no wider than the power of two at or above a
-    quarter of the number of samples (and at least ``min_width``), so that a small data
-    set does not meet a network it can only overfit (wine's 124 training samples get 32
-    units, not 128).
+    Width: :func:`feature_width` of the ``n_diffused`` features the network denoises (None:
+    all of them; a table's one-hot categories only condition it, and do not widen it), but
+    no wider than the power of two at or above a quarter of the number of samples (and at
+    least ``min_width``), so that a small data set does not meet a network it can only
+    overfit (wine's 124 training samples get 32 units, not 128).
 
     Sinusoidal features: the data resolve details down to :func:`class_spacing`.
     ``input_scale`` is its inverse, so that the highest frequency draws details of that
@@ -343,9 +344,10 @@ def mlp_options(x0, y, *, min_scale=10.0, min_width=32):
 
     Returns a dict of ``hidden_size``, ``n_frequencies`` and ``input_scale``.
     """
-    n_samples, n_features = x0.shape[0], math.prod(x0.shape[1:])
+    n_samples = x0.shape[0]
+    n_diffused = math.prod(x0.shape[1:]) if n_diffused is None else n_diffused
     by_samples = 2 ** math.ceil(math.log2(max(n_samples / 4, 1)))
-    options = {"hidden_size": min(feature_width(n_features), max(by_samples, min_width))}
+    options = {"hidden_size": min(feature_width(n_diffused), max(by_samples, min_width))}
     spacing = class_spacing(x0, y)
     input_scale = 1 / spacing if spacing > 0 else np.inf
     if not input_scale >= min_scale:

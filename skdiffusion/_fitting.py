@@ -250,16 +250,17 @@ def _split(y_index, n_classes, fraction, seed, trains, refits):
     return np.concatenate([rows[~several], trained]), held_out
 
 
-def network_builder(params, x_standardised, y_index, n_classes, *, seed, device):
+def network_builder(params, x_standardised, y_index, n_classes, *, n_diffused, seed, device):
     """Return a function that builds the fit's network anew, its initial weights drawn from ``seed``.
 
     ``params["denoiser"]`` None builds the default network: an :class:`MLPDenoiser` sized
-    from the standardised data (see :func:`mlp_options`), or a :class:`UNetDenoiser` for images.
+    from the standardised data, whose first ``n_diffused`` columns it denoises (see
+    :func:`mlp_options`), or a :class:`UNetDenoiser` for images.
     """
     architecture, image_shape = params["denoiser"], params["image_shape"]
     if architecture is None and image_shape is None:
         with np.errstate(over="ignore", invalid="ignore"):  # standardise reports an overflow
-            options = mlp_options(x_standardised, y_index)
+            options = mlp_options(x_standardised, y_index, n_diffused=n_diffused)
         architecture = functools.partial(MLPDenoiser, **options)
     elif architecture is None:
         architecture = UNetDenoiser

@@ -326,6 +326,15 @@ def test_mlp_options_width_is_capped_by_a_quarter_of_the_samples(n_samples, n_fe
     assert mlp_options(x, np.arange(n_samples) % 2)["hidden_size"] == width
 
 
+def test_mlp_options_width_follows_the_diffused_features():
+    # 20 columns, of which the first 6 are diffused: 64 units, as for 6 features.
+    x = np.random.default_rng(0).normal(size=(2000, 20))
+    y = np.arange(2000) % 2
+    assert mlp_options(x, y)["hidden_size"] == 256
+    assert mlp_options(x, y, n_diffused=6)["hidden_size"] == 64
+    assert mlp_options(x, y, n_diffused=12)["hidden_size"] == 128
+
+
 def test_class_spacing_corrects_the_spacing_of_a_subsample():
     # 40,000 uniform points in the unit square: a subsample of 2,000 has spacing about
     # sqrt(20) times as large, which the correction undoes to within a few percent.

@@ -66,6 +66,20 @@ def test_a_category_is_a_discrete_likelihood_not_a_collapsing_density():
     assert red.max() < 0.97
 
 
+def test_the_network_is_as_wide_as_the_numbers_ask_not_the_one_hot_codes():
+    # 8 numeric columns and a column of 40 categories: 48 inputs, but 8 diffused features
+    # ask for 64 units (with 4,000 rows, the rows would allow 1,024).
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame(rng.normal(size=(4000, 8)), columns=[f"x{j}" for j in range(8)])
+    X["state"] = [f"s{k}" for k in rng.randint(40, size=4000)]
+    y = rng.randint(2, size=4000)
+    clf = _clf(max_iter=1).fit(X, y)
+    assert clf.denoiser_.input.in_features == 8 + 40
+    assert clf.denoiser_.input.out_features == 64
+    as_numbers = _clf(max_iter=1).fit(pd.get_dummies(X, dtype=float), y)  # 48 numeric columns
+    assert as_numbers.denoiser_.input.out_features == 256
+
+
 def test_an_unseen_category_counts_as_missing(table):
     X, _, clf = table
     unseen, absent = X.iloc[:5].copy(), X.iloc[:5].copy()
