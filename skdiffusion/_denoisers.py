@@ -194,6 +194,52 @@ class MLPDenoiser(nn.Module):
         in_place = self._in_place()
         return self._conditioned(self._shared(x_t, t, in_place) + self.label(y), in_place)
 
+    def forward_backward(self, x_t, t, y):
+        """Return ``(eps_hat, backward)``: :meth:`forward`'s value, computed without autograd, and its backward pass.
+
+        ``backward(grad)`` sets each parameter's ``grad`` from ``grad``, the loss's gradient
+        with respect to ``eps_hat``: autograd's gradients, up to float rounding. The forward
+        pass sums in place as inference does (the same values as :meth:`forward` without
+        autograd, bit for bit) and keeps only what the backward pass reads. On a small
+        network, autograd's graph and the out-of-place sums it needs cost more than the
+        matrix products: ``fit`` trains the default network this way, every parameter
+        trained and no hook on it (a hook must see each forward pass), and any other
+        network through autograd.
+        """
+        with torch.no_grad():
+            features = [x_t]
+            if self.n_frequencies:
+                features.append(sinusoidal_embedding(self.input_scale * x_t, self.n_frequencies).flatten(1))
+            features = torch.cat(features, dim=1)
+            time_input = timestep_embedding(t, TIMESTEP_FREQUENCIES)
+            time_state = self.time[0](time_input)
+            s = _add_linear(F.silu(time_state), self.input, features, True)
+            saved = []  # the input and the output of each block's SiLU
+            for i, (_, linear) in enumerate(self.blocks):
+                if i == self.n_shared:
+                    s = s + self.label(y)
+                saved.append((s, F.silu(s)))
+                s = _add_linear(s.clone(), linear, saved[-1][1], True)
+            if self.n_shared == len(self.blocks):
+                s = s + self.label(y)
+            activated = F.silu(s)
+            eps_hat = self.output[1](activated)
+
+        def backward(grad):
+            with torch.no_grad():
+                grad = _silu_backward(_linear_backward(self.output[1], activated, grad), s)
+                for i in range(len(self.blocks) - 1, -1, -1):
+                    if i == self.n_shared - 1:  # the class entered after this block
+                        self.label.weight.grad = _embedding_backward(self.label, grad, y)
+                    state, activation = saved[i]
+                    grad = _silu_backward(_linear_backward(self.blocks[i][1], activation, grad), state).add_(grad)
+                if self.n_shared == 0:  # the class entered before the first block
+                    self.label.weight.grad = _embedding_backward(self.label, grad, y)
+                _linear_backward(self.input, features, grad, to_input=False)
+                _linear_backward(self.time[0], time_input, _silu_backward(grad, time_state), to_input=False)
+
+        return eps_hat, backward
+
     @property
     def pair_rows(self):
         """Rows of each call of :meth:`forward_pairs`'s class-conditioned part: a hidden state of 1 MiB.
@@ -237,6 +283,26 @@ def _hooked(module):
         if _hooked(child):
             return True
     return False
+
+
+def _linear_backward(linear, x, grad, to_input=True):
+    """Set the ``grad`` of ``linear``'s weight and bias from ``grad``, its output's gradient at input ``x``.
+
+    Returns the gradient at the input (None if not ``to_input``).
+    """
+    linear.weight.grad = grad.t().mm(x)
+    linear.bias.grad = grad.sum(0)
+    return grad.mm(linear.weight) if to_input else None
+
+
+def _silu_backward(grad, x):
+    """Return the gradient at SiLU's input ``x`` from ``grad`` at its output."""
+    return torch.ops.aten.silu_backward(grad, x)
+
+
+def _embedding_backward(embedding, grad, indices):
+    """Return the gradient of ``embedding``'s weight from ``grad`` at the rows ``indices`` it looked up."""
+    return torch.ops.aten.embedding_dense_backward(grad, indices, embedding.num_embeddings, -1, False)
 
 
 def _add_linear(s, linear, x, in_place):

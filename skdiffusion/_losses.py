@@ -1,5 +1,6 @@
 """Per-element denoising losses, shared by training and scoring."""
 
+import torch
 from torch.nn import functional as F
 
 # The per-sample loss is their mean over the sample's elements. Li et al. (2023) compare
@@ -8,6 +9,13 @@ LOSSES = {
     "l2": lambda eps_hat, eps: (eps_hat - eps).square(),
     "l1": lambda eps_hat, eps: (eps_hat - eps).abs(),
     "huber": lambda eps_hat, eps: F.huber_loss(eps_hat, eps, reduction="none"),
+}
+# Their derivatives with respect to eps_hat, as functions of eps_hat - eps (autograd's: the
+# sign of 0 is 0, and Huber's slope is 1 at |d| = 1).
+GRADIENTS = {
+    "l2": lambda d: 2 * d,
+    "l1": torch.sign,
+    "huber": lambda d: d.clamp(-1.0, 1.0),
 }
 
 
@@ -25,3 +33,16 @@ def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None, mask=None):
     if mask is None:
         return elements.flatten(-sample_ndim).mean(-1)
     return (elements * mask).flatten(-sample_ndim).mean(-1)
+
+
+def mean_loss_and_gradient(loss, eps_hat, eps, *, mask=None):
+    """Return the mean of :func:`per_sample_loss` over the samples, and its gradient with respect to ``eps_hat``.
+
+    The mean over samples of the per-sample means is the mean over all elements, each
+    sample having as many; the gradient is computed directly, without autograd.
+    """
+    elements = LOSSES[loss](eps_hat, eps)
+    gradient = GRADIENTS[loss](eps_hat - eps)
+    if mask is not None:
+        elements, gradient = elements * mask, gradient * mask
+    return elements.mean(), gradient.div_(elements.numel())

@@ -12,7 +12,8 @@ import torch
 from scipy import stats
 
 from ._compute import ceil_div
-from ._losses import per_sample_loss
+from ._denoisers import MLPDenoiser, _hooked
+from ._losses import mean_loss_and_gradient, per_sample_loss
 from ._schedule import add_noise
 
 CHECK_EVERY = 50  # optimizer steps between convergence checks
@@ -304,11 +305,28 @@ class Adam:
 
 
 def _step(denoiser, optimizer, rate, draw):
-    """Take one optimizer step at the rate ``rate`` on a minibatch drawn by :func:`minibatch_loss`; return its loss."""
-    batch_loss = minibatch_loss(denoiser, *draw)
-    batch_loss.backward()
+    """Take one optimizer step at the rate ``rate`` on a minibatch drawn by :func:`minibatch_loss`; return its loss.
+
+    The default network, all its parameters trained and no hook on it, takes its gradients
+    from its own backward pass (:meth:`~skdiffusion.MLPDenoiser.forward_backward`); any
+    other from autograd.
+    """
+    if _written_out(denoiser):
+        batch_loss = minibatch_gradients(denoiser, *draw)
+    else:
+        batch_loss = minibatch_loss(denoiser, *draw)
+        batch_loss.backward()
     optimizer.step(rate)
     return batch_loss.item()
+
+
+def _written_out(denoiser):
+    """Return True if ``denoiser`` trains by its own backward pass: an MLPDenoiser, every parameter trained, no hook."""
+    return (
+        type(denoiser) is MLPDenoiser
+        and not _hooked(denoiser)
+        and all(p.requires_grad and p.grad is None for p in denoiser.parameters())
+    )
 
 
 class _HeldOutLoss:
@@ -366,7 +384,32 @@ def _cpu_copy(optimizer_state):
 def minibatch_loss(
     denoiser, x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights=None, mask=None, hole_rate=0.0
 ):
-    """Return the mean loss of ``denoiser`` on a minibatch of samples, timesteps and noise drawn anew.
+    """Return the mean loss of ``denoiser`` on a minibatch of samples, timesteps and noise (see :func:`minibatch`)."""
+    x_t, t, y, eps, mask = minibatch(
+        x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weights, mask, hole_rate
+    )
+    return per_sample_loss(loss, denoiser(x_t, t, y), eps, mask=mask).mean()
+
+
+def minibatch_gradients(
+    denoiser, x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights=None, mask=None, hole_rate=0.0
+):
+    """Set an MLPDenoiser's gradients from the loss of the minibatch that :func:`minibatch_loss` draws; return the loss.
+
+    The network's own backward pass (:meth:`~skdiffusion.MLPDenoiser.forward_backward`)
+    from the loss's gradient, computed directly: no autograd graph.
+    """
+    x_t, t, y, eps, mask = minibatch(
+        x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weights, mask, hole_rate
+    )
+    eps_hat, backward = denoiser.forward_backward(x_t, t, y)
+    batch_loss, gradient = mean_loss_and_gradient(loss, eps_hat, eps, mask=mask)
+    backward(gradient)
+    return batch_loss
+
+
+def minibatch(x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weights=None, mask=None, hole_rate=0.0):
+    """Return a minibatch ``(x_t, t, y, eps, mask)`` of samples, timesteps and noise drawn anew.
 
     Samples are drawn uniformly, or in proportion to ``weights``; ``mask`` keeps each
     row's diffused elements. ``hole_rate``: each diffused element is also removed with
@@ -385,8 +428,7 @@ def minibatch_loss(
     if hole_rate > 0:
         holes = mask * (torch.rand(mask.shape, generator=generator).to(device) < hole_rate)
         x0, mask = x0 * (1 - holes), mask - holes
-    x_t = add_noise(x0, eps, t, alphas_cumprod, mask)
-    return per_sample_loss(loss, denoiser(x_t, t, y[idx]), eps, mask=mask).mean()
+    return add_noise(x0, eps, t, alphas_cumprod, mask), t, y[idx], eps, mask
 
 
 def check_loss(value, limit, step, first=False):

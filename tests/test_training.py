@@ -8,12 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from skdiffusion import MLPDenoiser
+from skdiffusion import MLPDenoiser, _training as training
+from skdiffusion._losses import mean_loss_and_gradient, per_sample_loss
 from skdiffusion._schedule import as_tensor, make_alphas_cumprod
 from skdiffusion._training import (
     CHECK_EVERY,
     Adam,
     TrainingState,
+    _written_out,
     cosine_rates,
     minibatch_loss,
     still_falling,
@@ -378,3 +380,67 @@ def test_holes_are_neither_noised_nor_scored():
     # Half the elements holes: about half the loss (the holes count as zero in the mean).
     halves = [loss(full, 0.5, seed) / loss(full, 0.0, seed) for seed in range(20)]
     assert 0.35 < np.mean(halves) < 0.65
+
+
+@pytest.mark.parametrize("class_blocks, n_blocks", [(0, 3), (1, 3), (3, 3), (0, 0)])
+@pytest.mark.parametrize("n_frequencies", [0, 16])
+@pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_the_default_networks_own_backward_pass_gives_autograds_gradients(
+    class_blocks, n_blocks, n_frequencies, loss, masked
+):
+    torch.manual_seed(0)
+    net = MLPDenoiser(3, 4, hidden_size=32, n_blocks=n_blocks, class_blocks=class_blocks, n_frequencies=n_frequencies)
+    with torch.no_grad():  # away from the zero output layer of a new network, which sends no gradient back
+        for p in net.parameters():
+            p.normal_(0.0, 0.3)
+    x_t, t, y, eps = torch.randn(64, 3), torch.randint(0, 1000, (64,)), torch.arange(64) % 4, torch.randn(64, 3)
+    mask = (torch.rand(64, 3) > 0.3).float() if masked else None
+    expected_loss = per_sample_loss(loss, net(x_t, t, y), eps, mask=mask).mean()
+    expected_loss.backward()
+    expected = {name: p.grad for name, p in net.named_parameters()}
+    for p in net.parameters():
+        p.grad = None
+    eps_hat, backward = net.forward_backward(x_t, t, y)
+    batch_loss, gradient = mean_loss_and_gradient(loss, eps_hat, eps, mask=mask)
+    backward(gradient)
+    with torch.no_grad():  # the forward pass is inference's, bit for bit
+        assert torch.equal(eps_hat, net(x_t, t, y))
+    assert batch_loss.item() == pytest.approx(expected_loss.item(), rel=1e-6)
+    for name, p in net.named_parameters():
+        # Summed in another order than autograd's: equal up to float32 rounding.
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-5, atol=1e-5 * expected[name].abs().max().item())
+
+
+def test_only_the_default_network_untouched_trains_by_its_own_backward_pass():
+    net = MLPDenoiser(2, 2)
+    assert _written_out(net)
+    net.time[0].weight.requires_grad_(False)  # a frozen parameter: autograd decides what trains
+    assert not _written_out(net)
+    hooked = MLPDenoiser(2, 2)
+    calls = []
+    hooked.blocks[0][1].register_forward_hook(lambda *args: calls.append(1))
+    assert not _written_out(hooked)  # a hook must see the training's forward passes
+    x0, y = _problem()
+    _train(hooked, x0, y, max_iter=3)
+    assert len(calls) >= 3
+
+    class Subclass(MLPDenoiser):
+        pass
+
+    assert not _written_out(Subclass(2, 2))
+
+
+def test_a_fit_by_the_own_backward_pass_follows_autograds(monkeypatch):
+    # The same training, once through autograd: the weights agree to float32 rounding.
+    x0, y = _problem()
+    nets = []
+    for written in (True, False):
+        if not written:
+            monkeypatch.setattr(training, "_written_out", lambda denoiser: False)
+        torch.manual_seed(0)
+        net = MLPDenoiser(2, 2, hidden_size=32)
+        _train(net, x0, y, max_iter=50)
+        nets.append(net)
+    for a, b in zip(*(net.parameters() for net in nets)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
