@@ -172,14 +172,18 @@ class MLPDenoiser(nn.Module):
         """Return True if the forward pass may sum in place: autograd is off and no hook sees a tensor."""
         return not torch.is_grad_enabled() and not _hooked(self)
 
-    def _shared(self, x_t, t, in_place):
-        """Return ``s = h + time``, the state before the class enters: shape (n, hidden)."""
+    def _features(self, x_t):
+        """Return the input layer's input: ``x_t``, then its sinusoidal features if any."""
         features = [x_t]
         if self.n_frequencies:
             features.append(sinusoidal_embedding(self.input_scale * x_t, self.n_frequencies).flatten(1))
+        return torch.cat(features, dim=1)
+
+    def _shared(self, x_t, t, in_place):
+        """Return ``s = h + time``, the state before the class enters: shape (n, hidden)."""
         time = timestep_embedding(t, TIMESTEP_FREQUENCIES)
         time = F.silu(self.time[0](time), inplace=True) if in_place else self.time(time)
-        s = _add_linear(time, self.input, torch.cat(features, dim=1), in_place)
+        s = _add_linear(time, self.input, self._features(x_t), in_place)
         for activation, linear in itertools.islice(self.blocks, self.n_shared):
             s = _add_linear(s, linear, F.silu(s) if in_place else activation(s), in_place)
         return s
@@ -207,10 +211,7 @@ class MLPDenoiser(nn.Module):
         network through autograd.
         """
         with torch.no_grad():
-            features = [x_t]
-            if self.n_frequencies:
-                features.append(sinusoidal_embedding(self.input_scale * x_t, self.n_frequencies).flatten(1))
-            features = torch.cat(features, dim=1)
+            features = self._features(x_t)
             time_input = timestep_embedding(t, TIMESTEP_FREQUENCIES)
             time_state = self.time[0](time_input)
             s = _add_linear(F.silu(time_state), self.input, features, True)

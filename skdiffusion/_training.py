@@ -158,6 +158,8 @@ def train_denoiser(
     timestep_probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
     batch_size = min(batch_size, x0.shape[0])
     draw = (x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights, mask, hole_rate)
+    # Decided once: each step's update clears the gradients it set, and leaves the others None.
+    own_gradients = _written_out(denoiser)
     check = functools.partial(
         _check_progress, denoiser, state, validation, alphas_cumprod=alphas_cumprod, loss=loss, tol=tol
     )
@@ -178,7 +180,7 @@ def train_denoiser(
                 break
             if step <= max_iter:  # after the cosine's end, the rate stays at its final value
                 rate = next(rates)
-            value = _step(denoiser, optimizer, rate, draw)
+            value = _step(denoiser, optimizer, rate, draw, own_gradients)
             if step == 0:
                 limit = DIVERGENCE_FACTOR * max(value, 1.0)
             check_loss(value, limit, len(state.loss_curve) + 1, first=step == 0)
@@ -304,14 +306,12 @@ class Adam:
                 p.grad = None
 
 
-def _step(denoiser, optimizer, rate, draw):
+def _step(denoiser, optimizer, rate, draw, own_gradients=False):
     """Take one optimizer step at the rate ``rate`` on a minibatch drawn by :func:`minibatch_loss`; return its loss.
 
-    The default network, all its parameters trained and no hook on it, takes its gradients
-    from its own backward pass (:meth:`~skdiffusion.MLPDenoiser.forward_backward`); any
-    other from autograd.
+    ``own_gradients``: the network computes its gradients (see :func:`_written_out`); else autograd does.
     """
-    if _written_out(denoiser):
+    if own_gradients:
         batch_loss = minibatch_gradients(denoiser, *draw)
     else:
         batch_loss = minibatch_loss(denoiser, *draw)
