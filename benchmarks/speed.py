@@ -17,6 +17,8 @@ default settings unless a column says otherwise:
 - threads inside torch: the scoring and training loops with one and two torch threads,
   idle and beside a busy process (why each scoring thread and the training loop run one);
 - fit time against MLPClassifier(max_iter=1000) on the spirals split;
+- oneDNN's matrix products against torch's ``mm`` (one thread), on the layer shapes of the
+  default networks, and the scoring and training loops with oneDNN switched off and on;
 - peak RSS growth of ``predict_proba`` on 1,000,000 rows of 2 features (a fresh process).
 """
 
@@ -40,7 +42,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch.utils.flop_counter import FlopCounterMode
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _denoisers
 from skdiffusion._fitting import resolved_learning_rate
 from skdiffusion._schedule import as_tensor
 from skdiffusion._scoring import mean_errors, trial_draws
@@ -286,6 +288,50 @@ def conditioning_row(seeds=(0, 1, 2)):
     return rows
 
 
+# (rows, in, out) of products the default networks make: spirals' scoring calls, digits'
+# (512 rows of 256 units), a training step of 256 rows at widths 128 and 256, and the
+# class head of 50 classes of 20 features (64 rows x 50 classes).
+KERNEL_SHAPES = [(2048, 66, 64), (2048, 64, 64), (512, 256, 256), (256, 128, 128), (256, 256, 256), (3200, 256, 20)]
+
+
+def kernel_rows(jobs, repeats=20):
+    """One thread: GFLOP/s of torch's ``mm`` and of oneDNN's product, and each job's seconds without and with oneDNN.
+
+    The jobs alternate between the two settings, best of 3 each.
+    """
+    kernel = _denoisers._ONEDNN_LINEAR
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        products = {}
+        for m, k, n in KERNEL_SHAPES:
+            x, weight, out = torch.randn(m, k), torch.randn(n, k), torch.empty(m, n)
+            kernels = {"mm": functools.partial(torch.mm, x, weight.t(), out=out)}
+            if kernel is not None:
+                kernels["oneDNN"] = functools.partial(kernel, x, weight, None, "none", [], "")
+            rates = {}
+            for label, product in kernels.items():
+
+                def run(product=product):
+                    for _ in range(repeats):
+                        product()
+
+                run()
+                rates[label] = 2 * m * k * n * repeats / min(timed(run)[1] for _ in range(3)) / 1e9
+            products[f"{m} x {k} x {n}"] = rates
+        seconds = {name: {"mm": [], "oneDNN": []} for name in jobs}
+        for _ in range(3 if kernel is not None else 0):
+            for label, setting in (("mm", None), ("oneDNN", kernel)):
+                _denoisers._ONEDNN_LINEAR = setting
+                for name, job in jobs.items():
+                    job()
+                    seconds[name][label].append(timed(job)[1])
+    finally:
+        _denoisers._ONEDNN_LINEAR = kernel
+        torch.set_num_threads(previous)
+    return {"products": products, "jobs": {k: {s: min(v) for s, v in t.items() if v} for k, t in seconds.items()}}
+
+
 def rss_row(clf, n_rows):
     """Peak RSS growth (MB) and seconds of predict_proba on ``n_rows`` rows, in a fresh process."""
     with tempfile.NamedTemporaryFile(suffix=".pkl") as f:
@@ -316,6 +362,14 @@ def main():
     classes = classes_row()
     conditioning = conditioning_row()
     threads = thread_rows(
+        {
+            "scoring loop, spirals (600 rows)": scoring_job(spirals_clf, X_spirals_test),
+            "scoring loop, digits (540 rows)": scoring_job(digits_clf, X_digits_test),
+            "training loop, spirals (300 steps)": training_job(spirals_clf, X_spirals, y_spirals),
+            "training loop, digits (300 steps)": training_job(digits_clf, X_digits, y_digits),
+        }
+    )
+    kernels = kernel_rows(
         {
             "scoring loop, spirals (600 rows)": scoring_job(spirals_clf, X_spirals_test),
             "scoring loop, digits (540 rows)": scoring_job(digits_clf, X_digits_test),
@@ -371,6 +425,21 @@ def main():
     lines += [f"| {k} | " + " | ".join(f"{v[c]:.3f}" for c in columns) + " |" for k, v in threads.items()]
     lines += [
         "",
+        "matrix products, one thread, GFLOP/s: torch's mm against oneDNN's (which MLPDenoiser uses without",
+        "autograd on x86 CPUs, for products of at least 2**21 multiply-adds)",
+        "",
+        "| rows x in x out | mm | oneDNN |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {k} | {v['mm']:.1f} | {v.get('oneDNN', float('nan')):.1f} |" for k, v in kernels["products"].items()]
+    lines += ["", "| seconds, one thread | mm only | oneDNN | ratio |", "|---|---|---|---|"]
+    lines += [
+        f"| {k} | {v['mm']:.3f} | {v['oneDNN']:.3f} | {v['oneDNN'] / v['mm']:.2f} |"
+        for k, v in kernels["jobs"].items()
+        if "oneDNN" in v
+    ]
+    lines += [
+        "",
         f"fit on spirals: DiffusionClassifier {fit['diffusion_fit_s']:.2f} s (accuracy "
         f"{fit['diffusion_accuracy']:.3f}), MLPClassifier {fit['mlp_fit_s']:.2f} s (accuracy "
         f"{fit['mlp_accuracy']:.3f}), ratio {fit['ratio']:.2f} (medians of 3, alternated)",
@@ -389,6 +458,7 @@ def main():
             "conditioning": conditioning,
             "threads": threads,
             "fit": fit,
+            "kernels": kernels,
             "rss": rss,
         },
     )

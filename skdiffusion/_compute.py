@@ -112,9 +112,11 @@ def _in_threads(fn, x, mask, rows, workers, verbose):
     n_pieces = ceil_div(ceil_div(x.shape[0], rows), workers) * workers  # a whole number of rounds
     pieces = _pieces(x, mask, ceil_div(x.shape[0], n_pieces))
     results, done = [], 0
-    # The threads inherit this thread's torch setting: one thread each.
+    # Each thread sets one torch thread for itself: torch's setting is the process's, but
+    # oneDNN (see _denoisers._product) reads OpenMP's of the calling thread, which a new
+    # thread does not inherit.
     with ThreadPoolExecutor(workers) as pool:
-        for result in pool.map(lambda piece: fn(piece[0], mask=piece[1], verbose=0), pieces):
+        for result in pool.map(lambda piece: _on_one_thread(fn, piece[0], mask=piece[1], verbose=0), pieces):
             results.append(result)
             if verbose and len(pieces) > 1:
                 report_progress(done, done + result[0].shape[0], x.shape[0])

@@ -5,6 +5,7 @@ import functools
 import inspect
 import itertools
 import math
+import platform
 
 import numpy as np
 import torch
@@ -165,8 +166,9 @@ class MLPDenoiser(nn.Module):
     # Every block adds the same conditioning c (time, then time + class) to its input:
     # h' = h + block(h + c). The network carries s = h + c instead, so that a block is
     # s' = s + block(s), one addition fewer per block, and entering the class is s + label.
-    # Without autograd the sums are made in s's own memory (see _add_linear): the spirals
-    # network's forward pass is then 1.25x faster; it rounds differently, by ~1e-7.
+    # Without autograd, the products run on oneDNN where it runs (see _product), which adds
+    # s as it writes; elsewhere the sums are made in s's own memory (see _add_linear). Both
+    # round differently from autograd's path, by ~1e-7.
 
     def _in_place(self):
         """Return True if the forward pass may sum in place: autograd is off and no hook sees a tensor."""
@@ -182,7 +184,7 @@ class MLPDenoiser(nn.Module):
     def _shared(self, x_t, t, in_place):
         """Return ``s = h + time``, the state before the class enters: shape (n, hidden)."""
         time = timestep_embedding(t, TIMESTEP_FREQUENCIES)
-        time = F.silu(self.time[0](time), inplace=True) if in_place else self.time(time)
+        time = F.silu(_linear(self.time[0], time), inplace=True) if in_place else self.time(time)
         s = _add_linear(time, self.input, self._features(x_t), in_place)
         for activation, linear in itertools.islice(self.blocks, self.n_shared):
             s = _add_linear(s, linear, F.silu(s) if in_place else activation(s), in_place)
@@ -192,7 +194,7 @@ class MLPDenoiser(nn.Module):
         """Run the class-conditioned blocks and the output layer on ``s = h + time + label``."""
         for activation, linear in itertools.islice(self.blocks, self.n_shared, None):
             s = _add_linear(s, linear, F.silu(s) if in_place else activation(s), in_place)
-        return self.output[1](F.silu(s, inplace=True)) if in_place else self.output(s)
+        return _linear(self.output[1], F.silu(s, inplace=True)) if in_place else self.output(s)
 
     def forward(self, x_t, t, y):
         in_place = self._in_place()
@@ -213,7 +215,7 @@ class MLPDenoiser(nn.Module):
         with torch.no_grad():
             features = self._features(x_t)
             time_input = timestep_embedding(t, TIMESTEP_FREQUENCIES)
-            time_state = self.time[0](time_input)
+            time_state = _linear(self.time[0], time_input)
             s = _add_linear(F.silu(time_state), self.input, features, True)
             saved = []  # the input and the output of each block's SiLU
             for i, (_, linear) in enumerate(self.blocks):
@@ -224,7 +226,7 @@ class MLPDenoiser(nn.Module):
             if self.n_shared == len(self.blocks):
                 s = s + self.label(y)
             activated = F.silu(s)
-            eps_hat = self.output[1](activated)
+            eps_hat = _linear(self.output[1], activated)
 
         def backward(grad):
             with torch.no_grad():
@@ -291,9 +293,9 @@ def _linear_backward(linear, x, grad, to_input=True):
 
     Returns the gradient at the input (None if not ``to_input``).
     """
-    linear.weight.grad = grad.t().mm(x)
+    linear.weight.grad = _product(grad.t(), x.t())
     linear.bias.grad = grad.sum(0)
-    return grad.mm(linear.weight) if to_input else None
+    return _product(grad, linear.weight.t()) if to_input else None
 
 
 def _silu_backward(grad, x):
@@ -307,13 +309,81 @@ def _embedding_backward(embedding, grad, indices):
 
 
 def _add_linear(s, linear, x, in_place):
-    """Return ``s + linear(x)``, with ``in_place`` in ``s``'s memory when the shapes and dtypes allow."""
+    """Return ``s + linear(x)``; with ``in_place`` (no autograd), and when the shapes and dtypes allow, in one product.
+
+    That product is oneDNN's, which adds ``s`` as it writes its result (see :func:`_product`),
+    or else an ``addmm_`` in ``s``'s own memory.
+    """
     plain = type(linear) is nn.Linear and linear.bias is not None
     fits = s.is_contiguous() and s.dtype == x.dtype == linear.weight.dtype and s.shape[:-1] == x.shape[:-1]
     if not (in_place and plain and fits):
         return s + linear(x)
-    s.view(-1, s.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]), linear.weight.t())
+    rows, state = x.reshape(-1, x.shape[-1]), s.view(-1, s.shape[-1])
+    if _on_onednn(rows, linear.weight):
+        return _ONEDNN_LINEAR.binary(rows, state, linear.weight, linear.bias, "add").view(s.shape)
+    state.addmm_(rows, linear.weight.t())
     return s.add_(linear.bias)
+
+
+def _linear(linear, x):
+    """Return ``linear(x)`` without autograd, for ``x`` of any number of dimensions (see :func:`_product`)."""
+    if x.dim() == 2:
+        return _product(x, linear.weight, linear.bias)
+    rows = _product(x.reshape(-1, x.shape[-1]), linear.weight, linear.bias)
+    return rows.view(*x.shape[:-1], rows.shape[-1])
+
+
+def _product(x, weight, bias=None):
+    """Return ``x @ weight.T + bias`` for matrices, without autograd: on oneDNN where it runs, else ``F.linear``.
+
+    oneDNN is the library behind torch's compiled CPU code: on x86 CPUs it computes the
+    float32 products of these networks' layers faster than torch's ``addmm`` (the user
+    guide's cost page), the same values to float rounding. Its calls cost more around the
+    product, so one of fewer than ``ONEDNN_MIN_PRODUCT`` multiply-adds stays on ``addmm``:
+    which kernel runs depends on the shapes alone, and a model's scoring calls have one
+    size, so a sample's result does not depend on the others scored with it.
+    """
+    if _on_onednn(x, weight):
+        return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+def _on_onednn(x, weight):
+    """Return True if ``x @ weight.T`` runs on oneDNN: this torch has it, on an x86 CPU, in float32, large enough."""
+    return (  # the size first: a training step's small products are told apart at once
+        _ONEDNN_LINEAR is not None
+        and x.shape[0] * x.shape[1] * weight.shape[0] >= ONEDNN_MIN_PRODUCT
+        and x.dtype == weight.dtype == torch.float32
+        and x.device.type == "cpu"
+        and not torch.is_grad_enabled()
+    )
+
+
+def _onednn_linear():
+    """Return torch's oneDNN linear kernel, or None where this torch or CPU has none (or it fails a tiny product).
+
+    Only on x86: elsewhere oneDNN calls other libraries, unmeasured here.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available():
+        return None
+    kernel = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    try:
+        with torch.no_grad():
+            x, weight, bias = torch.ones(2, 3), torch.ones(4, 3), torch.ones(4)
+            if not torch.equal(kernel(x, weight, bias, "none", [], ""), torch.full((2, 4), 4.0)):
+                return None
+            if not torch.equal(kernel.binary(x, torch.ones(2, 4), weight, bias, "add"), torch.full((2, 4), 5.0)):
+                return None
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+    return kernel
+
+
+# The kernel of _product, or None: decided once, when the module loads.
+_ONEDNN_LINEAR = _onednn_linear()
+# The fewest multiply-adds of a product that runs on oneDNN (see _product): the 256 x 64 x 64
+# products of the 64-unit network's training steps gain nothing there (benchmarks/speed.py).
+ONEDNN_MIN_PRODUCT = 1 << 21
 
 
 def build_denoiser(denoiser, n_features, n_classes, *, image_shape=None):

@@ -8,8 +8,9 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _denoisers
 from skdiffusion._denoisers import (
+    ONEDNN_MIN_PRODUCT,
     build_denoiser,
     check_denoiser,
     class_spacing,
@@ -127,6 +128,59 @@ def test_scoring_path_falls_back_where_summing_in_place_would_differ():
     with torch.no_grad():
         torch.testing.assert_close(net(x_t, t.expand(8), y), plain)
     assert len(seen) == 2 and torch.equal(seen[0], seen[1])
+
+
+needs_onednn = pytest.mark.skipif(_denoisers._ONEDNN_LINEAR is None, reason="this torch or CPU has no oneDNN product")
+
+
+@needs_onednn
+@pytest.mark.parametrize("rows, n_in, n_out", [(256, 64, 64), (2048, 66, 64), (256, 128, 128), (3200, 256, 20)])
+def test_products_run_on_onednn_by_their_size_alone_with_addmms_values(rows, n_in, n_out):
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(rows, n_in), torch.randn(n_out, n_in), torch.randn(n_out)
+    large = rows * n_in * n_out >= ONEDNN_MIN_PRODUCT
+    with torch.no_grad():
+        assert _denoisers._on_onednn(x, weight) == large
+        assert not _denoisers._on_onednn(x.double(), weight.double())  # float32 only
+        tolerance = {"rtol": 1e-5, "atol": 1e-5 * n_in}
+        torch.testing.assert_close(_denoisers._product(x, weight, bias), torch.addmm(bias, x, weight.t()), **tolerance)
+        # Transposed operands, as the backward pass passes them: the weight's gradient and the input's.
+        grad = torch.randn(rows, n_out)
+        torch.testing.assert_close(_denoisers._product(grad.t(), x.t()), grad.t().mm(x), rtol=1e-5, atol=1e-5 * rows)
+        torch.testing.assert_close(_denoisers._product(grad, weight.t()), grad.mm(weight), **tolerance)
+    with torch.enable_grad():  # autograd's path never meets oneDNN
+        assert not _denoisers._on_onednn(x, weight)
+
+
+def test_onednn_is_taken_only_where_it_runs(monkeypatch):
+    monkeypatch.setattr(_denoisers.platform, "machine", lambda: "arm64")
+    assert _denoisers._onednn_linear() is None  # elsewhere than x86: unmeasured
+    monkeypatch.setattr(_denoisers.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    assert _denoisers._onednn_linear() is None
+    # Without a kernel every product is addmm's, bit for bit.
+    monkeypatch.setattr(_denoisers, "_ONEDNN_LINEAR", None)
+    x, weight = torch.randn(2048, 64), torch.randn(64, 64)
+    with torch.no_grad():
+        assert torch.equal(_denoisers._product(x, weight), torch.nn.functional.linear(x, weight))
+
+
+@needs_onednn
+@pytest.mark.parametrize("class_blocks", [0, 1])
+def test_the_scoring_path_on_onednn_agrees_with_addmms(class_blocks, monkeypatch):
+    torch.manual_seed(0)
+    net = MLPDenoiser(20, 50, hidden_size=256, class_blocks=class_blocks).eval()
+    torch.nn.init.normal_(net.output[1].weight, std=0.1)
+    torch.nn.init.normal_(net.label.weight)
+    x_t, t, y = _inputs(256, 20, 50)
+    with torch.no_grad():
+        on_onednn = net.forward_all(x_t, t), net(x_t, t, y)
+        monkeypatch.setattr(_denoisers, "_ONEDNN_LINEAR", None)
+        on_addmm = net.forward_all(x_t, t), net(x_t, t, y)
+    assert on_onednn[0].std() > 0.1
+    for ours, theirs in zip(on_onednn, on_addmm):
+        assert not torch.equal(ours, theirs)  # two kernels: float rounding apart
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
 def test_scoring_calls_keep_their_hidden_state_within_a_mebibyte():

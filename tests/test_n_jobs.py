@@ -130,6 +130,30 @@ def test_the_threads_follow_torch_threadpoolctl_and_the_affinity_mask(fitted, mo
     assert _compute.usable_threads(1) == 1
 
 
+def test_each_scoring_thread_runs_one_openmp_thread(monkeypatch):
+    # oneDNN reads OpenMP's setting of the thread that calls it, which a new thread does
+    # not take from torch's: each scoring thread sets its own to one.
+    def torch_openmp_threads():
+        torch_dir = os.path.dirname(torch.__file__)
+        libraries = threadpoolctl.threadpool_info()
+        return [lib["num_threads"] for lib in libraries if lib["user_api"] == "openmp" and torch_dir in lib["filepath"]]
+
+    if not torch_openmp_threads():
+        pytest.skip("torch's OpenMP library is not visible to threadpoolctl here")
+    seen = []
+
+    def score(x, mask=None, verbose=0):
+        seen.append(torch_openmp_threads())
+        return (np.zeros(x.shape[0]),)
+
+    monkeypatch.setattr(_compute, "usable_threads", lambda torch_threads: 2)
+    with ThreadPoolExecutor(1) as pool:  # a new thread's own setting: the machine's cores, here more than one
+        fresh = pool.submit(torch_openmp_threads).result()
+    _compute.run_in_jobs(score, torch.zeros(8, 2), rows=2, n_jobs=None)
+    assert len(seen) == 4 and all(threads == [1] for threads in seen)
+    assert os.cpu_count() == 1 or fresh != [1]  # what the threads would otherwise run on
+
+
 def test_threads_report_each_tenth_of_the_rows_in_order(fitted, monkeypatch, capsys):
     clf, X = fitted
     monkeypatch.setattr(_compute, "usable_threads", lambda torch_threads: 2)

@@ -386,16 +386,20 @@ def test_holes_are_neither_noised_nor_scored():
 @pytest.mark.parametrize("n_frequencies", [0, 16])
 @pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
 @pytest.mark.parametrize("masked", [False, True])
+# 64 rows x 32 units: every product on addmm; 256 x 128: the blocks' products on oneDNN where it runs.
+@pytest.mark.parametrize("rows, width", [(64, 32), (256, 128)])
 def test_the_default_networks_own_backward_pass_gives_autograds_gradients(
-    class_blocks, n_blocks, n_frequencies, loss, masked
+    class_blocks, n_blocks, n_frequencies, loss, masked, rows, width
 ):
     torch.manual_seed(0)
-    net = MLPDenoiser(3, 4, hidden_size=32, n_blocks=n_blocks, class_blocks=class_blocks, n_frequencies=n_frequencies)
+    net = MLPDenoiser(
+        3, 4, hidden_size=width, n_blocks=n_blocks, class_blocks=class_blocks, n_frequencies=n_frequencies
+    )
     with torch.no_grad():  # away from the zero output layer of a new network, which sends no gradient back
         for p in net.parameters():
             p.normal_(0.0, 0.3)
-    x_t, t, y, eps = torch.randn(64, 3), torch.randint(0, 1000, (64,)), torch.arange(64) % 4, torch.randn(64, 3)
-    mask = (torch.rand(64, 3) > 0.3).float() if masked else None
+    x_t, t, y, eps = torch.randn(rows, 3), torch.randint(0, 1000, (rows,)), torch.arange(rows) % 4, torch.randn(rows, 3)
+    mask = (torch.rand(rows, 3) > 0.3).float() if masked else None
     expected_loss = per_sample_loss(loss, net(x_t, t, y), eps, mask=mask).mean()
     expected_loss.backward()
     expected = {name: p.grad for name, p in net.named_parameters()}
