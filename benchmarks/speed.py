@@ -8,7 +8,8 @@ default settings unless a column says otherwise:
   with torch's FlopCounterMode, autograd on, times ``n_trials``) on 4,000 rows, as a
   fraction of the best float32 GEMM rate over the network's layer shapes at 8,192 rows:
   with every core (torch's default thread count: the user's machine), and beside it the
-  same with one thread for both; and the time with the default pruning;
+  same with one thread for both; and the time with the default pruning; the same over the
+  rate of oneDNN's product on those shapes, which the network itself uses on x86;
 - busy cores: fit and predict_proba with another process spinning on every core, at the
   default threads against one;
 - cost per predicted row with 50 classes against 2 (20 features, no pruning), and the
@@ -70,19 +71,26 @@ def clone_fitted(clf, **params):
     return copy.deepcopy(clf).set_params(**params)
 
 
-def gemm_gflops(shapes, repeats=20):
+def gemm_gflops(shapes, repeats=20, onednn=False):
     """Return the best float32 GEMM rate, GFLOP/s, over the ``(m, k, n)`` products of ``shapes`` at torch's threads.
 
-    Each product is written into one output tensor: a fresh output per product would time
-    the kernel's page faults on new memory too.
+    torch's ``mm``, each product written into one output tensor (a fresh output per
+    product would time the kernel's page faults on new memory too); or with ``onednn``,
+    the oneDNN product that MLPDenoiser uses (None where it has none).
     """
+    kernel = _denoisers._ONEDNN_LINEAR
+    if onednn and kernel is None:
+        return None
     best = 0.0
     for m, k, n in shapes:
         a, b, out = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
 
         def products(a=a, b=b, out=out):
             for _ in range(repeats):
-                torch.mm(a, b, out=out)
+                if onednn:
+                    kernel(a, b.t(), None, "none", [], "")
+                else:
+                    torch.mm(a, b, out=out)
 
         products()
         seconds = min(timed(products)[1] for _ in range(3))
@@ -130,14 +138,16 @@ def predict_row(name, clf, X, repeats=2):
         try:
             clf.predict_proba(X[:256])
             seconds = min(timed(clf.predict_proba, X)[1] for _ in range(repeats))
-            gemm = gemm_gflops(shapes)
+            gemm, onednn = gemm_gflops(shapes), gemm_gflops(shapes, onednn=True)
         finally:
             torch.set_num_threads(previous)
         record[label] = {
             "threads": threads,
             "gemm_gflops": gemm,
+            "onednn_gflops": onednn,
             "predict_gflops": flops / seconds / 1e9,
             "fraction": flops / seconds / 1e9 / gemm,
+            "fraction_of_onednn": None if onednn is None else flops / seconds / 1e9 / onednn,
             "s_per_1000_rows": seconds / len(X) * 1000,
         }
     return record
@@ -175,21 +185,26 @@ def busy_row(X_train, y_train, X_predict):
 
 
 def classes_row():
-    """predict_proba on 2,000 rows of 20 features: 50 classes against 2 (no pruning), and pruning at 50."""
-    seconds = {}
+    """predict_proba on 2,000 rows of 20 features: 50 classes against 2 (no pruning), and pruning at 50.
+
+    Returns the record and the scoring loop of each model on 500 rows (see :func:`kernel_rows`).
+    """
+    seconds, jobs = {}, {}
     for k in (2, 50):
         X, y = make_classification(
             n_samples=6000, n_features=20, n_informative=12, n_classes=k, n_clusters_per_class=1, random_state=0
         )
         clf = DiffusionClassifier(random_state=0, max_iter=300).fit(X[:4000], y[:4000])
+        jobs[f"scoring loop, {k} classes (500 rows)"] = scoring_job(clf, X[4000:4500])
         for pruning in (None, "t-test"):
             clf.set_params(pruning=pruning).predict_proba(X[4000:4064])
             seconds[f"{k} classes, pruning={pruning}"] = min(timed(clf.predict_proba, X[4000:])[1] for _ in range(2))
-    return {
+    record = {
         "seconds": seconds,
         "classes_ratio": seconds["50 classes, pruning=None"] / seconds["2 classes, pruning=None"],
         "pruning_ratio": seconds["50 classes, pruning=t-test"] / seconds["50 classes, pruning=None"],
     }
+    return record, jobs
 
 
 def scoring_job(clf, X):
@@ -359,7 +374,7 @@ def main():
         predict_row("digits", digits_clf, np.tile(X_digits, (4000 // len(X_digits) + 1, 1))[:4000]),
     ]
     busy = busy_row(X_spirals, y_spirals, np.tile(X_spirals, (3, 1)))
-    classes = classes_row()
+    classes, class_jobs = classes_row()
     conditioning = conditioning_row()
     threads = thread_rows(
         {
@@ -375,6 +390,7 @@ def main():
             "scoring loop, digits (540 rows)": scoring_job(digits_clf, X_digits_test),
             "training loop, spirals (300 steps)": training_job(spirals_clf, X_spirals, y_spirals),
             "training loop, digits (300 steps)": training_job(digits_clf, X_digits, y_digits),
+            **class_jobs,
         }
     )
     rss = rss_row(spirals_clf, args.rss_rows)
@@ -398,6 +414,20 @@ def main():
             f"| {one['gemm_gflops']:.1f} | {one['predict_gflops']:.1f} | {one['fraction']:.2f} "
             f"| {every['s_per_1000_rows']:.3f} | {r['s_per_1000_rows_default_pruning']:.3f} |"
         )
+    lines += [
+        "",
+        "the same predictions over oneDNN's rate on those shapes (the products the network runs):",
+        "",
+        "| data | oneDNN GFLOP/s, all cores | fraction, all cores | oneDNN GFLOP/s, one thread "
+        "| fraction, one thread |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['data']} | {r['all_cores']['onednn_gflops']:.1f} | {r['all_cores']['fraction_of_onednn']:.2f} "
+        f"| {r['one_thread']['onednn_gflops']:.1f} | {r['one_thread']['fraction_of_onednn']:.2f} |"
+        for r in predict
+        if r["all_cores"]["onednn_gflops"] is not None
+    ]
     lines += [
         "",
         f"busy cores (a process spinning on each): default threads / one thread: fit {busy['fit_ratio']:.2f} "
