@@ -205,8 +205,8 @@ class MLPDenoiser(nn.Module):
 
         ``backward(grad)`` sets each parameter's ``grad`` from ``grad``, the loss's gradient
         with respect to ``eps_hat``: autograd's gradients, up to float rounding. The forward
-        pass sums in place as inference does (the same values as :meth:`forward` without
-        autograd, bit for bit) and keeps only what the backward pass reads. On a small
+        pass makes inference's products and sums (the same values as :meth:`forward`
+        without autograd, bit for bit) and keeps only what the backward pass reads. On a small
         network, autograd's graph and the out-of-place sums it needs cost more than the
         matrix products: ``fit`` trains the default network this way, every parameter
         trained and no hook on it (a hook must see each forward pass), and any other
