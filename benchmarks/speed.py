@@ -319,21 +319,9 @@ def kernel_rows(jobs, repeats=20):
     torch.set_num_threads(1)
     try:
         products = {}
-        for m, k, n in KERNEL_SHAPES:
-            x, weight, out = torch.randn(m, k), torch.randn(n, k), torch.empty(m, n)
-            kernels = {"mm": functools.partial(torch.mm, x, weight.t(), out=out)}
-            if kernel is not None:
-                kernels["oneDNN"] = functools.partial(kernel, x, weight, None, "none", [], "")
-            rates = {}
-            for label, product in kernels.items():
-
-                def run(product=product):
-                    for _ in range(repeats):
-                        product()
-
-                run()
-                rates[label] = 2 * m * k * n * repeats / min(timed(run)[1] for _ in range(3)) / 1e9
-            products[f"{m} x {k} x {n}"] = rates
+        for shape in KERNEL_SHAPES:
+            rates = {"mm": gemm_gflops([shape], repeats), "oneDNN": gemm_gflops([shape], repeats, onednn=True)}
+            products["{} x {} x {}".format(*shape)] = {k: v for k, v in rates.items() if v is not None}
         seconds = {name: {"mm": [], "oneDNN": []} for name in jobs}
         for _ in range(3 if kernel is not None else 0):
             for label, setting in (("mm", None), ("oneDNN", kernel)):

@@ -327,10 +327,8 @@ def _add_linear(s, linear, x, in_place):
 
 def _linear(linear, x):
     """Return ``linear(x)`` without autograd, for ``x`` of any number of dimensions (see :func:`_product`)."""
-    if x.dim() == 2:
-        return _product(x, linear.weight, linear.bias)
     rows = _product(x.reshape(-1, x.shape[-1]), linear.weight, linear.bias)
-    return rows.view(*x.shape[:-1], rows.shape[-1])
+    return rows if x.dim() == 2 else rows.view(*x.shape[:-1], rows.shape[-1])
 
 
 def _product(x, weight, bias=None):
