@@ -28,6 +28,10 @@ TIMESTEP_FREQUENCIES = 16
 # Cap of input_scale: samples that (nearly) coincide would otherwise ask for input
 # frequencies without bound.
 MAX_INPUT_SCALE = 1e3
+# The default network reads each class out on its own from this many classes on, through
+# this many shared features (see mlp_options).
+READOUT_CLASSES = 10
+READOUT_RANK = 32
 # Floats of the all-class hidden state of one scoring call (1 MiB): see eval_batch_size.
 CALL_STATE_FLOATS = 1 << 18
 
@@ -82,7 +86,9 @@ class MLPDenoiser(nn.Module):
     timestep gets sinusoidal features, added to every block. The class enters late, as a
     learned embedding added to the last ``class_blocks`` blocks and to the output layer's
     input, so that :meth:`forward_all` computes everything before it once per noisy sample,
-    however many classes are scored. The output layer starts at zero, as in k-diffusion.
+    however many classes are scored; a read-out per class (``class_readout``) adds one
+    product of that shared state for every class. The output layer starts at zero, as in
+    k-diffusion.
 
     Parameters
     ----------
@@ -105,6 +111,15 @@ class MLPDenoiser(nn.Module):
     input_scale : float, default=25.0
         Multiplies the coordinates before the sinusoidal features, so that the highest
         frequency resolves details of size about ``1 / input_scale`` in standardised units.
+    class_readout : int, default=0
+        Rank of a read-out of each class's own, added to the prediction: ``eps_c = W silu(s
+        + e_c) + b + R_c B silu(s) + r_c``, where ``s`` is the state before the class enters,
+        ``B`` maps it to ``class_readout`` features shared by every class, and each class's
+        ``R_c`` (starting at zero) reads them its own way. The class embedding ``e_c`` only
+        shifts the shared state; with many classes that is too little to tell their noise
+        apart, and a read-out per class of the full state has more weights than the data
+        can fit. 0: no read-out. The default network of
+        :class:`~skdiffusion.DiffusionClassifier` sets it on data of 10 classes or more.
     """
 
     def __init__(
@@ -117,6 +132,7 @@ class MLPDenoiser(nn.Module):
         class_blocks=0,
         n_frequencies=None,
         input_scale=25.0,
+        class_readout=0,
     ):
         super().__init__()
         if hidden_size is None:
@@ -136,6 +152,15 @@ class MLPDenoiser(nn.Module):
         self.output = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, n_features))
         nn.init.zeros_(self.output[-1].weight)
         nn.init.zeros_(self.output[-1].bias)
+        self.readout = None
+        if class_readout:
+            self.readout = nn.Sequential(
+                nn.SiLU(),
+                nn.Linear(hidden_size, class_readout, bias=False),
+                nn.Linear(class_readout, n_classes * n_features),
+            )
+            nn.init.zeros_(self.readout[-1].weight)
+            nn.init.zeros_(self.readout[-1].bias)
 
     @property
     def eval_batch_size(self):
@@ -196,9 +221,23 @@ class MLPDenoiser(nn.Module):
             s = _add_linear(s, linear, F.silu(s) if in_place else activation(s), in_place)
         return _linear(self.output[1], F.silu(s, inplace=True)) if in_place else self.output(s)
 
+    def _read_out(self, s, in_place):
+        """Return every class's read-out of the state ``s`` before the class enters, shape (n, classes, features).
+
+        None without a read-out.
+        """
+        if self.readout is None:
+            return None
+        _, basis, readout = self.readout
+        read = _linear(readout, _linear(basis, F.silu(s))) if in_place else self.readout(s)
+        return read.view(s.shape[0], self.label.num_embeddings, -1)
+
     def forward(self, x_t, t, y):
         in_place = self._in_place()
-        return self._conditioned(self._shared(x_t, t, in_place) + self.label(y), in_place)
+        s = self._shared(x_t, t, in_place)
+        eps_hat = self._conditioned(s + self.label(y), in_place)
+        readout = self._read_out(s, in_place)
+        return eps_hat if readout is None else eps_hat + readout[torch.arange(y.shape[0], device=y.device), y]
 
     def forward_backward(self, x_t, t, y):
         """Return ``(eps_hat, backward)``: :meth:`forward`'s value, computed without autograd, and its backward pass.
@@ -220,24 +259,40 @@ class MLPDenoiser(nn.Module):
             saved = []  # the input and the output of each block's SiLU
             for i, (_, linear) in enumerate(self.blocks):
                 if i == self.n_shared:
-                    s = s + self.label(y)
+                    shared, s = s, s + self.label(y)
                 saved.append((s, F.silu(s)))
                 s = _add_linear(s.clone(), linear, saved[-1][1], True)
             if self.n_shared == len(self.blocks):
-                s = s + self.label(y)
+                shared, s = s, s + self.label(y)
             activated = F.silu(s)
             eps_hat = _linear(self.output[1], activated)
+            if self.readout is not None:  # as _read_out computes it
+                rows = torch.arange(y.shape[0], device=y.device)
+                read = F.silu(shared)
+                basis = _linear(self.readout[1], read)
+                eps_hat = eps_hat + _linear(self.readout[2], basis).view(y.shape[0], -1, eps_hat.shape[1])[rows, y]
+
+        def entered(grad, output_grad):
+            """Set the gradients of the class's weights; return ``grad`` at the state before the class entered."""
+            self.label.weight.grad = _embedding_backward(self.label, grad, y)
+            if self.readout is None:
+                return grad
+            each = output_grad.new_zeros(y.shape[0], self.label.num_embeddings, output_grad.shape[1])
+            each[rows, y] = output_grad  # only the read-out of each row's own class met the loss
+            to_basis = _linear_backward(self.readout[2], basis, each.view(y.shape[0], -1))
+            return grad + _silu_backward(_linear_backward(self.readout[1], read, to_basis), shared)
 
         def backward(grad):
             with torch.no_grad():
+                output_grad = grad
                 grad = _silu_backward(_linear_backward(self.output[1], activated, grad), s)
                 for i in range(len(self.blocks) - 1, -1, -1):
                     if i == self.n_shared - 1:  # the class entered after this block
-                        self.label.weight.grad = _embedding_backward(self.label, grad, y)
+                        grad = entered(grad, output_grad)
                     state, activation = saved[i]
                     grad = _silu_backward(_linear_backward(self.blocks[i][1], activation, grad), state).add_(grad)
                 if self.n_shared == 0:  # the class entered before the first block
-                    self.label.weight.grad = _embedding_backward(self.label, grad, y)
+                    grad = entered(grad, output_grad)
                 _linear_backward(self.input, features, grad, to_input=False)
                 _linear_backward(self.time[0], time_input, _silu_backward(grad, time_state), to_input=False)
 
@@ -267,7 +322,8 @@ class MLPDenoiser(nn.Module):
             self._conditioned(s.index_select(0, r) + self.label.weight.index_select(0, c), in_place)
             for r, c in zip(rows[padded].split(size), classes[padded].split(size))
         ]
-        return torch.cat(parts)[:n]
+        eps_hat, readout = torch.cat(parts)[:n], self._read_out(s, in_place)
+        return eps_hat if readout is None else eps_hat + readout[rows, classes]
 
     def forward_all(self, x_t, t):
         """Return eps_hat under every class, shape (n, n_classes, n_features)."""
@@ -275,7 +331,8 @@ class MLPDenoiser(nn.Module):
         s = self._shared(x_t, t, in_place)
         step = self.class_rows(s.shape[0])
         parts = [self._conditioned(part.unsqueeze(1) + self.label.weight, in_place) for part in s.split(step)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        eps_hat, readout = parts[0] if len(parts) == 1 else torch.cat(parts), self._read_out(s, in_place)
+        return eps_hat if readout is None else eps_hat + readout
 
 
 def _hooked(module):
@@ -294,7 +351,8 @@ def _linear_backward(linear, x, grad, to_input=True):
     Returns the gradient at the input (None if not ``to_input``).
     """
     linear.weight.grad = _product(grad.t(), x.t())
-    linear.bias.grad = grad.sum(0)
+    if linear.bias is not None:
+        linear.bias.grad = grad.sum(0)
     return _product(grad, linear.weight.t()) if to_input else None
 
 
@@ -414,6 +472,7 @@ def mlp_arguments(module):
         "class_blocks": len(module.blocks) - module.n_shared,
         "n_frequencies": module.n_frequencies,
         "input_scale": float(module.input_scale),
+        "class_readout": 0 if module.readout is None else module.readout[1].out_features,
     }
 
 
@@ -428,6 +487,8 @@ def mlp_from_weights(arguments, tensors):
     without holding its weights is refused.
     """
     names = {"n_features", "n_classes", "hidden_size", "n_blocks", "class_blocks", "n_frequencies", "input_scale"}
+    names.add("class_readout")
+    arguments = {"class_readout": 0, **arguments}  # files saved before the read-out have none
     if set(arguments) != names:
         raise ValueError(f"the MLPDenoiser arguments are {sorted(arguments)}, expected {sorted(names)}")
     counts = {name: arguments[name] for name in names - {"input_scale"}}
@@ -444,7 +505,9 @@ def mlp_from_weights(arguments, tensors):
     held = sum(tensor.numel() for tensor in tensors.values())
     n_inputs = counts["n_features"] * (1 + 2 * counts["n_frequencies"])
     hidden = counts["hidden_size"]
-    if n_inputs * hidden > held or hidden * hidden * counts["n_blocks"] > held or counts["n_classes"] * hidden > held:
+    readout = counts["class_readout"] * (hidden + counts["n_classes"] * counts["n_features"])
+    sizes = (n_inputs * hidden, hidden * hidden * counts["n_blocks"], counts["n_classes"] * hidden, readout)
+    if max(sizes) > held:
         raise ValueError(f"the MLPDenoiser arguments {counts} describe more weights than the file's {held}")
     with torch.device("meta"):
         skeleton = MLPDenoiser(**arguments)
@@ -462,7 +525,7 @@ def feature_width(n_features):
     return 64 if n_features <= 8 else 128 if n_features <= 16 else 256
 
 
-def mlp_options(x0, y, *, n_diffused=None, min_scale=10.0, min_width=32):
+def mlp_options(x0, y, *, n_diffused=None, n_classes=None, min_scale=10.0, min_width=32):
     """Return the options of :class:`MLPDenoiser` that suit the data ``x0`` of classes ``y``.
 
     Width: :func:`feature_width` of the ``n_diffused`` features the network denoises (None:
@@ -477,12 +540,20 @@ def mlp_options(x0, y, *, n_diffused=None, min_scale=10.0, min_width=32):
     plain MLP already draws the details the data support, and frequencies would only fit
     noise: none are used.
 
-    Returns a dict of ``hidden_size``, ``n_frequencies`` and ``input_scale``.
+    Read-outs per class: of rank ``READOUT_RANK`` with ``READOUT_CLASSES`` classes or more
+    (``n_classes``; None: those in ``y``), where shifting the shared state by a class
+    embedding is too little to tell the classes' noise apart (see :class:`MLPDenoiser`).
+
+    Returns a dict of ``hidden_size``, ``n_frequencies``, ``input_scale`` and ``class_readout``.
     """
     n_samples = x0.shape[0]
     n_diffused = math.prod(x0.shape[1:]) if n_diffused is None else n_diffused
+    n_classes = np.unique(y).size if n_classes is None else n_classes
     by_samples = 2 ** math.ceil(math.log2(max(n_samples / 4, 1)))
-    options = {"hidden_size": min(feature_width(n_diffused), max(by_samples, min_width))}
+    options = {
+        "hidden_size": min(feature_width(n_diffused), max(by_samples, min_width)),
+        "class_readout": READOUT_RANK if n_classes >= READOUT_CLASSES else 0,
+    }
     spacing = class_spacing(x0, y)
     input_scale = 1 / spacing if spacing > 0 else np.inf
     if not input_scale >= min_scale:

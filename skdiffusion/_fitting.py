@@ -260,7 +260,7 @@ def network_builder(params, x_standardised, y_index, n_classes, *, n_diffused, s
     architecture, image_shape = params["denoiser"], params["image_shape"]
     if architecture is None and image_shape is None:
         with np.errstate(over="ignore", invalid="ignore"):  # standardise reports an overflow
-            options = mlp_options(x_standardised, y_index, n_diffused=n_diffused)
+            options = mlp_options(x_standardised, y_index, n_diffused=n_diffused, n_classes=n_classes)
         architecture = functools.partial(MLPDenoiser, **options)
     elif architecture is None:
         architecture = UNetDenoiser

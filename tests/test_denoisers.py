@@ -90,13 +90,15 @@ def test_mlp_denoiser_widths():
     assert len(MLPDenoiser(2, 2, n_blocks=5).blocks) == 5
 
 
-@pytest.mark.parametrize("class_blocks", [0, 2])
-def test_scoring_path_computes_what_the_autograd_path_computes(class_blocks):
+@pytest.mark.parametrize("class_blocks, class_readout", [(0, 0), (2, 0), (0, 3)])
+def test_scoring_path_computes_what_the_autograd_path_computes(class_blocks, class_readout):
     # Without autograd the blocks sum in place; the network, its inputs and (to rounding)
     # its outputs stay those of the plain path that training differentiates.
     torch.manual_seed(0)
-    net = MLPDenoiser(3, 4, hidden_size=32, n_blocks=2, class_blocks=class_blocks)
+    net = MLPDenoiser(3, 4, hidden_size=32, n_blocks=2, class_blocks=class_blocks, class_readout=class_readout)
     nn.init.normal_(net.output[-1].weight)
+    if class_readout:
+        nn.init.normal_(net.readout[-1].weight)
     weights = {k: v.clone() for k, v in net.state_dict().items()}
     x_t, t, y = torch.randn(40, 3), torch.randint(1000, (40,)), torch.randint(4, (40,))
     inputs = x_t.clone(), t.clone()
@@ -200,11 +202,14 @@ def test_scoring_calls_keep_their_hidden_state_within_a_mebibyte():
     assert digits.pair_rows == 1024 and MLPDenoiser(2, 2, hidden_size=64).pair_rows == 2048
 
 
-def test_forward_all_and_forward_pairs_agree_with_forward():
+@pytest.mark.parametrize("class_readout", [0, 6])
+def test_forward_all_and_forward_pairs_agree_with_forward(class_readout):
     torch.manual_seed(0)
-    net = MLPDenoiser(3, 40, hidden_size=512).eval()  # class_rows(48) == 12: four class slices
+    net = MLPDenoiser(3, 40, hidden_size=512, class_readout=class_readout).eval()  # class_rows(48) == 12
     torch.nn.init.normal_(net.output[1].weight)  # not the zeros it starts at
     torch.nn.init.normal_(net.label.weight)
+    if class_readout:
+        torch.nn.init.normal_(net.readout[2].weight)
     x_t, t = torch.randn(48, 3), torch.randint(1000, (48,))
     with torch.no_grad():
         every = net.forward_all(x_t, t)
@@ -378,6 +383,34 @@ def test_mlp_options_use_no_frequencies_on_sparse_data():
 def test_mlp_options_width_is_capped_by_a_quarter_of_the_samples(n_samples, n_features, width):
     x = np.random.default_rng(0).normal(size=(n_samples, n_features))
     assert mlp_options(x, np.arange(n_samples) % 2)["hidden_size"] == width
+
+
+def test_class_readouts_start_at_zero_and_read_each_class_its_own_way():
+    torch.manual_seed(0)
+    plain = MLPDenoiser(3, 12, hidden_size=32)
+    nn.init.normal_(plain.output[1].weight)  # not the zeros it starts at
+    read = MLPDenoiser(3, 12, hidden_size=32, class_readout=4)
+    read.load_state_dict(plain.state_dict(), strict=False)  # the same network besides the read-out
+    x_t, t = torch.randn(10, 3), torch.randint(1000, (10,))
+    with torch.no_grad():
+        assert torch.equal(read.forward_all(x_t, t), plain.forward_all(x_t, t))  # R_c = 0, r_c = 0
+        # 4 shared features, 3 x 12 outputs: rank 4 for every class.
+        assert read.readout[1].weight.shape == (4, 32) and read.readout[1].bias is None
+        assert read.readout[2].weight.shape == (36, 4)
+        nn.init.normal_(read.readout[2].weight)
+        added = read.forward_all(x_t, t) - plain.forward_all(x_t, t)
+        basis = read.readout[1](nn.functional.silu(read._shared(x_t, t, False)))
+        expected = (basis @ read.readout[2].weight.t() + read.readout[2].bias).view(10, 12, 3)
+        torch.testing.assert_close(added, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_mlp_options_read_each_class_out_from_ten_classes():
+    x = np.random.default_rng(0).normal(size=(400, 5))
+    assert mlp_options(x, np.arange(400) % 9)["class_readout"] == 0
+    assert mlp_options(x, np.arange(400) % 10)["class_readout"] == _denoisers.READOUT_RANK == 32
+    # The fit's classes, some without rows in y, count: n_classes overrides y's.
+    assert mlp_options(x, np.arange(400) % 9, n_classes=10)["class_readout"] == 32
+    assert MLPDenoiser(3, 12).readout is None  # not on by default on a network built by hand
 
 
 def test_mlp_options_width_follows_the_diffused_features():

