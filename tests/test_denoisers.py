@@ -443,3 +443,15 @@ def test_classifier_default_network_takes_its_frequencies_from_the_data():
         assert clf.denoiser_.input.out_features == width
         if n_frequencies:  # one over the grid's spacing, 1, in standardised units
             assert clf.denoiser_.input_scale == pytest.approx(x.std(axis=0)[0])
+
+
+def test_classifier_default_network_reads_each_class_out_from_ten_classes():
+    x = np.random.default_rng(0).normal(size=(200, 3))
+    clf = DiffusionClassifier(max_iter=1, n_trials=2, validation_fraction=None)
+    for n_classes, rank in [(9, None), (10, 32)]:
+        with pytest.warns(ConvergenceWarning):
+            clf.fit(x, np.arange(200) % n_classes)
+        readout = clf.denoiser_.readout
+        assert (None if readout is None else readout[1].out_features) == rank
+        if rank:  # one read-out of 3 features per class
+            assert readout[2].out_features == 10 * 3
