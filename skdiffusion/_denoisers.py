@@ -232,12 +232,29 @@ class MLPDenoiser(nn.Module):
         read = _linear(readout, _linear(basis, F.silu(s))) if in_place else self.readout(s)
         return read.view(s.shape[0], self.label.num_embeddings, -1)
 
+    def _own_read_out(self, basis, y):
+        """Return the read-out of row ``i``'s own class ``y[i]`` from its ``basis`` features, shape (n, features).
+
+        Also returns the rows' read-out weights, gathered, shape (n, features, rank). Only
+        the row's class is computed: with many classes, a product for every class and a
+        gradient for every class, mostly zeros, cost a training step more than the rest of
+        the read-out.
+        """
+        readout = self.readout[2]
+        n_classes = self.label.num_embeddings
+        weight = readout.weight.view(n_classes, -1, readout.in_features).index_select(0, y)
+        bias = readout.bias.view(n_classes, -1).index_select(0, y)
+        return torch.baddbmm(bias.unsqueeze(2), weight, basis.unsqueeze(2)).squeeze(2), weight
+
     def forward(self, x_t, t, y):
         in_place = self._in_place()
         s = self._shared(x_t, t, in_place)
         eps_hat = self._conditioned(s + self.label(y), in_place)
-        readout = self._read_out(s, in_place)
-        return eps_hat if readout is None else eps_hat + readout[torch.arange(y.shape[0], device=y.device), y]
+        if self.readout is None:
+            return eps_hat
+        read = F.silu(s)
+        basis = _linear(self.readout[1], read) if in_place else self.readout[1](read)
+        return eps_hat + self._own_read_out(basis, y)[0]
 
     def forward_backward(self, x_t, t, y):
         """Return ``(eps_hat, backward)``: :meth:`forward`'s value, computed without autograd, and its backward pass.
@@ -266,20 +283,24 @@ class MLPDenoiser(nn.Module):
                 shared, s = s, s + self.label(y)
             activated = F.silu(s)
             eps_hat = _linear(self.output[1], activated)
-            if self.readout is not None:  # as _read_out computes it
-                rows = torch.arange(y.shape[0], device=y.device)
+            if self.readout is not None:  # as forward computes it
                 read = F.silu(shared)
                 basis = _linear(self.readout[1], read)
-                eps_hat = eps_hat + _linear(self.readout[2], basis).view(y.shape[0], -1, eps_hat.shape[1])[rows, y]
+                own, weight = self._own_read_out(basis, y)
+                eps_hat = eps_hat + own
 
         def entered(grad, output_grad):
             """Set the gradients of the class's weights; return ``grad`` at the state before the class entered."""
             self.label.weight.grad = _embedding_backward(self.label, grad, y)
             if self.readout is None:
                 return grad
-            each = output_grad.new_zeros(y.shape[0], self.label.num_embeddings, output_grad.shape[1])
-            each[rows, y] = output_grad  # only the read-out of each row's own class met the loss
-            to_basis = _linear_backward(self.readout[2], basis, each.view(y.shape[0], -1))
+            # Each row's gradient reaches its own class's read-out only: summed per class.
+            readout, n_classes = self.readout[2], self.label.num_embeddings
+            outer = output_grad.unsqueeze(2) * basis.unsqueeze(1)  # (n, features, rank)
+            readout.weight.grad = outer.new_zeros(n_classes, *outer.shape[1:]).index_add_(0, y, outer).flatten(0, 1)
+            by_class = output_grad.new_zeros(n_classes, output_grad.shape[1]).index_add_(0, y, output_grad)
+            readout.bias.grad = by_class.flatten()
+            to_basis = torch.bmm(output_grad.unsqueeze(1), weight).squeeze(1)
             return grad + _silu_backward(_linear_backward(self.readout[1], read, to_basis), shared)
 
         def backward(grad):
