@@ -116,9 +116,9 @@ class MLPDenoiser(nn.Module):
         + e_c) + b + R_c B silu(s) + r_c``, where ``s`` is the state before the class enters,
         ``B`` maps it to ``class_readout`` features shared by every class, and each class's
         ``R_c`` (starting at zero) reads them its own way. The class embedding ``e_c`` only
-        shifts the shared state; with many classes that is too little to tell their noise
-        apart, and a read-out per class of the full state has more weights than the data
-        can fit. 0: no read-out. The default network of
+        shifts the shared state; with many classes that can be too little to tell their
+        noise apart. A rank below the width keeps the read-outs' weights few: each class
+        has ``class_readout x n_features`` of its own. 0: no read-out. The default network of
         :class:`~skdiffusion.DiffusionClassifier` sets it on data of 10 classes or more.
     """
 
@@ -507,8 +507,16 @@ def mlp_from_weights(arguments, tensors):
     parameters' shapes compared with the weights': a file that declares a huge width
     without holding its weights is refused.
     """
-    names = {"n_features", "n_classes", "hidden_size", "n_blocks", "class_blocks", "n_frequencies", "input_scale"}
-    names.add("class_readout")
+    names = {
+        "n_features",
+        "n_classes",
+        "hidden_size",
+        "n_blocks",
+        "class_blocks",
+        "n_frequencies",
+        "input_scale",
+        "class_readout",
+    }
     arguments = {"class_readout": 0, **arguments}  # files saved before the read-out have none
     if set(arguments) != names:
         raise ValueError(f"the MLPDenoiser arguments are {sorted(arguments)}, expected {sorted(names)}")
