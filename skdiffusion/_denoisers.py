@@ -32,6 +32,8 @@ MAX_INPUT_SCALE = 1e3
 # this many shared features (see mlp_options).
 READOUT_CLASSES = 10
 READOUT_RANK = 32
+# Rows whose read-out weights are gathered at once, outside scoring (see _own_read_out).
+OWN_READ_OUT_ROWS = 256
 # Floats of the all-class hidden state of one scoring call (1 MiB): see eval_batch_size.
 CALL_STATE_FLOATS = 1 << 18
 
@@ -232,19 +234,25 @@ class MLPDenoiser(nn.Module):
         read = _linear(readout, _linear(basis, F.silu(s))) if in_place else self.readout(s)
         return read.view(s.shape[0], self.label.num_embeddings, -1)
 
+    def _own_weights(self, y):
+        """Return the read-out weights and biases of row ``i``'s class ``y[i]``: (n, features, rank), (n, features)."""
+        readout, n_classes = self.readout[2], self.label.num_embeddings
+        weight = readout.weight.view(n_classes, -1, readout.in_features).index_select(0, y)
+        return weight, readout.bias.view(n_classes, -1).index_select(0, y)
+
     def _own_read_out(self, basis, y):
         """Return the read-out of row ``i``'s own class ``y[i]`` from its ``basis`` features, shape (n, features).
 
-        Also returns the rows' read-out weights, gathered, shape (n, features, rank). Only
-        the row's class is computed: with many classes, a product for every class and a
-        gradient for every class, mostly zeros, cost a training step more than the rest of
-        the read-out.
+        Only the row's class is computed (a training step's products and gradients for
+        every class would cost more than the rest of the read-out), from its weights
+        gathered ``OWN_READ_OUT_ROWS`` rows at a time: ancestral sampling asks for
+        thousands of rows at once.
         """
-        readout = self.readout[2]
-        n_classes = self.label.num_embeddings
-        weight = readout.weight.view(n_classes, -1, readout.in_features).index_select(0, y)
-        bias = readout.bias.view(n_classes, -1).index_select(0, y)
-        return torch.baddbmm(bias.unsqueeze(2), weight, basis.unsqueeze(2)).squeeze(2), weight
+        parts = []
+        for rows, classes in zip(basis.split(OWN_READ_OUT_ROWS), y.split(OWN_READ_OUT_ROWS)):
+            weight, bias = self._own_weights(classes)
+            parts.append(torch.baddbmm(bias.unsqueeze(2), weight, rows.unsqueeze(2)).squeeze(2))
+        return torch.cat(parts)
 
     def forward(self, x_t, t, y):
         in_place = self._in_place()
@@ -254,7 +262,7 @@ class MLPDenoiser(nn.Module):
             return eps_hat
         read = F.silu(s)
         basis = _linear(self.readout[1], read) if in_place else self.readout[1](read)
-        return eps_hat + self._own_read_out(basis, y)[0]
+        return eps_hat + self._own_read_out(basis, y)
 
     def forward_backward(self, x_t, t, y):
         """Return ``(eps_hat, backward)``: :meth:`forward`'s value, computed without autograd, and its backward pass.
@@ -286,8 +294,7 @@ class MLPDenoiser(nn.Module):
             if self.readout is not None:  # as forward computes it
                 read = F.silu(shared)
                 basis = _linear(self.readout[1], read)
-                own, weight = self._own_read_out(basis, y)
-                eps_hat = eps_hat + own
+                eps_hat = eps_hat + self._own_read_out(basis, y)
 
         def entered(grad, output_grad):
             """Set the gradients of the class's weights; return ``grad`` at the state before the class entered."""
@@ -300,7 +307,7 @@ class MLPDenoiser(nn.Module):
             readout.weight.grad = outer.new_zeros(n_classes, *outer.shape[1:]).index_add_(0, y, outer).flatten(0, 1)
             by_class = output_grad.new_zeros(n_classes, output_grad.shape[1]).index_add_(0, y, output_grad)
             readout.bias.grad = by_class.flatten()
-            to_basis = torch.bmm(output_grad.unsqueeze(1), weight).squeeze(1)
+            to_basis = torch.bmm(output_grad.unsqueeze(1), self._own_weights(y)[0]).squeeze(1)
             return grad + _silu_backward(_linear_backward(self.readout[1], read, to_basis), shared)
 
         def backward(grad):
