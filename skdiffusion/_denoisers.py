@@ -32,6 +32,8 @@ MAX_INPUT_SCALE = 1e3
 # this many shared features (see mlp_options).
 READOUT_CLASSES = 10
 READOUT_RANK = 32
+# ... and from this many classes, the class enters through its read-out alone.
+READOUT_ALONE_CLASSES = 20
 # Rows whose read-out weights are gathered at once, outside scoring (see _own_read_out).
 OWN_READ_OUT_ROWS = 256
 # Floats of the all-class hidden state of one scoring call (1 MiB): see eval_batch_size.
@@ -122,6 +124,13 @@ class MLPDenoiser(nn.Module):
         noise apart. A rank below the width keeps the read-outs' weights few: each class
         has ``class_readout x n_features`` of its own. 0: no read-out. The default network of
         :class:`~skdiffusion.DiffusionClassifier` sets it on data of 10 classes or more.
+    class_embedding : bool, default=True
+        Whether the class also enters as the embedding ``e_c``. False (which needs
+        ``class_readout`` and ``class_blocks=0``): it enters through its read-out alone,
+        ``eps_c = W silu(s) + b + R_c B silu(s) + r_c``, and scoring every class costs one
+        product more than scoring one, however many classes there are. The default network
+        of :class:`~skdiffusion.DiffusionClassifier` sets it False on data of 20 classes or
+        more.
     """
 
     def __init__(
@@ -135,8 +144,15 @@ class MLPDenoiser(nn.Module):
         n_frequencies=None,
         input_scale=25.0,
         class_readout=0,
+        class_embedding=True,
     ):
         super().__init__()
+        if not class_embedding and not (class_readout and class_blocks == 0):
+            raise ValueError(
+                "class_embedding=False needs a read-out (class_readout > 0) and the class at the output layer "
+                f"(class_blocks=0); got class_readout={class_readout}, class_blocks={class_blocks}."
+            )
+        self.n_classes = n_classes
         if hidden_size is None:
             hidden_size = feature_width(n_features)
         if n_frequencies is None:
@@ -147,7 +163,7 @@ class MLPDenoiser(nn.Module):
         n_inputs = n_features * (1 + 2 * n_frequencies)
         self.input = nn.Linear(n_inputs, hidden_size)
         self.time = nn.Sequential(nn.Linear(2 * TIMESTEP_FREQUENCIES, hidden_size), nn.SiLU())
-        self.label = nn.Embedding(n_classes, hidden_size)
+        self.label = nn.Embedding(n_classes, hidden_size) if class_embedding else None
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, hidden_size)) for _ in range(n_blocks)
         )
@@ -176,7 +192,7 @@ class MLPDenoiser(nn.Module):
         the class-conditioned part on a slice of the rows at a time (see
         :meth:`class_rows`), so that the class-independent part keeps its large calls.
         """
-        per_row = max(2 * self.input.out_features, self.label.num_embeddings * self.output[1].out_features)
+        per_row = max(2 * self.input.out_features, self.n_classes * self.output[1].out_features)
         return min(2048, max(16, CALL_STATE_FLOATS // per_row // 16 * 16))
 
     def class_rows(self, n_rows):
@@ -186,7 +202,7 @@ class MLPDenoiser(nn.Module):
         width floats) fits in 1 MiB, or 1: slices of one size, so that a row's result does
         not depend on which slice it falls in.
         """
-        budget = CALL_STATE_FLOATS // (self.label.num_embeddings * self.input.out_features)
+        budget = CALL_STATE_FLOATS // (self.n_classes * self.input.out_features)
         # From the top: with few classes the budget holds every row, and the first try does.
         return next((d for d in range(min(budget, n_rows), 0, -1) if n_rows % d == 0), 1)
 
@@ -232,13 +248,13 @@ class MLPDenoiser(nn.Module):
             return None
         _, basis, readout = self.readout
         read = _linear(readout, _linear(basis, F.silu(s))) if in_place else self.readout(s)
-        return read.view(s.shape[0], self.label.num_embeddings, -1)
+        return read.view(s.shape[0], self.n_classes, -1)
 
     def _own_weights(self, y):
         """Return the read-out weights and biases of row ``i``'s class ``y[i]``: (n, features, rank), (n, features)."""
-        readout, n_classes = self.readout[2], self.label.num_embeddings
-        weight = readout.weight.view(n_classes, -1, readout.in_features).index_select(0, y)
-        return weight, readout.bias.view(n_classes, -1).index_select(0, y)
+        readout = self.readout[2]
+        weight = readout.weight.view(self.n_classes, -1, readout.in_features).index_select(0, y)
+        return weight, readout.bias.view(self.n_classes, -1).index_select(0, y)
 
     def _own_read_out(self, basis, y):
         """Return the read-out of row ``i``'s own class ``y[i]`` from its ``basis`` features, shape (n, features).
@@ -254,10 +270,14 @@ class MLPDenoiser(nn.Module):
             parts.append(torch.baddbmm(bias.unsqueeze(2), weight, rows.unsqueeze(2)).squeeze(2))
         return torch.cat(parts)
 
+    def _entered(self, s, classes):
+        """Return ``s + e_c`` for ``classes``, a new tensor; without class embeddings, a copy of ``s``."""
+        return s.clone() if self.label is None else s + self.label(classes)
+
     def forward(self, x_t, t, y):
         in_place = self._in_place()
         s = self._shared(x_t, t, in_place)
-        eps_hat = self._conditioned(s + self.label(y), in_place)
+        eps_hat = self._conditioned(self._entered(s, y), in_place)
         if self.readout is None:
             return eps_hat
         read = F.silu(s)
@@ -284,11 +304,11 @@ class MLPDenoiser(nn.Module):
             saved = []  # the input and the output of each block's SiLU
             for i, (_, linear) in enumerate(self.blocks):
                 if i == self.n_shared:
-                    shared, s = s, s + self.label(y)
+                    shared, s = s, self._entered(s, y)
                 saved.append((s, F.silu(s)))
                 s = _add_linear(s.clone(), linear, saved[-1][1], True)
             if self.n_shared == len(self.blocks):
-                shared, s = s, s + self.label(y)
+                shared, s = s, self._entered(s, y)
             activated = F.silu(s)
             eps_hat = _linear(self.output[1], activated)
             if self.readout is not None:  # as forward computes it
@@ -298,11 +318,12 @@ class MLPDenoiser(nn.Module):
 
         def entered(grad, output_grad):
             """Set the gradients of the class's weights; return ``grad`` at the state before the class entered."""
-            self.label.weight.grad = _embedding_backward(self.label, grad, y)
+            if self.label is not None:
+                self.label.weight.grad = _embedding_backward(self.label, grad, y)
             if self.readout is None:
                 return grad
             # Each row's gradient reaches its own class's read-out only: summed per class.
-            readout, n_classes = self.readout[2], self.label.num_embeddings
+            readout, n_classes = self.readout[2], self.n_classes
             outer = output_grad.unsqueeze(2) * basis.unsqueeze(1)  # (n, features, rank)
             readout.weight.grad = outer.new_zeros(n_classes, *outer.shape[1:]).index_add_(0, y, outer).flatten(0, 1)
             by_class = output_grad.new_zeros(n_classes, output_grad.shape[1]).index_add_(0, y, output_grad)
@@ -344,6 +365,8 @@ class MLPDenoiser(nn.Module):
         """
         in_place = self._in_place()
         s = self._shared(x_t, t, in_place)
+        if self.label is None:  # the read-out alone tells the classes apart
+            return self._read_out(s, in_place)[rows, classes] + self._conditioned(s.clone(), in_place)[rows]
         n, size = rows.numel(), self.pair_rows
         padded = torch.arange(ceil_div(n, size) * size, device=rows.device).clamp_(max=n - 1)
         parts = [
@@ -357,6 +380,8 @@ class MLPDenoiser(nn.Module):
         """Return eps_hat under every class, shape (n, n_classes, n_features)."""
         in_place = self._in_place()
         s = self._shared(x_t, t, in_place)
+        if self.label is None:  # the read-out alone tells the classes apart
+            return self._read_out(s, in_place) + self._conditioned(s.clone(), in_place).unsqueeze(1)
         step = self.class_rows(s.shape[0])
         parts = [self._conditioned(part.unsqueeze(1) + self.label.weight, in_place) for part in s.split(step)]
         eps_hat, readout = parts[0] if len(parts) == 1 else torch.cat(parts), self._read_out(s, in_place)
@@ -494,13 +519,14 @@ def mlp_arguments(module):
     """Return the constructor arguments that rebuild the architecture of an MLPDenoiser."""
     return {
         "n_features": module.output[-1].out_features,
-        "n_classes": module.label.num_embeddings,
+        "n_classes": module.n_classes,
         "hidden_size": module.input.out_features,
         "n_blocks": len(module.blocks),
         "class_blocks": len(module.blocks) - module.n_shared,
         "n_frequencies": module.n_frequencies,
         "input_scale": float(module.input_scale),
         "class_readout": 0 if module.readout is None else module.readout[1].out_features,
+        "class_embedding": module.label is not None,
     }
 
 
@@ -523,17 +549,21 @@ def mlp_from_weights(arguments, tensors):
         "n_frequencies",
         "input_scale",
         "class_readout",
+        "class_embedding",
     }
-    arguments = {"class_readout": 0, **arguments}  # files saved before the read-out have none
+    # Files saved before the read-outs have neither argument.
+    arguments = {"class_readout": 0, "class_embedding": True, **arguments}
     if set(arguments) != names:
         raise ValueError(f"the MLPDenoiser arguments are {sorted(arguments)}, expected {sorted(names)}")
-    counts = {name: arguments[name] for name in names - {"input_scale"}}
+    counts = {name: arguments[name] for name in names - {"input_scale", "class_embedding"}}
     if not all(type(value) is int and value >= 0 for value in counts.values()):
         raise ValueError(f"the MLPDenoiser arguments {counts} are not all non-negative integers")
     if min(counts["n_features"], counts["n_classes"], counts["hidden_size"]) < 1:
         raise ValueError(f"the MLPDenoiser arguments {counts} leave the network without features, classes or units")
     if counts["class_blocks"] > counts["n_blocks"]:
         raise ValueError(f"class_blocks={counts['class_blocks']} exceeds n_blocks={counts['n_blocks']}")
+    if type(arguments["class_embedding"]) is not bool:
+        raise ValueError(f"the MLPDenoiser argument class_embedding={arguments['class_embedding']!r} is not a bool")
     scale = arguments["input_scale"]
     if not (type(scale) in (int, float) and np.isfinite(scale)):
         raise ValueError(f"the MLPDenoiser argument input_scale={scale!r} is not a finite number")
@@ -578,9 +608,14 @@ def mlp_options(x0, y, *, n_diffused=None, n_classes=None, min_scale=10.0, min_w
 
     Read-outs per class: of rank ``READOUT_RANK`` with ``READOUT_CLASSES`` classes or more
     (``n_classes``; None: those in ``y``), where shifting the shared state by a class
-    embedding is too little to tell the classes' noise apart (see :class:`MLPDenoiser`).
+    embedding is too little to tell the classes' noise apart (see :class:`MLPDenoiser`);
+    from ``READOUT_ALONE_CLASSES`` classes, the read-out alone (``class_embedding=False``):
+    the embedding's element-wise work for every class would then cost scoring most of its
+    time, and on the data of 20 classes or more measured, the read-out alone was also the
+    more accurate (``benchmarks/results/readout.md``).
 
-    Returns a dict of ``hidden_size``, ``n_frequencies``, ``input_scale`` and ``class_readout``.
+    Returns a dict of ``hidden_size``, ``n_frequencies``, ``input_scale``, ``class_readout``
+    and ``class_embedding``.
     """
     n_samples = x0.shape[0]
     n_diffused = math.prod(x0.shape[1:]) if n_diffused is None else n_diffused
@@ -589,6 +624,7 @@ def mlp_options(x0, y, *, n_diffused=None, n_classes=None, min_scale=10.0, min_w
     options = {
         "hidden_size": min(feature_width(n_diffused), max(by_samples, min_width)),
         "class_readout": READOUT_RANK if n_classes >= READOUT_CLASSES else 0,
+        "class_embedding": n_classes < READOUT_ALONE_CLASSES,
     }
     spacing = class_spacing(x0, y)
     input_scale = 1 / spacing if spacing > 0 else np.inf

@@ -90,12 +90,22 @@ def test_mlp_denoiser_widths():
     assert len(MLPDenoiser(2, 2, n_blocks=5).blocks) == 5
 
 
-@pytest.mark.parametrize("class_blocks, class_readout", [(0, 0), (2, 0), (0, 3)])
-def test_scoring_path_computes_what_the_autograd_path_computes(class_blocks, class_readout):
+@pytest.mark.parametrize(
+    "class_blocks, class_readout, class_embedding", [(0, 0, True), (2, 0, True), (0, 3, True), (0, 3, False)]
+)
+def test_scoring_path_computes_what_the_autograd_path_computes(class_blocks, class_readout, class_embedding):
     # Without autograd the blocks sum in place; the network, its inputs and (to rounding)
     # its outputs stay those of the plain path that training differentiates.
     torch.manual_seed(0)
-    net = MLPDenoiser(3, 4, hidden_size=32, n_blocks=2, class_blocks=class_blocks, class_readout=class_readout)
+    net = MLPDenoiser(
+        3,
+        4,
+        hidden_size=32,
+        n_blocks=2,
+        class_blocks=class_blocks,
+        class_readout=class_readout,
+        class_embedding=class_embedding,
+    )
     nn.init.normal_(net.output[-1].weight)
     if class_readout:
         nn.init.normal_(net.readout[-1].weight)
@@ -202,18 +212,19 @@ def test_scoring_calls_keep_their_hidden_state_within_a_mebibyte():
     assert digits.pair_rows == 1024 and MLPDenoiser(2, 2, hidden_size=64).pair_rows == 2048
 
 
-@pytest.mark.parametrize("class_readout", [0, 6])
-def test_forward_all_and_forward_pairs_agree_with_forward(class_readout):
+@pytest.mark.parametrize("class_readout, class_embedding", [(0, True), (6, True), (6, False)])
+def test_forward_all_and_forward_pairs_agree_with_forward(class_readout, class_embedding):
     torch.manual_seed(0)
-    net = MLPDenoiser(3, 40, hidden_size=512, class_readout=class_readout).eval()  # class_rows(48) == 12
+    net = MLPDenoiser(3, 40, hidden_size=512, class_readout=class_readout, class_embedding=class_embedding).eval()
     torch.nn.init.normal_(net.output[1].weight)  # not the zeros it starts at
-    torch.nn.init.normal_(net.label.weight)
+    if class_embedding:
+        torch.nn.init.normal_(net.label.weight)
     if class_readout:
         torch.nn.init.normal_(net.readout[2].weight)
     x_t, t = torch.randn(48, 3), torch.randint(1000, (48,))
     with torch.no_grad():
         every = net.forward_all(x_t, t)
-        assert every.shape == (48, 40, 3) and net.class_rows(48) == 12
+        assert every.shape == (48, 40, 3) and net.class_rows(48) == 12  # four class slices
         for c in (0, 17, 39):
             torch.testing.assert_close(every[:, c], net(x_t, t, torch.full((48,), c)), rtol=1e-5, atol=1e-6)
         rows, classes = torch.randint(48, (3000,)), torch.randint(40, (3000,))  # six calls of 512, the last padded
@@ -404,10 +415,29 @@ def test_class_readouts_start_at_zero_and_read_each_class_its_own_way():
         torch.testing.assert_close(added, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_the_read_out_alone_tells_the_classes_apart_without_a_class_embedding():
+    torch.manual_seed(0)
+    net = MLPDenoiser(3, 25, hidden_size=32, class_readout=4, class_embedding=False)
+    assert net.label is None
+    nn.init.normal_(net.output[1].weight), nn.init.normal_(net.readout[2].weight)
+    x_t, t = torch.randn(10, 3), torch.randint(1000, (10,))
+    with torch.no_grad():
+        every = net.forward_all(x_t, t)
+        # Between two classes, only their read-outs differ: the rest is the same for all.
+        read = net._read_out(net._shared(x_t, t, False), False)
+        torch.testing.assert_close(every - every[:, :1], read - read[:, :1], rtol=1e-5, atol=1e-5)
+    for bad in ({"class_readout": 0}, {"class_readout": 4, "class_blocks": 1}):
+        with pytest.raises(ValueError, match="class_embedding=False needs a read-out"):
+            MLPDenoiser(3, 25, class_embedding=False, **bad)
+
+
 def test_mlp_options_read_each_class_out_from_ten_classes():
     x = np.random.default_rng(0).normal(size=(400, 5))
     assert mlp_options(x, np.arange(400) % 9)["class_readout"] == 0
     assert mlp_options(x, np.arange(400) % 10)["class_readout"] == _denoisers.READOUT_RANK == 32
+    # From 20 classes, the read-out alone.
+    assert mlp_options(x, np.arange(400) % 19)["class_embedding"]
+    assert not mlp_options(x, np.arange(400) % 20)["class_embedding"] and _denoisers.READOUT_ALONE_CLASSES == 20
     # The fit's classes, some without rows in y, count: n_classes overrides y's.
     assert mlp_options(x, np.arange(400) % 9, n_classes=10)["class_readout"] == 32
     assert MLPDenoiser(3, 12).readout is None  # not on by default on a network built by hand
@@ -448,13 +478,14 @@ def test_classifier_default_network_takes_its_frequencies_from_the_data():
 def test_classifier_default_network_reads_each_class_out_from_ten_classes():
     x = np.random.default_rng(0).normal(size=(200, 3))
     clf = DiffusionClassifier(max_iter=1, n_trials=2, validation_fraction=None)
-    for n_classes, rank in [(9, None), (10, 32)]:
+    for n_classes, rank, embedding in [(9, None, True), (10, 32, True), (20, 32, False)]:
         with pytest.warns(ConvergenceWarning):
             clf.fit(x, np.arange(200) % n_classes)
         readout = clf.denoiser_.readout
         assert (None if readout is None else readout[1].out_features) == rank
+        assert (clf.denoiser_.label is not None) == embedding
         if rank:  # one read-out of 3 features per class
-            assert readout[2].out_features == 10 * 3
+            assert readout[2].out_features == n_classes * 3
 
 
 def test_the_read_out_of_each_rows_own_class_is_gathered_in_pieces_with_the_same_values():

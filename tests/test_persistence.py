@@ -143,10 +143,20 @@ def test_mlp_denoiser_with_class_readouts_is_rebuilt(path):
     assert loaded.denoiser_.readout[1].out_features == 4
 
 
+def test_mlp_denoiser_with_the_read_out_alone_is_rebuilt(path):
+    clf = _fit(denoiser=MLPDenoiser(2, 3, hidden_size=16, class_readout=4, class_embedding=False))
+    skdiffusion.save(clf, path)
+    loaded = skdiffusion.load(path)
+    _assert_same_model(loaded, clf)
+    assert loaded.denoiser_.label is None
+
+
 def test_a_file_saved_before_class_readouts_loads_without_them(fitted, path):
     assert mlp_arguments(fitted.denoiser_)["class_readout"] == 0
     skdiffusion.save(fitted, path)
-    _rewrite(path, lambda content: content["denoiser"]["arguments"].pop("class_readout"))
+    _rewrite(
+        path, lambda content: [content["denoiser"]["arguments"].pop(k) for k in ("class_readout", "class_embedding")]
+    )
     loaded = skdiffusion.load(path)
     assert loaded.denoiser_.readout is None
     np.testing.assert_array_equal(loaded.predict_proba(X[:20]), fitted.predict_proba(X[:20]))
@@ -297,6 +307,8 @@ def _set_argument(name, value):
         (_set_argument("class_readout", 10**9), r"describe more weights than the file's"),
         (_set_argument("class_readout", 2), "are not those of the MLP"),
         (_set_argument("class_readout", True), "not all non-negative integers"),
+        (_set_argument("class_embedding", 1), "class_embedding=1 is not a bool"),
+        (_set_argument("class_embedding", False), "class_embedding=False needs a read-out"),
         (_set_attribute("classes_", {"__array__": "<U20000000", "shape": [2], "data": ["0", "1"]}), "wider than"),
         (_set_attribute("classes_", {"__array__": "<i8", "shape": [2], "data": [1, 0]}), "not a sorted array"),
         (_set_attribute("class_prior_", {"__array__": "<f8", "shape": [2], "data": [1.5, -0.5]}), "probability"),

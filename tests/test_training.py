@@ -383,9 +383,11 @@ def test_holes_are_neither_noised_nor_scored():
 
 
 # The class enters at the output layer, after one block, before every block, with no block;
-# with or without a read-out of rank 5 per class.
+# with or without a read-out of rank 5 per class, or through the read-out alone.
 @pytest.mark.parametrize(
-    "class_blocks, n_blocks, class_readout", [(0, 3, 0), (1, 3, 0), (3, 3, 0), (0, 0, 0), (0, 3, 5), (3, 3, 5)]
+    "class_blocks, n_blocks, class_readout, class_embedding",
+    [(0, 3, 0, True), (1, 3, 0, True), (3, 3, 0, True), (0, 0, 0, True), (0, 3, 5, True), (3, 3, 5, True)]
+    + [(0, 3, 5, False), (0, 0, 5, False)],
 )
 @pytest.mark.parametrize("n_frequencies", [0, 16])
 @pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
@@ -393,7 +395,7 @@ def test_holes_are_neither_noised_nor_scored():
 # 64 rows x 32 units: every product on addmm; 256 x 128: the blocks' products on oneDNN where it runs.
 @pytest.mark.parametrize("rows, width", [(64, 32), (256, 128)])
 def test_the_default_networks_own_backward_pass_gives_autograds_gradients(
-    class_blocks, n_blocks, class_readout, n_frequencies, loss, masked, rows, width
+    class_blocks, n_blocks, class_readout, class_embedding, n_frequencies, loss, masked, rows, width
 ):
     torch.manual_seed(0)
     net = MLPDenoiser(
@@ -404,6 +406,7 @@ def test_the_default_networks_own_backward_pass_gives_autograds_gradients(
         class_blocks=class_blocks,
         n_frequencies=n_frequencies,
         class_readout=class_readout,
+        class_embedding=class_embedding,
     )
     with torch.no_grad():  # away from the zero output layer of a new network, which sends no gradient back
         for p in net.parameters():
