@@ -611,8 +611,9 @@ def mlp_options(x0, y, *, n_diffused=None, n_classes=None, min_scale=10.0, min_w
     embedding is too little to tell the classes' noise apart (see :class:`MLPDenoiser`);
     from ``READOUT_ALONE_CLASSES`` classes, the read-out alone (``class_embedding=False``):
     the embedding's element-wise work for every class would then cost scoring most of its
-    time, and on the data of 20 classes or more measured, the read-out alone was also the
-    more accurate (``benchmarks/results/readout.md``).
+    time, and on synthetic data of 20 and 50 classes the read-out alone was also the more
+    accurate (on leaf's 32 classes, better at one seed and worse at another:
+    ``benchmarks/results/readout.md``).
 
     Returns a dict of ``hidden_size``, ``n_frequencies``, ``input_scale``, ``class_readout``
     and ``class_embedding``.
@@ -621,10 +622,11 @@ def mlp_options(x0, y, *, n_diffused=None, n_classes=None, min_scale=10.0, min_w
     n_diffused = math.prod(x0.shape[1:]) if n_diffused is None else n_diffused
     n_classes = np.unique(y).size if n_classes is None else n_classes
     by_samples = 2 ** math.ceil(math.log2(max(n_samples / 4, 1)))
+    readout = READOUT_RANK if n_classes >= READOUT_CLASSES else 0
     options = {
         "hidden_size": min(feature_width(n_diffused), max(by_samples, min_width)),
-        "class_readout": READOUT_RANK if n_classes >= READOUT_CLASSES else 0,
-        "class_embedding": n_classes < READOUT_ALONE_CLASSES,
+        "class_readout": readout,
+        "class_embedding": not (readout and n_classes >= READOUT_ALONE_CLASSES),
     }
     spacing = class_spacing(x0, y)
     input_scale = 1 / spacing if spacing > 0 else np.inf

@@ -443,6 +443,13 @@ def test_mlp_options_read_each_class_out_from_ten_classes():
     assert MLPDenoiser(3, 12).readout is None  # not on by default on a network built by hand
 
 
+def test_mlp_options_keep_the_class_embedding_without_a_read_out(monkeypatch):
+    monkeypatch.setattr(_denoisers, "READOUT_CLASSES", 1000)  # no read-out at 20 classes
+    options = mlp_options(np.random.default_rng(0).normal(size=(400, 5)), np.arange(400) % 20)
+    assert options["class_readout"] == 0 and options["class_embedding"]
+    MLPDenoiser(5, 20, **options)  # a network that can be built
+
+
 def test_mlp_options_width_follows_the_diffused_features():
     # 20 columns, of which the first 6 are diffused: 64 units, as for 6 features.
     x = np.random.default_rng(0).normal(size=(2000, 20))
