@@ -70,7 +70,7 @@ def evaluate(data, seed, variant):
         "log_loss": float(log_loss(y_test, np.clip(proba, 1e-15, 1), labels=model.classes_)),
         "fit_s": fit_s,
         "predict_s": predict_s,
-        "readout": 0 if model.denoiser_.readout is None else model.denoiser_.readout[1].out_features,
+        "readout": 0 if model.denoiser_.readout is None else model.denoiser_.readout[0].out_features,
         "class_embedding": model.denoiser_.label is not None,
     }
 

@@ -172,8 +172,8 @@ class MLPDenoiser(nn.Module):
         nn.init.zeros_(self.output[-1].bias)
         self.readout = None
         if class_readout:
+            # Read from silu(s): the basis B, then every class's R_c and r_c.
             self.readout = nn.Sequential(
-                nn.SiLU(),
                 nn.Linear(hidden_size, class_readout, bias=False),
                 nn.Linear(class_readout, n_classes * n_features),
             )
@@ -239,20 +239,26 @@ class MLPDenoiser(nn.Module):
             s = _add_linear(s, linear, F.silu(s) if in_place else activation(s), in_place)
         return _linear(self.output[1], F.silu(s, inplace=True)) if in_place else self.output(s)
 
-    def _read_out(self, s, in_place):
-        """Return every class's read-out of the state ``s`` before the class enters, shape (n, classes, features).
+    def _unconditioned(self, s, in_place):
+        """Without class embeddings: return the output layer's prediction from ``s`` and ``silu(s)``, its input.
 
-        None without a read-out.
+        The read-out reads the same ``silu(s)``.
         """
-        if self.readout is None:
-            return None
-        _, basis, readout = self.readout
-        read = _linear(readout, _linear(basis, F.silu(s))) if in_place else self.readout(s)
-        return read.view(s.shape[0], self.n_classes, -1)
+        read = F.silu(s)
+        return (_linear(self.output[1], read) if in_place else self.output(s)), read
+
+    def _read_out(self, read, in_place):
+        """Return every class's read-out from ``read = silu(s)``, ``s`` the state before the class enters.
+
+        Shape (n, classes, features).
+        """
+        basis, readout = self.readout
+        every = _linear(readout, _linear(basis, read)) if in_place else self.readout(read)
+        return every.view(read.shape[0], self.n_classes, -1)
 
     def _own_weights(self, y):
         """Return the read-out weights and biases of row ``i``'s class ``y[i]``: (n, features, rank), (n, features)."""
-        readout = self.readout[2]
+        readout = self.readout[1]
         weight = readout.weight.view(self.n_classes, -1, readout.in_features).index_select(0, y)
         return weight, readout.bias.view(self.n_classes, -1).index_select(0, y)
 
@@ -264,24 +270,23 @@ class MLPDenoiser(nn.Module):
         gathered ``OWN_READ_OUT_ROWS`` rows at a time: ancestral sampling asks for
         thousands of rows at once.
         """
-        parts = []
-        for rows, classes in zip(basis.split(OWN_READ_OUT_ROWS), y.split(OWN_READ_OUT_ROWS)):
-            weight, bias = self._own_weights(classes)
-            parts.append(torch.baddbmm(bias.unsqueeze(2), weight, rows.unsqueeze(2)).squeeze(2))
-        return torch.cat(parts)
+        pieces = zip(basis.split(OWN_READ_OUT_ROWS), y.split(OWN_READ_OUT_ROWS))
+        return torch.cat([_read_rows(*self._own_weights(classes), rows) for rows, classes in pieces])
 
     def _entered(self, s, classes):
-        """Return ``s + e_c`` for ``classes``, a new tensor; without class embeddings, a copy of ``s``."""
-        return s.clone() if self.label is None else s + self.label(classes)
+        """Return ``s + e_c`` for ``classes`` (a new tensor); without class embeddings, ``s`` itself."""
+        return s if self.label is None else s + self.label(classes)
 
     def forward(self, x_t, t, y):
         in_place = self._in_place()
         s = self._shared(x_t, t, in_place)
-        eps_hat = self._conditioned(self._entered(s, y), in_place)
         if self.readout is None:
-            return eps_hat
-        read = F.silu(s)
-        basis = _linear(self.readout[1], read) if in_place else self.readout[1](read)
+            return self._conditioned(s + self.label(y), in_place)
+        if self.label is None:
+            eps_hat, read = self._unconditioned(s, in_place)
+        else:
+            eps_hat, read = self._conditioned(s + self.label(y), in_place), F.silu(s)
+        basis = _linear(self.readout[0], read) if in_place else self.readout[0](read)
         return eps_hat + self._own_read_out(basis, y)
 
     def forward_backward(self, x_t, t, y):
@@ -311,10 +316,11 @@ class MLPDenoiser(nn.Module):
                 shared, s = s, self._entered(s, y)
             activated = F.silu(s)
             eps_hat = _linear(self.output[1], activated)
-            if self.readout is not None:  # as forward computes it
-                read = F.silu(shared)
-                basis = _linear(self.readout[1], read)
-                eps_hat = eps_hat + self._own_read_out(basis, y)
+            if self.readout is not None:  # as forward computes it, the rows' weights gathered once
+                read = activated if self.label is None else F.silu(shared)
+                basis = _linear(self.readout[0], read)
+                weight, bias = self._own_weights(y)
+                eps_hat = eps_hat + _read_rows(weight, bias, basis)
 
         def entered(grad, output_grad):
             """Set the gradients of the class's weights; return ``grad`` at the state before the class entered."""
@@ -323,13 +329,13 @@ class MLPDenoiser(nn.Module):
             if self.readout is None:
                 return grad
             # Each row's gradient reaches its own class's read-out only: summed per class.
-            readout, n_classes = self.readout[2], self.n_classes
+            readout, n_classes = self.readout[1], self.n_classes
             outer = output_grad.unsqueeze(2) * basis.unsqueeze(1)  # (n, features, rank)
             readout.weight.grad = outer.new_zeros(n_classes, *outer.shape[1:]).index_add_(0, y, outer).flatten(0, 1)
             by_class = output_grad.new_zeros(n_classes, output_grad.shape[1]).index_add_(0, y, output_grad)
             readout.bias.grad = by_class.flatten()
-            to_basis = torch.bmm(output_grad.unsqueeze(1), self._own_weights(y)[0]).squeeze(1)
-            return grad + _silu_backward(_linear_backward(self.readout[1], read, to_basis), shared)
+            to_basis = torch.bmm(output_grad.unsqueeze(1), weight).squeeze(1)
+            return grad + _silu_backward(_linear_backward(self.readout[0], read, to_basis), shared)
 
         def backward(grad):
             with torch.no_grad():
@@ -366,26 +372,33 @@ class MLPDenoiser(nn.Module):
         in_place = self._in_place()
         s = self._shared(x_t, t, in_place)
         if self.label is None:  # the read-out alone tells the classes apart
-            return self._read_out(s, in_place)[rows, classes] + self._conditioned(s.clone(), in_place)[rows]
+            eps_hat, read = self._unconditioned(s, in_place)
+            return self._read_out(read, in_place)[rows, classes] + eps_hat[rows]
         n, size = rows.numel(), self.pair_rows
         padded = torch.arange(ceil_div(n, size) * size, device=rows.device).clamp_(max=n - 1)
         parts = [
             self._conditioned(s.index_select(0, r) + self.label.weight.index_select(0, c), in_place)
             for r, c in zip(rows[padded].split(size), classes[padded].split(size))
         ]
-        eps_hat, readout = torch.cat(parts)[:n], self._read_out(s, in_place)
-        return eps_hat if readout is None else eps_hat + readout[rows, classes]
+        eps_hat = torch.cat(parts)[:n]
+        return eps_hat if self.readout is None else eps_hat + self._read_out(F.silu(s), in_place)[rows, classes]
 
     def forward_all(self, x_t, t):
         """Return eps_hat under every class, shape (n, n_classes, n_features)."""
         in_place = self._in_place()
         s = self._shared(x_t, t, in_place)
         if self.label is None:  # the read-out alone tells the classes apart
-            return self._read_out(s, in_place) + self._conditioned(s.clone(), in_place).unsqueeze(1)
+            eps_hat, read = self._unconditioned(s, in_place)
+            return self._read_out(read, in_place) + eps_hat.unsqueeze(1)
         step = self.class_rows(s.shape[0])
         parts = [self._conditioned(part.unsqueeze(1) + self.label.weight, in_place) for part in s.split(step)]
-        eps_hat, readout = parts[0] if len(parts) == 1 else torch.cat(parts), self._read_out(s, in_place)
-        return eps_hat if readout is None else eps_hat + readout
+        eps_hat = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return eps_hat if self.readout is None else eps_hat + self._read_out(F.silu(s), in_place)
+
+
+def _read_rows(weight, bias, basis):
+    """Return ``weight[i] @ basis[i] + bias[i]`` for every row ``i``: shapes (n, out, in), (n, out), (n, in)."""
+    return torch.baddbmm(bias.unsqueeze(2), weight, basis.unsqueeze(2)).squeeze(2)
 
 
 def _hooked(module):
@@ -525,7 +538,7 @@ def mlp_arguments(module):
         "class_blocks": len(module.blocks) - module.n_shared,
         "n_frequencies": module.n_frequencies,
         "input_scale": float(module.input_scale),
-        "class_readout": 0 if module.readout is None else module.readout[1].out_features,
+        "class_readout": 0 if module.readout is None else module.readout[0].out_features,
         "class_embedding": module.label is not None,
     }
 

@@ -220,7 +220,7 @@ def test_forward_all_and_forward_pairs_agree_with_forward(class_readout, class_e
     if class_embedding:
         torch.nn.init.normal_(net.label.weight)
     if class_readout:
-        torch.nn.init.normal_(net.readout[2].weight)
+        torch.nn.init.normal_(net.readout[1].weight)
     x_t, t = torch.randn(48, 3), torch.randint(1000, (48,))
     with torch.no_grad():
         every = net.forward_all(x_t, t)
@@ -406,12 +406,12 @@ def test_class_readouts_start_at_zero_and_read_each_class_its_own_way():
     with torch.no_grad():
         assert torch.equal(read.forward_all(x_t, t), plain.forward_all(x_t, t))  # R_c = 0, r_c = 0
         # 4 shared features, 3 x 12 outputs: rank 4 for every class.
-        assert read.readout[1].weight.shape == (4, 32) and read.readout[1].bias is None
-        assert read.readout[2].weight.shape == (36, 4)
-        nn.init.normal_(read.readout[2].weight)
+        assert read.readout[0].weight.shape == (4, 32) and read.readout[0].bias is None
+        assert read.readout[1].weight.shape == (36, 4)
+        nn.init.normal_(read.readout[1].weight)
         added = read.forward_all(x_t, t) - plain.forward_all(x_t, t)
-        basis = read.readout[1](nn.functional.silu(read._shared(x_t, t, False)))
-        expected = (basis @ read.readout[2].weight.t() + read.readout[2].bias).view(10, 12, 3)
+        basis = read.readout[0](nn.functional.silu(read._shared(x_t, t, False)))
+        expected = (basis @ read.readout[1].weight.t() + read.readout[1].bias).view(10, 12, 3)
         torch.testing.assert_close(added, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -419,12 +419,12 @@ def test_the_read_out_alone_tells_the_classes_apart_without_a_class_embedding():
     torch.manual_seed(0)
     net = MLPDenoiser(3, 25, hidden_size=32, class_readout=4, class_embedding=False)
     assert net.label is None
-    nn.init.normal_(net.output[1].weight), nn.init.normal_(net.readout[2].weight)
+    nn.init.normal_(net.output[1].weight), nn.init.normal_(net.readout[1].weight)
     x_t, t = torch.randn(10, 3), torch.randint(1000, (10,))
     with torch.no_grad():
         every = net.forward_all(x_t, t)
         # Between two classes, only their read-outs differ: the rest is the same for all.
-        read = net._read_out(net._shared(x_t, t, False), False)
+        read = net._read_out(nn.functional.silu(net._shared(x_t, t, False)), False)
         torch.testing.assert_close(every - every[:, :1], read - read[:, :1], rtol=1e-5, atol=1e-5)
     for bad in ({"class_readout": 0}, {"class_readout": 4, "class_blocks": 1}):
         with pytest.raises(ValueError, match="class_embedding=False needs a read-out"):
@@ -489,20 +489,20 @@ def test_classifier_default_network_reads_each_class_out_from_ten_classes():
         with pytest.warns(ConvergenceWarning):
             clf.fit(x, np.arange(200) % n_classes)
         readout = clf.denoiser_.readout
-        assert (None if readout is None else readout[1].out_features) == rank
+        assert (None if readout is None else readout[0].out_features) == rank
         assert (clf.denoiser_.label is not None) == embedding
         if rank:  # one read-out of 3 features per class
-            assert readout[2].out_features == n_classes * 3
+            assert readout[1].out_features == n_classes * 3
 
 
 def test_the_read_out_of_each_rows_own_class_is_gathered_in_pieces_with_the_same_values():
     torch.manual_seed(0)
     net = MLPDenoiser(3, 12, hidden_size=32, class_readout=4)
-    nn.init.normal_(net.readout[2].weight), nn.init.normal_(net.readout[2].bias)
+    nn.init.normal_(net.readout[1].weight), nn.init.normal_(net.readout[1].bias)
     n = 2 * _denoisers.OWN_READ_OUT_ROWS + 7  # three pieces
     basis, y = torch.randn(n, 4), torch.randint(12, (n,))
     with torch.no_grad():
         own = net._own_read_out(basis, y)
-        every = (basis @ net.readout[2].weight.t() + net.readout[2].bias).view(n, 12, 3)
+        every = (basis @ net.readout[1].weight.t() + net.readout[1].bias).view(n, 12, 3)
         torch.testing.assert_close(own, every[torch.arange(n), y], rtol=1e-5, atol=1e-6)
         assert torch.equal(own[-7:], net._own_read_out(basis[-7:], y[-7:]))  # a row's value: its own
