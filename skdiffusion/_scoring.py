@@ -181,8 +181,8 @@ def _pair_losses(forward_pairs, x_t, t, eps, mask, kept, loss):
 
 
 def _reported(loss):
-    """Turn a denoiser's NaN into inf: NaN in the error tensor means "not scored"."""
-    return torch.nan_to_num(loss, nan=float("inf"), posinf=float("inf"))
+    """Turn a denoiser's NaN into inf, in place: NaN in the error tensor means "not scored"."""
+    return loss.nan_to_num_(nan=float("inf"), posinf=float("inf"))
 
 
 def _whole(number):
@@ -242,26 +242,49 @@ class PairedTTest:
         return [per_draw * k for k in draws if per_draw * k < n_trials]
 
     def keep(self, errors, active, log_prior, scale):
-        best = _scores(errors, active, log_prior, scale).argmax(dim=1)
+        # Only the pairs still in the running are tested, a few percent of them after the
+        # first checks: at 50 classes, testing every pair cost what pruning saved.
+        rows, classes = active.nonzero(as_tuple=True)
         per_draw = self.trials_per_draw
-        draws = errors[:, :, : errors.shape[2] // per_draw * per_draw].unflatten(2, (-1, per_draw)).mean(dim=3)
-        n_draws = draws.shape[2]
-        rows = torch.arange(errors.shape[0], device=errors.device)
-        diff = (draws - draws[rows, best].unsqueeze(1)).double()
+        n_draws = errors.shape[2] // per_draw
+        draws = errors[rows, classes, : n_draws * per_draw].reshape(-1, n_draws, per_draw).mean(dim=2).double()
+        log_prior = torch.as_tensor(log_prior, dtype=torch.float64, device=errors.device)
+        best = _best_pairs(rows, classes, log_prior[classes] - scale * draws.mean(dim=1), active.shape)
+        diff = draws - draws[best]
         # Worse than the best once the mean error difference exceeds the prior's head start;
         # a difference without spread (stderr 0) is worse as soon as it is positive.
-        log_prior = torch.as_tensor(log_prior, dtype=torch.float64, device=errors.device)
-        excess = diff.mean(dim=2) - (log_prior - log_prior[best].unsqueeze(1)) / scale
-        stderr = diff.std(dim=2) / np.sqrt(n_draws)
+        excess = diff.mean(dim=1)
+        stderr = ((diff - excess.unsqueeze(1)).square().sum(dim=1) / ((n_draws - 1) * n_draws)).sqrt()
+        excess -= (log_prior[classes] - log_prior[classes[best]]) / scale
         worse = excess > stats.t.ppf(1 - self.alpha, n_draws - 1) * stderr
-        return active & ~worse
+        kept = active.clone()
+        kept[rows[worse], classes[worse]] = False
+        return kept
 
 
 def _scores(errors, active, log_prior, scale):
-    """Return ``log p(c) - scale * mean error`` of each (sample, class), -inf where inactive."""
-    log_prior = torch.as_tensor(log_prior, device=errors.device)
-    scores = log_prior - scale * errors.double().nanmean(dim=2)
-    return scores.masked_fill(~active, -np.inf)
+    """Return ``log p(c) - scale * mean error`` of each (sample, class), -inf where inactive.
+
+    A pair in the running has been scored on every trial so far: its errors hold no NaN.
+    """
+    rows, classes = active.nonzero(as_tuple=True)
+    log_prior = torch.as_tensor(log_prior, dtype=torch.float64, device=errors.device)
+    scores = torch.full(active.shape, -np.inf, dtype=torch.float64, device=errors.device)
+    scores[rows, classes] = log_prior[classes] - scale * errors[rows, classes].double().mean(dim=1)
+    return scores
+
+
+def _best_pairs(rows, classes, scores, shape):
+    """Return, for each (row, class) pair, the index of its row's pair of highest score.
+
+    ``rows`` and ``classes`` (row-major, as ``nonzero`` gives them) index a (samples,
+    classes) table of ``shape``, ``scores`` hold the pairs' scores.
+    """
+    table = torch.full(shape, -np.inf, dtype=scores.dtype, device=scores.device)
+    table[rows, classes] = scores
+    index = torch.zeros(shape, dtype=torch.long, device=scores.device)
+    index[rows, classes] = torch.arange(rows.numel(), device=scores.device)
+    return index[rows, table.argmax(dim=1)[rows]]
 
 
 def prune(score, n_samples, n_classes, n_trials, *, rule, log_prior, scale, device="cpu"):
@@ -273,14 +296,15 @@ def prune(score, n_samples, n_classes, n_trials, *, rule, log_prior, scale, devi
     trials, shape (n_samples, n_classes, n_trials), NaN where a pair was not scored.
     """
     active = torch.ones((n_samples, n_classes), dtype=torch.bool, device=device)
-    parts, start = [], 0
+    errors = torch.empty((n_samples, n_classes, n_trials), device=device)
+    start = 0
     for stop in [*rule.checkpoints(n_trials), n_trials]:
-        parts.append(score(active, start, stop))
+        errors[:, :, start:stop] = score(active, start, stop)
         if stop < n_trials:
-            active = rule.keep(torch.cat(parts, dim=2), active, log_prior, scale)
+            active = rule.keep(errors[:, :, :stop], active, log_prior, scale)
             active &= (active.sum(dim=1) > 1).unsqueeze(1)
         start = stop
-    return torch.cat(parts, dim=2)
+    return errors
 
 
 def paired_means(errors):
@@ -298,12 +322,15 @@ def paired_means(errors):
     The difference is paired on shared draws, so its noise is small; for a class scored on
     as many trials as the reference, this is its plain mean.
     """
-    errors = errors.double()
     counts = (~errors.isnan()).sum(dim=2)
-    means = errors.nanmean(dim=2)
+    sums = errors.nansum(dim=2, dtype=torch.float64)
+    means = sums / counts
     ref = means.masked_fill(counts < counts.max(dim=1, keepdim=True).values, np.inf).argmin(dim=1)
     rows = torch.arange(errors.shape[0], device=errors.device)
-    return (errors - errors[rows, ref].unsqueeze(1)).nanmean(dim=2) + means[rows, ref].unsqueeze(1)
+    # Over c's trials, the sum of e_c - e_ref is c's sum less the reference's running sum
+    # at c's count: one pass over the errors instead of a paired difference of them all.
+    ref_sums = errors[rows, ref].double().cumsum(dim=1).gather(1, (counts - 1).clamp_(min=0))
+    return (sums - ref_sums) / counts + means[rows, ref].unsqueeze(1)
 
 
 def mean_errors(

@@ -22,3 +22,20 @@ def test_per_sample_loss_compares_every_class_with_the_same_noise(loss):
     per_class = torch.stack([per_sample_loss(loss, eps_hat[:, c], eps) for c in range(3)], dim=1)
     repeated = eps.unsqueeze(1).expand(5, 3, 2, 4).contiguous()
     assert torch.equal(per_sample_loss(loss, eps_hat, repeated, sample_ndim=2), per_class)
+
+
+def test_losses_are_torchs_bit_for_bit_and_leave_their_inputs_alone():
+    # Each loss overwrites the difference it is given, never eps_hat or eps; Huber is
+    # computed from |d| and equals torch's at and around delta = 1.
+    eps_hat = torch.cat([torch.randn(1000) * 3, torch.tensor([1.0, -1.0, 0.0, 1.0 + 1e-7, 1.0 - 6e-8])])
+    eps = torch.cat([torch.randn(1000), torch.zeros(5)])
+    copies = eps_hat.clone(), eps.clone()
+    expected = {
+        "l2": torch.nn.functional.mse_loss(eps_hat, eps, reduction="none"),
+        "l1": torch.nn.functional.l1_loss(eps_hat, eps, reduction="none"),
+        "huber": torch.nn.functional.huber_loss(eps_hat, eps, reduction="none"),
+    }
+    for loss, elements in expected.items():
+        assert torch.equal(LOSSES[loss](eps_hat - eps), elements)
+        assert torch.equal(per_sample_loss(loss, eps_hat.view(5, -1), eps.view(5, -1)), elements.view(5, -1).mean(1))
+    assert torch.equal(eps_hat, copies[0]) and torch.equal(eps, copies[1])
