@@ -287,6 +287,39 @@ def test_paired_t_test_drops_only_classes_that_are_significantly_worse(trials_pe
     assert PairedTTest(min_trials=4).keep(errors, active, np.log([1 / 3] * 3), 1.0).all()
 
 
+def test_paired_t_test_agrees_with_scipy_on_the_pairs_in_the_running():
+    # Each class still in the running against its row's best (highest prior plus lowest
+    # mean error), a one-sided paired t-test on the means of the antithetic pairs: dropped
+    # exactly where scipy's p-value is below alpha. Pairs out of the running hold NaN, as
+    # prune leaves them, and stay out.
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    n_rows, n_classes, n_trials, alpha, scale = 40, 6, 12, 0.05, 2.0
+    errors = torch.tensor(
+        rng.normal(1.0, 0.3, (n_rows, n_classes, n_trials)) + rng.normal(0, 0.1, (n_rows, n_classes, 1))
+    )
+    errors = errors.float()
+    active = torch.tensor(rng.random((n_rows, n_classes)) < 0.7)
+    active[:, 0] = True
+    errors[~active] = float("nan")
+    log_prior = np.log(rng.dirichlet(np.ones(n_classes)))
+    kept = PairedTTest(alpha=alpha, min_trials=4).keep(errors, active, log_prior, scale)
+    draws = errors.double().unflatten(2, (-1, 2)).mean(dim=3).numpy()
+    checked = 0
+    for i in range(n_rows):
+        classes = np.flatnonzero(active[i].numpy())
+        best = classes[np.argmax(log_prior[classes] - scale * draws[i, classes].mean(axis=1))]
+        assert kept[i, best]
+        for c in set(classes) - {best}:
+            diff = draws[i, c] - draws[i, best] - (log_prior[c] - log_prior[best]) / scale
+            p = stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue
+            assert bool(kept[i, c]) == (p >= alpha), (i, c, p)
+            checked += 1
+    assert not kept[~active].any()
+    assert 0 < int((active & ~kept).sum()) < checked  # some dropped, some kept
+
+
 def test_paired_means_anchor_a_pruned_class_on_the_reference_class():
     nan = float("nan")
     errors = torch.tensor(
