@@ -10,6 +10,8 @@ default settings unless a column says otherwise:
   with every core (torch's default thread count: the user's machine), and beside it the
   same with one thread for both; and the time with the default pruning; the same over the
   rate of oneDNN's product on those shapes, which the network itself uses on x86;
+- predict_proba from 16 to 4,000 rows at the defaults, with ``n_jobs=1``, and with the rows
+  always split over the threads (the defaults split them only where that pays);
 - busy cores: fit and predict_proba with another process spinning on every core, at the
   default threads against one;
 - cost per predicted row with 50 classes against 2 (20 features, no pruning), and the
@@ -43,7 +45,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch.utils.flop_counter import FlopCounterMode
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _denoisers
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _denoisers, _scoring
 from skdiffusion._fitting import resolved_learning_rate
 from skdiffusion._schedule import as_tensor
 from skdiffusion._scoring import mean_errors, trial_draws
@@ -150,6 +152,32 @@ def predict_row(name, clf, X, repeats=2):
             "fraction_of_onednn": None if onednn is None else flops / seconds / 1e9 / onednn,
             "s_per_1000_rows": seconds / len(X) * 1000,
         }
+    return record
+
+
+def small_predict_rows(clfs, sizes=(16, 128, 400, 1000, 2000, 4000), repeats=5):
+    """Time predict_proba at the defaults, with ``n_jobs=1`` and on threads whatever the rows, alternated.
+
+    Returns the medians. The defaults give a thread its own rows only where they fill its
+    scoring calls (``_scoring.PIECE_CALLS``); "split" sets that to zero, so any rows are
+    cut into a piece per thread, to show where that would cost more than one thread.
+    """
+    record = {}
+    for name, (clf, X) in clfs.items():
+        X = np.tile(X, (max(sizes) // len(X) + 1, 1))
+        variants = {"default": clone_fitted(clf), "one thread": clone_fitted(clf, n_jobs=1), "split": clone_fitted(clf)}
+        for rows in sizes:
+            seconds = {label: [] for label in variants}
+            for _ in range(repeats):
+                for label, variant in variants.items():
+                    previous = _scoring.PIECE_CALLS
+                    _scoring.PIECE_CALLS = 0 if label == "split" else previous
+                    try:
+                        variant.predict_proba(X[:2])
+                        seconds[label].append(timed(variant.predict_proba, X[:rows])[1])
+                    finally:
+                        _scoring.PIECE_CALLS = previous
+            record[f"{name}, {rows:,} rows"] = {label: float(np.median(v)) for label, v in seconds.items()}
     return record
 
 
@@ -361,6 +389,7 @@ def main():
         predict_row("spirals", spirals_clf, np.tile(X_spirals, (4000 // len(X_spirals) + 1, 1))[:4000]),
         predict_row("digits", digits_clf, np.tile(X_digits, (4000 // len(X_digits) + 1, 1))[:4000]),
     ]
+    small = small_predict_rows({"spirals": (spirals_clf, X_spirals), "digits": (digits_clf, X_digits)})
     busy = busy_row(X_spirals, y_spirals, np.tile(X_spirals, (3, 1)))
     classes, class_jobs = classes_row()
     conditioning = conditioning_row()
@@ -418,6 +447,19 @@ def main():
     ]
     lines += [
         "",
+        "predict_proba with the default pruning, seconds (medians of 5, alternated): the defaults, n_jobs=1, and",
+        "every prediction split over the threads (what the defaults do only from a size on)",
+        "",
+        "| data, rows | default | n_jobs=1 | split | default / n_jobs=1 | split / n_jobs=1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {v['default']:.4f} | {v['one thread']:.4f} | {v['split']:.4f} | "
+        f"{v['default'] / v['one thread']:.2f} | {v['split'] / v['one thread']:.2f} |"
+        for k, v in small.items()
+    ]
+    lines += [
+        "",
         f"busy cores (a process spinning on each): default threads / one thread: fit {busy['fit_ratio']:.2f} "
         f"({busy['fit_s']['default']:.2f} s / {busy['fit_s']['one']:.2f} s), predict {busy['predict_ratio']:.2f} "
         f"({busy['predict_s']['default']:.3f} s / {busy['predict_s']['one']:.3f} s)",
@@ -471,6 +513,7 @@ def main():
         table,
         {
             "predict": predict,
+            "small_predictions": small,
             "busy": busy,
             "classes": classes,
             "conditioning": conditioning,

@@ -10,7 +10,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 from ._compute import run_in_jobs
-from ._scoring import chunk_rows, trial_draws, trial_errors
+from ._scoring import chunk_rows, piece_rows, trial_draws, trial_errors
 from ._validation import timestep_bounds
 
 # Upper ends of the timestep ranges that fit chooses among, as fractions of T. Which
@@ -146,6 +146,7 @@ def choose_trials(
         n_jobs=None,
         mask=mask,
         threads=threads if x0.device.type == "cpu" else 1,
+        min_rows=piece_rows(denoiser, SELECTION_TRIALS, n_classes),
     )
     if auto:
         return select_timestep_range(errors, t, y, log_prior, n_steps, n_features, weights, category_ll)

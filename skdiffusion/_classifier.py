@@ -24,7 +24,7 @@ from ._fitting import Seeds, TrainingData, cached_run_plan, network_builder, pla
 from ._losses import LOSSES
 from ._sampling import ancestral_sample
 from ._schedule import BETA_SCHEDULES, as_tensor
-from ._scoring import chunk_rows, mean_errors, trial_draws
+from ._scoring import chunk_rows, mean_errors, piece_rows, trial_draws
 from ._tabular import (
     categorical_mask,
     category_counts,
@@ -276,8 +276,11 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         all processors. None scores in the calling process: on the CPU, on as many threads
         as torch may use (``torch.get_num_threads()``, which follows
         ``torch.set_num_threads``, ``OMP_NUM_THREADS`` and threadpoolctl's limits), at most
-        the CPUs the process may run on, each thread on its own rows with one torch thread;
-        on another device, in the calling thread. 1 scores in the calling thread alone.
+        the CPUs the process may run on, each thread on its own rows with one torch thread,
+        and only as many threads as get rows enough to fill their scoring calls (a few
+        hundred rows to a few thousand, more with pruning: fewer are scored in the calling
+        thread, faster there); on another device, in the calling thread. 1 scores in the
+        calling thread alone.
         Neither uses joblib. ``fit`` scores its held-out samples, to choose the trials, on
         the same threads for None and in the calling thread otherwise; it trains on one torch
         thread. The results are bit for bit those of one thread. With
@@ -931,6 +934,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         x0 = x0.reshape(-1, *sample_shape)
         bounds = timestep_bounds(self.timestep_range_, self.n_diffusion_steps)
         t, eps = trial_draws(*bounds, self.n_trials, sample_shape, self.noise_seed_)
+        pruning = check_pruning(self.pruning)
         score = functools.partial(
             mean_errors,
             self.denoiser_.to(device),
@@ -939,7 +943,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             n_classes=self.classes_.size,
             alphas_cumprod=as_tensor(self.alphas_cumprod_, device=device),
             loss=self.loss,
-            pruning=check_pruning(self.pruning),
+            pruning=pruning,
             log_prior=log_prior(self.class_prior_),
             scale=self.scale_,
         )
@@ -953,7 +957,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         chunk = chunk_rows(self.n_trials, self.classes_.size)
         # Threads share one GPU to no gain: off the CPU, None scores in this thread.
         n_jobs = 1 if self.n_jobs is None and device.type != "cpu" else self.n_jobs
-        errors, _ = run_in_jobs(score, x0, rows=chunk, n_jobs=n_jobs, verbose=self.verbose, mask=mask)
+        pieces = piece_rows(self.denoiser_, self.n_trials, self.classes_.size, pruning)
+        errors, _ = run_in_jobs(score, x0, rows=chunk, n_jobs=n_jobs, verbose=self.verbose, mask=mask, min_rows=pieces)
         check_errors(errors)
         jll = log_prior(self.class_prior_) - self.scale_ * errors
         if rows.categories:

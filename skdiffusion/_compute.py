@@ -71,12 +71,13 @@ def _on_one_thread(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def run_in_jobs(fn, x, *, rows, n_jobs, verbose=0, mask=None, threads=None):
+def run_in_jobs(fn, x, *, rows, n_jobs, verbose=0, mask=None, threads=None, min_rows=1):
     """Return ``fn(x, mask=mask)``, a tuple of arrays over the rows of ``x``, computed on one torch thread at a time.
 
     ``n_jobs=None``: the rows (of ``x`` and ``mask``) are cut into pieces of at most
     ``rows``, as many as keep ``threads`` busy (None: the :func:`usable_threads` of the
-    caller's torch setting; a fit, on one torch thread already, passes the user's), and each is scored in a
+    caller's torch setting; a fit, on one torch thread already, passes the user's) but
+    no more than leave ``min_rows`` to each thread, and each is scored in a
     thread of this process (one torch thread each, so no thread waits on another's
     progress when other work shares the cores); ``verbose`` reports each tenth of the
     rows done. ``n_jobs=1``, or a single usable thread: ``fn`` runs in this thread. Any
@@ -86,8 +87,8 @@ def run_in_jobs(fn, x, *, rows, n_jobs, verbose=0, mask=None, threads=None):
     """
     # Around the jobs too: with the threading backend, they share this process's setting.
     with one_torch_thread() as torch_threads:
-        workers = (threads or usable_threads(torch_threads)) if n_jobs is None else 1
-        if n_jobs in (None, 1) and (workers == 1 or x.shape[0] < 2):
+        workers = min(threads or usable_threads(torch_threads), x.shape[0] // min_rows) if n_jobs is None else 1
+        if n_jobs in (None, 1) and (workers <= 1 or x.shape[0] < 2):
             return fn(x, mask=mask, verbose=verbose)
         if n_jobs is None:
             results = _in_threads(fn, x, mask, rows, workers, verbose)

@@ -23,6 +23,19 @@ EVAL_BLOCK = 1024
 CHUNK_PAIRS = 1 << 20
 
 
+# A thread's piece of the rows to score holds at least this many scoring calls' worth of
+# (sample, trial) pairs for every stage of pruning: each stage ends on a padded call, and
+# on smaller pieces two threads took longer than one (benchmarks/speed.py times both).
+PIECE_CALLS = 6
+
+
+def piece_rows(denoiser, n_trials, n_classes, pruning=None):
+    """Return the fewest rows worth a thread of their own when scoring: see ``PIECE_CALLS``."""
+    pairs = call_rows(denoiser, n_classes if hasattr(denoiser, "forward_all") else 1)
+    stages = 1 if pruning is None else len(pruning.checkpoints(n_trials)) + 1
+    return max(1, ceil_div(PIECE_CALLS * stages * pairs, n_trials))
+
+
 def chunk_rows(n_trials, n_classes):
     """Return the samples of a chunk: ``CHUNK_PAIRS`` (sample, trial, class) evaluations, at least one sample."""
     return max(1, CHUNK_PAIRS // (n_trials * n_classes))

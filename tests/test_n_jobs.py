@@ -106,11 +106,30 @@ def test_default_scores_on_the_usable_threads_with_the_results_of_one(fitted, pr
     assert seen == [(threading.get_ident(), 300)]
     monkeypatch.setattr(_compute, "usable_threads", lambda torch_threads: 3)
     monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 16 * 3 * 40)  # chunks of 40 rows: 8 of them, then 9 pieces
+    monkeypatch.setattr(_scoring, "PIECE_CALLS", 0)  # pieces of any size
     clf.set_params(n_jobs=None)
     probabilities, seen = _threads_seen(clf, X, monkeypatch)
     np.testing.assert_array_equal(probabilities, expected)
     assert [rows for _, rows in seen] == [34] * 8 + [28]  # 3 rounds of 3 threads
     assert threading.get_ident() not in {thread for thread, _ in seen} and len({t for t, _ in seen}) >= 2
+
+
+def test_rows_are_split_over_threads_only_where_each_piece_fills_its_calls(fitted, monkeypatch):
+    # Each thread's piece holds PIECE_CALLS scoring calls' worth of (row, trial) pairs for
+    # every stage of pruning (16 trials: checks after 8 and 12, three stages); fewer rows
+    # are scored in the caller's thread, where padded calls would cost a second thread more
+    # than it saves.
+    clf, X = fitted
+    assert _scoring.PairedTTest().checkpoints(16) == [8, 12]
+    monkeypatch.setattr(_compute, "usable_threads", lambda torch_threads: 2)
+    for pruning, stages in ((None, 1), ("t-test", 3)):
+        clf.set_params(pruning=pruning, n_jobs=None)
+        piece = -(-_scoring.PIECE_CALLS * stages * clf.denoiser_.eval_batch_size // 16)
+        rows = np.resize(X, (2 * piece, X.shape[1]))
+        _, seen = _threads_seen(clf, rows[:-1], monkeypatch)
+        assert seen == [(threading.get_ident(), 2 * piece - 1)]
+        _, seen = _threads_seen(clf, rows, monkeypatch)
+        assert [n for _, n in seen] == [piece, piece] and threading.get_ident() not in {t for t, _ in seen}
 
 
 def test_the_threads_follow_torch_threadpoolctl_and_the_affinity_mask(fitted, monkeypatch):
@@ -158,6 +177,7 @@ def test_threads_report_each_tenth_of_the_rows_in_order(fitted, monkeypatch, cap
     clf, X = fitted
     monkeypatch.setattr(_compute, "usable_threads", lambda torch_threads: 2)
     monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 16 * 3 * 40)  # 8 chunks of 40 rows: 8 pieces of 38
+    monkeypatch.setattr(_scoring, "PIECE_CALLS", 0)
     clf.set_params(n_jobs=None, verbose=1).predict_proba(X)
     clf.set_params(verbose=0)
     assert capsys.readouterr().out.splitlines() == [
@@ -183,6 +203,7 @@ def test_fit_chooses_the_trials_on_the_usable_threads_with_the_result_of_one(mon
 
     monkeypatch.setattr(_compute, "_in_threads", counted)
     monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 256 * 3 * 4)  # pieces of 4 of the 20 held-out rows
+    monkeypatch.setattr(_scoring, "PIECE_CALLS", 0)
     one = DiffusionClassifier(**params).fit(X, y)  # the tests' torch setting: one thread
     assert calls == []
     with threadpoolctl.threadpool_limits(2), monkeypatch.context() as context:
