@@ -1,5 +1,7 @@
 """The Monte Carlo error loop: shared ``(t, eps)`` draws in antithetic pairs, every class's denoising error."""
 
+import functools
+
 import numpy as np
 import torch
 from scipy import stats
@@ -300,24 +302,44 @@ def _best_pairs(rows, classes, scores, shape):
     return index[rows, table.argmax(dim=1)[rows]]
 
 
-def prune(score, n_samples, n_classes, n_trials, *, rule, log_prior, scale, device="cpu"):
+def prune(score, n_samples, n_classes, n_trials, *, rule, log_prior, scale, device="cpu", calls=None):
     """Score trials stage by stage, dropping classes at ``rule``'s checkpoints.
 
     ``score(active, start, stop)`` returns the errors of trials ``start:stop`` for the
     (sample, class) pairs where ``active`` is True, NaN elsewhere. A sample left with a
     single class is settled and is not scored any further. Returns the errors of all
     trials, shape (n_samples, n_classes, n_trials), NaN where a pair was not scored.
+
+    ``calls(active, n)``, if given, counts the network calls that scoring ``n`` trials of
+    the pairs where ``active`` takes. A stage takes one call at least, padded: once the
+    trials left fit in no more calls than the stages left, they are scored at once and the
+    remaining checks applied afterwards, which drops the same classes at the same
+    checkpoints (a few rows are scored in one call instead of one per stage).
     """
     active = torch.ones((n_samples, n_classes), dtype=torch.bool, device=device)
     errors = torch.empty((n_samples, n_classes, n_trials), device=device)
-    start = 0
-    for stop in [*rule.checkpoints(n_trials), n_trials]:
-        errors[:, :, start:stop] = score(active, start, stop)
+    stops = [*rule.checkpoints(n_trials), n_trials]
+    start = scored = 0
+    for stage, stop in enumerate(stops):
+        if scored < stop:
+            at_once = calls is not None and calls(active, n_trials - start) <= len(stops) - stage
+            scored = n_trials if at_once else stop
+            errors[:, :, start:scored] = score(active, start, scored)
         if stop < n_trials:
             active = rule.keep(errors[:, :, :stop], active, log_prior, scale)
             active &= (active.sum(dim=1) > 1).unsqueeze(1)
+            if scored > stop:  # scored ahead: what the check dropped was not scored after it
+                errors[:, :, stop:].masked_fill_(~active.unsqueeze(2), float("nan"))
         start = stop
     return errors
+
+
+def scoring_calls(denoiser, active, n_trials):
+    """Return the calls of ``denoiser`` that :func:`trial_errors` makes to score ``n_trials`` trials of ``active``."""
+    if hasattr(denoiser, "forward_all"):
+        return ceil_div(int(active.any(dim=1).sum()) * n_trials, call_rows(denoiser, active.shape[1]))
+    block = call_rows(denoiser, 1)
+    return sum(ceil_div(rows * n_trials, block) for rows in active.sum(dim=0).tolist())
 
 
 def paired_means(errors):
@@ -402,6 +424,7 @@ def mean_errors(
                 log_prior=log_prior,
                 scale=scale,
                 device=t.device,
+                calls=functools.partial(scoring_calls, denoiser),
             )
         errors[start : start + chunk] = paired_means(e).cpu().numpy()
         n_evaluations[start : start + chunk] = (~e.isnan()).sum(dim=(1, 2)).cpu().numpy()

@@ -1,5 +1,7 @@
 """The Monte Carlo error loop: timestep grid, shared noise, batch invariance, chunking."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -248,6 +250,56 @@ def test_staged_pruning_keeps_the_best_classes_at_each_stage():
     assert not scored[:, :, 8:].any()
     # A denoiser without forward_all is called only for the classes still in the running.
     assert calls == [0, 1, 2, 3, 0, 1]
+
+
+@pytest.mark.parametrize("rule", [PairedTTest(alpha=0.05, min_trials=4), StagedPruning([(4, 3), (8, 2)])])
+def test_pruning_that_scores_ahead_drops_the_same_classes_with_the_same_errors(rule):
+    # Once the trials left fit in no more calls than the stages left, prune scores them at
+    # once and applies the remaining checks afterwards: the same NaN, the same errors.
+    denoiser, n_classes, n_trials = _random_mlp(2, 4), 4, 32
+    x0 = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    t, eps = trial_draws(0, 1000, n_trials, (2,), seed=0)
+    t, stages = torch.as_tensor(t), []
+
+    def score(active, start, stop):
+        stages.append((start, stop))
+        return trial_errors(
+            denoiser,
+            x0,
+            t[start:stop],
+            eps[start:stop],
+            n_classes,
+            alphas_cumprod=ALPHAS_CUMPROD,
+            loss="l2",
+            active=active,
+        )
+
+    kwargs = dict(rule=rule, log_prior=np.log(np.full(n_classes, 1 / n_classes)), scale=20.0)
+    staged = prune(score, 40, n_classes, n_trials, **kwargs)
+    assert len(stages) == len(rule.checkpoints(n_trials)) + 1
+    scored = (~staged.isnan()).sum(dim=2)
+    assert (scored < n_trials).any() and (scored == n_trials).any()  # some pairs dropped, some not
+    for calls in (lambda active, n: 0, functools.partial(_scoring.scoring_calls, denoiser)):
+        stages.clear()
+        ahead = prune(score, 40, n_classes, n_trials, **kwargs, calls=calls)
+        assert torch.equal(ahead.isnan(), staged.isnan())
+        assert torch.equal(ahead.nan_to_num(), staged.nan_to_num())
+    assert stages == [(0, n_trials)]  # 40 rows x 32 trials fit in one call of the network
+
+
+def test_scoring_calls_counts_the_calls_of_trial_errors():
+    mlp, per_class = _random_mlp(2, 3), _ClassBias()
+    active = torch.tensor([[True, False, True]] * 5 + [[False] * 3] * 2)
+    calls = _scoring.call_rows(mlp, 3)
+    assert _scoring.scoring_calls(mlp, active, calls) == 5  # 5 rows of any class, one call per trial's worth
+    assert _scoring.scoring_calls(mlp, active, 1) == 1
+    # One class at a time: classes 0 and 2 have 5 rows each.
+    block = _scoring.call_rows(per_class, 1)
+    assert _scoring.scoring_calls(per_class, active, block) == 10
+    x0 = torch.zeros(7, 2)
+    t, eps = torch.full((block,), 10), torch.zeros(block, 2)
+    trial_errors(per_class, x0, t, eps, 3, alphas_cumprod=ALPHAS_CUMPROD, loss="l2", active=active)
+    assert len(per_class.calls) == 10
 
 
 def test_paired_t_test_checks_between_antithetic_pairs():
