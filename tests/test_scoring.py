@@ -224,8 +224,16 @@ def _pruned(rule, n_classes=4, n_trials=16, n_samples=3):
     eps[::2] = 0.1  # the errors vary a little from trial to trial
     denoiser = _ClassBias()
     log_prior = np.log(np.full(n_classes, 1 / n_classes))
+    score = _stage_scorer(denoiser, x0, t, eps, n_classes)
+    return prune(score, n_samples, n_classes, n_trials, rule=rule, log_prior=log_prior, scale=1.0), denoiser.calls
+
+
+def _stage_scorer(denoiser, x0, t, eps, n_classes, stages=None):
+    """Return prune's ``score(active, start, stop)``, by trial_errors; each (start, stop) goes to ``stages``."""
 
     def score(active, start, stop):
+        if stages is not None:
+            stages.append((start, stop))
         return trial_errors(
             denoiser,
             x0,
@@ -237,7 +245,7 @@ def _pruned(rule, n_classes=4, n_trials=16, n_samples=3):
             active=active,
         )
 
-    return prune(score, n_samples, n_classes, n_trials, rule=rule, log_prior=log_prior, scale=1.0), denoiser.calls
+    return score
 
 
 def test_staged_pruning_keeps_the_best_classes_at_each_stage():
@@ -259,21 +267,8 @@ def test_pruning_that_scores_ahead_drops_the_same_classes_with_the_same_errors(r
     denoiser, n_classes, n_trials = _random_mlp(2, 4), 4, 32
     x0 = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
     t, eps = trial_draws(0, 1000, n_trials, (2,), seed=0)
-    t, stages = torch.as_tensor(t), []
-
-    def score(active, start, stop):
-        stages.append((start, stop))
-        return trial_errors(
-            denoiser,
-            x0,
-            t[start:stop],
-            eps[start:stop],
-            n_classes,
-            alphas_cumprod=ALPHAS_CUMPROD,
-            loss="l2",
-            active=active,
-        )
-
+    stages = []
+    score = _stage_scorer(denoiser, x0, torch.as_tensor(t), eps, n_classes, stages)
     kwargs = dict(rule=rule, log_prior=np.log(np.full(n_classes, 1 / n_classes)), scale=20.0)
     staged = prune(score, 40, n_classes, n_trials, **kwargs)
     assert len(stages) == len(rule.checkpoints(n_trials)) + 1
