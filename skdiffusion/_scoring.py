@@ -259,18 +259,29 @@ class PairedTTest:
     def keep(self, errors, active, log_prior, scale):
         # Only the pairs still in the running are tested, a few percent of them after the
         # first checks: at 50 classes, testing every pair cost what pruning saved.
+        n_rows, n_classes = active.shape
         rows, classes = active.nonzero(as_tuple=True)
         per_draw = self.trials_per_draw
         n_draws = errors.shape[2] // per_draw
-        draws = errors[rows, classes, : n_draws * per_draw].reshape(-1, n_draws, per_draw).mean(dim=2).double()
+        trials = errors[:, :, : n_draws * per_draw].flatten(0, 1)  # (row * n_classes + class, trial)
+
+        def draws(pairs):
+            """The means of each pair's draws (``per_draw`` trials each): a sum of slices, as
+            a mean over a last dimension of 2 is slow."""
+            picked = trials.index_select(0, pairs)
+            return (sum(picked[:, j::per_draw] for j in range(per_draw)) / per_draw).double()
+
+        own = draws(rows * n_classes + classes)
         log_prior = torch.as_tensor(log_prior, dtype=torch.float64, device=errors.device)
-        best = _best_pairs(rows, classes, log_prior[classes] - scale * draws.mean(dim=1), active.shape)
-        diff = draws - draws[best]
+        scores = torch.full(active.shape, -np.inf, dtype=torch.float64, device=errors.device)
+        scores[rows, classes] = log_prior[classes] - scale * own.mean(dim=1)
+        best = scores.argmax(dim=1)
+        diff = own - draws(torch.arange(n_rows, device=errors.device) * n_classes + best).index_select(0, rows)
         # Worse than the best once the mean error difference exceeds the prior's head start;
         # a difference without spread (stderr 0) is worse as soon as it is positive.
         excess = diff.mean(dim=1)
-        stderr = ((diff - excess.unsqueeze(1)).square().sum(dim=1) / ((n_draws - 1) * n_draws)).sqrt()
-        excess -= (log_prior[classes] - log_prior[classes[best]]) / scale
+        stderr = ((diff - excess.unsqueeze(1)).square_().sum(dim=1) / ((n_draws - 1) * n_draws)).sqrt_()
+        excess -= (log_prior[classes] - log_prior[best].index_select(0, rows)) / scale
         worse = excess > stats.t.ppf(1 - self.alpha, n_draws - 1) * stderr
         kept = active.clone()
         kept[rows[worse], classes[worse]] = False
@@ -287,19 +298,6 @@ def _scores(errors, active, log_prior, scale):
     scores = torch.full(active.shape, -np.inf, dtype=torch.float64, device=errors.device)
     scores[rows, classes] = log_prior[classes] - scale * errors[rows, classes].double().mean(dim=1)
     return scores
-
-
-def _best_pairs(rows, classes, scores, shape):
-    """Return, for each (row, class) pair, the index of its row's pair of highest score.
-
-    ``rows`` and ``classes`` (row-major, as ``nonzero`` gives them) index a (samples,
-    classes) table of ``shape``, ``scores`` hold the pairs' scores.
-    """
-    table = torch.full(shape, -np.inf, dtype=scores.dtype, device=scores.device)
-    table[rows, classes] = scores
-    index = torch.zeros(shape, dtype=torch.long, device=scores.device)
-    index[rows, classes] = torch.arange(rows.numel(), device=scores.device)
-    return index[rows, table.argmax(dim=1)[rows]]
 
 
 def prune(score, n_samples, n_classes, n_trials, *, rule, log_prior, scale, device="cpu", calls=None):
