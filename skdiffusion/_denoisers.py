@@ -389,8 +389,7 @@ class MLPDenoiser(nn.Module):
         s = self._shared(x_t, t, in_place)
         if self.label is None:  # the read-out alone tells the classes apart
             eps_hat, read = self._unconditioned(s, in_place)
-            every = self._read_out(read, in_place)
-            return every.add_(eps_hat.unsqueeze(1)) if in_place else every + eps_hat.unsqueeze(1)
+            return self._read_out(read, in_place) + eps_hat.unsqueeze(1)
         step = self.class_rows(s.shape[0])
         parts = [self._conditioned(part.unsqueeze(1) + self.label.weight, in_place) for part in s.split(step)]
         eps_hat = parts[0] if len(parts) == 1 else torch.cat(parts)

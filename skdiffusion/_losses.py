@@ -1,20 +1,15 @@
 """Per-element denoising losses, shared by training and scoring."""
 
 import torch
+from torch.nn import functional as F
 
 # The per-sample loss is their mean over the sample's elements. Li et al. (2023) compare
-# all three for classification. Each is a function of ``d = eps_hat - eps``, a new tensor
-# that it overwrites: a scoring call's differences for every class are megabytes, and a
-# second tensor of them was mostly page faults (a fifth of a 50-class prediction).
-
-
-def _huber(d):
-    """Return ``F.huber_loss(eps_hat, eps, reduction="none")`` (delta 1) from ``d``, bit for bit."""
-    z = d.abs_()
-    return torch.where(z < 1.0, 0.5 * z * z, z - 0.5)
-
-
-LOSSES = {"l2": torch.Tensor.square_, "l1": torch.Tensor.abs_, "huber": _huber}
+# all three for classification.
+LOSSES = {
+    "l2": lambda eps_hat, eps: (eps_hat - eps).square(),
+    "l1": lambda eps_hat, eps: (eps_hat - eps).abs(),
+    "huber": lambda eps_hat, eps: F.huber_loss(eps_hat, eps, reduction="none"),
+}
 # Their derivatives with respect to eps_hat, as functions of eps_hat - eps (autograd's: the
 # sign of 0 is 0, and Huber's slope is 1 at |d| = 1).
 GRADIENTS = {
@@ -34,10 +29,10 @@ def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None, mask=None):
     elements as a whole row's (the ELBO of the observed marginal, Ouyang et al., 2023).
     """
     sample_ndim = eps.ndim - 1 if sample_ndim is None else sample_ndim
-    elements = LOSSES[loss](eps_hat - eps)
+    elements = LOSSES[loss](eps_hat, eps)
     if mask is None:
         return elements.flatten(-sample_ndim).mean(-1)
-    return elements.mul_(mask).flatten(-sample_ndim).mean(-1)
+    return (elements * mask).flatten(-sample_ndim).mean(-1)
 
 
 def mean_loss_and_gradient(loss, eps_hat, eps, *, mask=None):
@@ -46,9 +41,8 @@ def mean_loss_and_gradient(loss, eps_hat, eps, *, mask=None):
     The mean over samples of the per-sample means is the mean over all elements, each
     sample having as many; the gradient is computed directly, without autograd.
     """
-    difference = eps_hat - eps
-    gradient = GRADIENTS[loss](difference)
-    elements = LOSSES[loss](difference)
+    elements = LOSSES[loss](eps_hat, eps)
+    gradient = GRADIENTS[loss](eps_hat - eps)
     if mask is not None:
-        elements, gradient = elements.mul_(mask), gradient.mul_(mask)
+        elements, gradient = elements * mask, gradient * mask
     return elements.mean(), gradient.div_(elements.numel())

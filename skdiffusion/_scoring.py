@@ -381,10 +381,12 @@ def mean_errors(
     verbose=0,
     mask=None,
 ):
-    """Return each (sample, class)'s mean error and the evaluations spent on each sample.
+    """Return each (sample, class)'s mean error and the evaluations its estimate rests on.
 
     Returns ``(errors, n_evaluations)`` of shapes (n, n_classes), float64, and (n,): a
-    class dropped by ``pruning`` is estimated by :func:`paired_means`. Samples are scored
+    class dropped by ``pruning`` is estimated by :func:`paired_means`, and the
+    evaluations count the trials of each class until it was dropped (trials that
+    :func:`prune` scored ahead of its checks are not counted after them). Samples are scored
     in chunks, so memory stays bounded whatever ``len(x0)``; ``x0`` (and ``mask``, see
     :func:`trial_errors`) may stay on the CPU and move to the denoiser's device a chunk
     at a time.
