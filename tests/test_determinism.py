@@ -87,6 +87,33 @@ def test_batch_sizes_and_row_orders(fitted, data, monkeypatch):
     np.testing.assert_array_equal(clf.predict_proba(rows), expected)
 
 
+def test_pruning_staged_or_scored_ahead_gives_the_same_bits(data, monkeypatch):
+    # Calls of 768 rows: 160 rows x 32 trials (checks after 8, 12, 18 and 26) are scored
+    # stage by stage, then ahead from the third check, when the rows left fit in the calls
+    # of the stages left; a row alone is scored ahead at once. The same probabilities.
+    X, y, X_test = data
+    clf = DiffusionClassifier(**CONFIGS["pruning"]).fit(X, y).set_params(n_trials=32)
+    monkeypatch.setattr(MLPDenoiser, "eval_batch_size", property(lambda self: 768))
+    rows = np.vstack([X_test, X[:120]])
+    stages = []
+    prune = _scoring.prune
+
+    def counted(score, *args, **kwargs):
+        def spy(active, start, stop):
+            stages.append((start, stop))
+            return score(active, start, stop)
+
+        return prune(spy, *args, **kwargs)
+
+    monkeypatch.setattr(_scoring, "prune", counted)
+    expected = clf.predict_proba(rows)
+    assert stages[0] == (0, 8) and stages[-1][1] == 32 and stages[-1][0] < 26  # scored ahead before the last check
+    stages.clear()
+    one_by_one = np.vstack([clf.predict_proba(rows[i : i + 1]) for i in range(len(rows))])
+    assert set(stages) == {(0, clf.n_trials)}
+    np.testing.assert_array_equal(one_by_one, expected)
+
+
 def test_pickle_and_clone_and_refit(fitted, data):
     name, clf = fitted
     X, y, X_test = data
