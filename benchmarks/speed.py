@@ -165,7 +165,8 @@ def small_predict_rows(clfs, sizes=(16, 128, 400, 1000, 2000, 4000), repeats=5):
     record = {}
     for name, (clf, X) in clfs.items():
         X = np.tile(X, (max(sizes) // len(X) + 1, 1))
-        variants = {"default": clone_fitted(clf), "one thread": clone_fitted(clf, n_jobs=1), "split": clone_fitted(clf)}
+        default = clone_fitted(clf)
+        variants = {"default": default, "one thread": clone_fitted(clf, n_jobs=1), "split": default}
         for rows in sizes:
             seconds = {label: [] for label in variants}
             for _ in range(repeats):

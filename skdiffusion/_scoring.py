@@ -229,7 +229,8 @@ class StagedPruning:
 
     def keep(self, errors, active, log_prior, scale):
         kept = dict(self.stages)[errors.shape[2]]
-        scores = _scores(errors, active, log_prior, scale)
+        rows, classes = active.nonzero(as_tuple=True)
+        scores = _scores(active.shape, rows, classes, errors[rows, classes].double().mean(dim=1), log_prior, scale)
         best = scores.topk(min(kept, scores.shape[1]), dim=1).indices
         return active & torch.zeros_like(active).scatter_(1, best, True)
 
@@ -272,14 +273,12 @@ class PairedTTest:
             return (sum(picked[:, j::per_draw] for j in range(per_draw)) / per_draw).double()
 
         own = draws(rows * n_classes + classes)
-        log_prior = torch.as_tensor(log_prior, dtype=torch.float64, device=errors.device)
-        scores = torch.full(active.shape, -np.inf, dtype=torch.float64, device=errors.device)
-        scores[rows, classes] = log_prior[classes] - scale * own.mean(dim=1)
-        best = scores.argmax(dim=1)
+        best = _scores(active.shape, rows, classes, own.mean(dim=1), log_prior, scale).argmax(dim=1)
         diff = own - draws(torch.arange(n_rows, device=errors.device) * n_classes + best).index_select(0, rows)
         # Worse than the best once the mean error difference exceeds the prior's head start;
         # a difference without spread (stderr 0) is worse as soon as it is positive.
         excess = diff.mean(dim=1)
+        log_prior = torch.as_tensor(log_prior, dtype=torch.float64, device=errors.device)
         stderr = ((diff - excess.unsqueeze(1)).square_().sum(dim=1) / ((n_draws - 1) * n_draws)).sqrt_()
         excess -= (log_prior[classes] - log_prior[best].index_select(0, rows)) / scale
         worse = excess > stats.t.ppf(1 - self.alpha, n_draws - 1) * stderr
@@ -288,15 +287,14 @@ class PairedTTest:
         return kept
 
 
-def _scores(errors, active, log_prior, scale):
-    """Return ``log p(c) - scale * mean error`` of each (sample, class), -inf where inactive.
+def _scores(shape, rows, classes, means, log_prior, scale):
+    """Return ``log p(c) - scale * mean error`` of each (sample, class) of ``shape``, -inf out of the running.
 
-    A pair in the running has been scored on every trial so far: its errors hold no NaN.
+    The pairs in the running, ``(rows[i], classes[i])``, have mean errors ``means[i]``.
     """
-    rows, classes = active.nonzero(as_tuple=True)
-    log_prior = torch.as_tensor(log_prior, dtype=torch.float64, device=errors.device)
-    scores = torch.full(active.shape, -np.inf, dtype=torch.float64, device=errors.device)
-    scores[rows, classes] = log_prior[classes] - scale * errors[rows, classes].double().mean(dim=1)
+    log_prior = torch.as_tensor(log_prior, dtype=torch.float64, device=means.device)
+    scores = torch.full(shape, -np.inf, dtype=torch.float64, device=means.device)
+    scores[rows, classes] = log_prior[classes] - scale * means
     return scores
 
 
