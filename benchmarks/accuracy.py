@@ -13,12 +13,11 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import DATASETS, parse_settings, split, timed, write_results
+from _suite import DATASETS, parse_settings, scores, split, timed, write_results
 from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, log_loss
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
@@ -60,8 +59,7 @@ def evaluate(model, data):
     proba, predict_s = timed(model.predict_proba, X_test)
     y_pred = model.classes_.take(proba.argmax(axis=1))
     return {
-        "accuracy": accuracy_score(y_test, y_pred),
-        "log_loss": log_loss(y_test, np.clip(proba, 1e-15, 1), labels=model.classes_),
+        **scores(y_test, proba, model.classes_),
         "ece": expected_calibration_error(y_test, y_pred, proba),
         "fit_s": fit_s,
         "predict_s": predict_s,

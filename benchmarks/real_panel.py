@@ -19,13 +19,12 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import RESULTS, timed, write_results
+from _suite import RESULTS, scores, timed, write_results
 from sklearn.compose import make_column_selector, make_column_transformer
 from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss
 from sklearn.model_selection import train_test_split
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
@@ -105,10 +104,8 @@ def evaluate(model, data):
     X_train, X_test, y_train, y_test = data
     _, fit_s = timed(model.fit, X_train, y_train)
     proba, predict_s = timed(model.predict_proba, X_test)
-    classes = model.classes_
     return {
-        "accuracy": float(np.mean(classes.take(proba.argmax(axis=1)) == y_test)),
-        "log_loss": float(log_loss(y_test, np.clip(proba, 1e-15, 1), labels=classes)),
+        **scores(y_test, proba, model.classes_),
         "fit_s": fit_s,
         "predict_s_per_row": predict_s / len(y_test),
     }

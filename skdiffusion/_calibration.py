@@ -37,6 +37,9 @@ class Trials(NamedTuple):
     timestep_range: tuple  # (lo, hi), fractions of the diffusion steps
     scale: float  # turns a mean error into a log-likelihood
     category_weight: float  # of log p(x_cat | c); 1 without categorical columns
+    # The held-out rows' mean log loss with these weights (their weighted mean, without
+    # the priors on the weights); NaN without held-out rows.
+    held_out_loss: float = float("nan")
 
 
 def fit_scale(errors, y, log_prior, prior_scale, weights=None):
@@ -48,16 +51,22 @@ def fit_scale(errors, y, log_prior, prior_scale, weights=None):
     are all classified right do not drive ``s`` to infinity. ``weights`` count each sample
     as that many (None: once each).
     """
-    rows = np.arange(y.size)
     weights = np.ones(y.size) if weights is None else weights
 
     def objective(log_s):
-        scores = log_prior - np.exp(log_s) * errors
-        log_loss = np.sum(weights * (logsumexp(scores, axis=1) - scores[rows, y]))
+        log_loss = np.sum(weights * row_log_losses(errors, y, log_prior, np.exp(log_s)))
         return float((log_loss + 0.5 * (log_s - np.log(prior_scale)) ** 2) / weights.sum())
 
     result = minimize_scalar(objective, bounds=LOG_SCALE_BOUNDS, method="bounded")
     return float(np.exp(result.x)), float(result.fun)
+
+
+def row_log_losses(errors, y, log_prior, scale, category_ll=None, category_weight=1.0):
+    """Return each sample's log loss under ``softmax(log_prior + category_weight * category_ll - scale * errors)``."""
+    scores = log_prior - scale * errors
+    if category_ll is not None:
+        scores = scores + category_weight * category_ll
+    return logsumexp(scores, axis=1) - scores[np.arange(y.size), y]
 
 
 def fit_weights(errors, y, log_prior, prior_scale, weights=None, category_ll=None):
@@ -99,7 +108,8 @@ def select_timestep_range(errors, t, y, log_prior, n_steps, prior_scale, weights
         mean = errors[:, :, in_range].mean(axis=2)
         (scale, category_weight), loss = fit_weights(mean, y, log_prior, prior_scale, weights, category_ll)
         if best is None or loss < best[0]:
-            best = (loss, Trials((0.0, hi), scale, category_weight))
+            losses = row_log_losses(mean, y, log_prior, scale, category_ll, category_weight)
+            best = (loss, Trials((0.0, hi), scale, category_weight, np.average(losses, weights=weights)))
     return best[1]
 
 
@@ -150,5 +160,7 @@ def choose_trials(
     )
     if auto:
         return select_timestep_range(errors, t, y, log_prior, n_steps, n_features, weights, category_ll)
-    fitted, _ = fit_weights(errors.mean(axis=2), y, log_prior, n_features, weights, category_ll)
-    return Trials(timestep_range, *fitted)
+    mean = errors.mean(axis=2)
+    (scale, category_weight), _ = fit_weights(mean, y, log_prior, n_features, weights, category_ll)
+    losses = row_log_losses(mean, y, log_prior, scale, category_ll, category_weight)
+    return Trials(timestep_range, scale, category_weight, np.average(losses, weights=weights))

@@ -265,6 +265,17 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         for half again the fit time. Neither with ``early_stopping``,
         ``validation_fraction=None``, ``max_iter=0``, in a ``warm_start`` fit that
         continues, or in :meth:`partial_fit`.
+    discriminative : bool or "auto", default="auto"
+        Add a discriminative term to the tuning's loss (see ``refit``): the log loss of
+        Bayes' rule on a few training rows per step, each scored under every class at four
+        timesteps of the chosen range with the chosen scale, beside the denoising loss
+        with the same weight. The probabilities still come from Bayes' rule on the
+        diffusion model's errors: the term trains the network to make the classes' errors
+        differ where the labels say. "auto" adds it on two classes that overlap: when the
+        held-out log loss of the network before the tuning is above a tenth of the log
+        loss of the priors alone. True adds it to any tuning, False to none. Only a fit that
+        tunes uses it; on the tables where "auto" adds it, the whole fit took 12 to 24%
+        longer (see the user guide).
     device : str or torch.device, default="cpu"
         Torch device to train and predict on, e.g. ``"cuda"``. A pickled model is stored
         on the CPU and loads on machines without the device.
@@ -355,6 +366,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         The weight of the categories' log-likelihood ``log p(x_cat | c)`` in Bayes' rule,
         fitted with ``scale_`` on the held-out samples (1 without categorical columns or
         held-out samples).
+    discriminative_ : bool
+        Whether the network kept was tuned with the discriminative term (see
+        ``discriminative``): False in a fit that does not tune.
 
     See Also
     --------
@@ -412,6 +426,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
         "refit": ["boolean", StrOptions({"auto"})],
+        "discriminative": ["boolean", StrOptions({"auto"})],
         "device": [str, torch.device],
         "n_jobs": [Interval(Integral, None, -1, closed="right"), Interval(Integral, 1, None, closed="left"), None],
         "memory": [None, str, HasMethods(["cache"])],
@@ -443,6 +458,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         n_iter_no_change=10,
         warm_start=False,
         refit="auto",
+        discriminative="auto",
         device="cpu",
         n_jobs=None,
         memory=None,
@@ -470,6 +486,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.warm_start = warm_start
         self.refit = refit
+        self.discriminative = discriminative
         self.device = device
         self.n_jobs = n_jobs
         self.memory = memory
@@ -634,6 +651,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             timestep_range_=trials.timestep_range,
             scale_=trials.scale,
             category_weight_=trials.category_weight,
+            discriminative_=state.discriminative,
         )
         if plan.trains and not (incremental or state.converged or state.interrupted):
             # stacklevel: the caller of fit (_fit, fit, _fit_context)

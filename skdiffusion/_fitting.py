@@ -15,12 +15,13 @@ from typing import NamedTuple
 import joblib
 import numpy as np
 import torch
+from scipy import stats
 from sklearn.model_selection import train_test_split
 
 from ._calibration import choose_trials
 from ._compute import ceil_div, seeded_torch
 from ._denoisers import MLPDenoiser, build_denoiser, mlp_options
-from ._training import Progress, train_denoiser, training_timestep_probs, validation_draws
+from ._training import CrossEntropyTerm, Progress, train_denoiser, training_timestep_probs, validation_draws
 from ._unet import UNetDenoiser
 from ._validation import timestep_bounds
 
@@ -45,6 +46,15 @@ AUTO_FEWEST_STEPS = 150
 # learning rate: a restart at the full rate would undo what the first training learned.
 TUNE_STEPS = 0.5
 TUNE_RATE = 0.2
+# The weight of the cross-entropy term of a discriminative tuning (see CrossEntropyTerm),
+# against the denoising loss's 1.
+DISCRIMINATIVE_WEIGHT = 1.0
+# discriminative="auto" tunes with the term on two classes that overlap: where the held-out
+# log loss of the first network is above this share of the labels' entropy under the
+# priors. Where the diffusion model alone separates the classes, the term made a few rows
+# overconfident, and on many overlapping classes it lowered the accuracy
+# (benchmarks/results/discriminative.md).
+DISCRIMINATIVE_ABOVE = 0.1
 # The initial learning rate of "auto": the default MLP's, and any other network's.
 MLP_LEARNING_RATE = 1e-2
 OTHER_LEARNING_RATE = 5e-3
@@ -76,6 +86,7 @@ class Training:
     extend_to: int = 0
     anneal: bool = True  # a fresh Adam along a cosine; False: a constant rate, Adam's moments carried on
     afresh: bool = False  # from the initial weights and seed, not the network trained so far
+    discriminative: float = 0.0  # the weight of a cross-entropy term in its loss (see CrossEntropyTerm)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +107,7 @@ class FitPlan:
     tol: float
     n_iter_no_change: int
     verbose: int
+    discriminative: bool | str = False  # the parameter: whether a tuning has a CrossEntropyTerm
 
     @property
     def trains(self):
@@ -174,6 +186,7 @@ def plan_fit(params, y_index, n_classes, *, seeds, continuing=False, incremental
     return FitPlan(
         first=first,
         second=second,
+        discriminative=params["discriminative"],
         held_out=held_out,
         timestep_range=params["timestep_range"],
         early_stopping=params["early_stopping"] and not incremental,
@@ -303,7 +316,7 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     if progress is not None:
         progress.begin(f"Training on {plan.first.rows.size} samples")
     first = plan.first
-    state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
+    state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch=watch)
     # max_iter="auto" on data that the network overfits: afresh, for half as many steps.
     auto = bool(first.extend_to)  # a continued fit has no build, and is not shortened
     while build is not None and _rose(state, plan.tol, watch) and (half := shorter(first, auto)) is not None:
@@ -313,7 +326,9 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
             reason = f"the held-out loss rose by {-rise:.1%} over the last {steps} steps"
             progress.restart(f"Training afresh for fewer steps ({reason})", len(state.loss_curve), first.max_iter)
         network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
-        state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
+        state = _train(
+            network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch=watch
+        )
     shortened = first is not plan.first
     if shortened:  # a length between a rise of the held-out loss and where it still fell (or 150)
         state.converged = True
@@ -337,7 +352,8 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     trials = choose(network, timestep_range=plan.timestep_range)
     if progress is not None:
         chosen = f"the timestep range {trials.timestep_range} and the scale {trials.scale:.4g}"
-        progress.chose(f"Chose {chosen} on {held.size} held-out samples", time.perf_counter() - start)
+        loss = f"log loss {trials.held_out_loss:.4g}"
+        progress.chose(f"Chose {chosen} on {held.size} held-out samples ({loss})", time.perf_counter() - start)
     if plan.second is None or state.interrupted:
         if state.cancelled:
             _warn("Training interrupted by the user; the model keeps the weights reached so far.")
@@ -346,11 +362,13 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     if shortened:  # as long as the shortened first training: a refit, or half of it
         steps = first.max_iter if second.afresh else max(1, round(TUNE_STEPS * first.max_iter))
         second = dataclasses.replace(second, max_iter=steps, extend_to=0)
+    if not second.afresh and _discriminative(plan.discriminative, trials, data):
+        second = dataclasses.replace(second, discriminative=DISCRIMINATIVE_WEIGHT)
     # What the model keeps should the second training be interrupted or diverge: the first
     # network, with the trials chosen for it (a copy, as a tuning trains it in place).
     kept = (network, state, trials) if second.afresh else (copy.deepcopy(network), copy.deepcopy(state), trials)
     kept[1].interrupted = True  # no ConvergenceWarning about a training that was cut short
-    stage = f"the refit on all {data.y_index.size} samples" if second.afresh else "the tuning"
+    stage = f"the refit on all {data.y_index.size} samples" if second.afresh else _tuning(second)
     if second.afresh:  # the same initial weights and seed, now with the held-out rows too
         network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
     if progress is not None:
@@ -358,10 +376,13 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         if second.afresh:  # as many steps as the first training ran
             progress.begin(f"Refitting on all {data.y_index.size} samples", second.max_iter + extra)
         else:
-            progress.begin(f"Tuning on the timestep range {trials.timestep_range}", second.max_iter)
+            progress.begin(
+                f"{_tuning(second, 'Tuning')} on the timestep range {trials.timestep_range}", second.max_iter
+            )
     before = f"the network trained before it (on {plan.first.rows.size} samples) and its trials"
+    term = _cross_entropy_term(second, trials, data)
     try:
-        state = _train(network, data, plan, second, state, generator, None, tasks.next_interval, progress, extra=extra)
+        state = _train(network, data, plan, second, state, generator, None, tasks.next_interval, progress, extra, term)
         if watch is not None:  # the training to convergence is the first; a tuning is a short one after it
             state.converged, state.fall = verdict
     except FloatingPointError as exc:
@@ -379,6 +400,42 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
             progress.chose(f"Chose the scale {trials.scale:.4g} again", time.perf_counter() - start)
     tasks.end_interval()
     return network, state, trials
+
+
+def _tuning(training, name="the tuning"):
+    """Return ``name`` for a tuning, "with the cross-entropy term" after it for a discriminative one."""
+    return f"{name} with the cross-entropy term" if training.discriminative else name
+
+
+def _discriminative(parameter, trials, data):
+    """Return whether a tuning has a cross-entropy term: the ``discriminative`` parameter, "auto" resolved.
+
+    "auto": on two classes, when the held-out log loss of ``trials`` is above
+    ``DISCRIMINATIVE_ABOVE`` times the entropy of the labels under the priors (the log
+    loss of the priors alone).
+    """
+    if parameter != "auto":
+        return parameter
+    entropy = stats.entropy(np.exp(data.log_prior))
+    return data.log_prior.size == 2 and trials.held_out_loss > DISCRIMINATIVE_ABOVE * entropy
+
+
+def _cross_entropy_term(training, trials, data):
+    """Return the :class:`CrossEntropyTerm` of ``training`` with the ``trials`` chosen before it, or None."""
+    if not training.discriminative:
+        return None
+    lo, hi = training.scored
+    probs = torch.zeros(data.alphas_cumprod.shape[0], dtype=torch.float64)
+    probs[int(lo) : int(np.ceil(hi))] = 1.0
+    category_ll = None if data.category_ll is None else torch.as_tensor(data.category_ll[training.rows])
+    return CrossEntropyTerm(
+        weight=training.discriminative,
+        scale=trials.scale,
+        log_prior=torch.as_tensor(data.log_prior, dtype=torch.float32),
+        category_weight=trials.category_weight,
+        category_ll=None if category_ll is None else category_ll.float(),
+        timestep_probs=probs,
+    )
 
 
 def cached_run_plan(memory, plan, data, network, state, *, n_iter, build, tasks, threads=1):
@@ -423,12 +480,14 @@ def _warn(message):
     warnings.warn(message, UserWarning, stacklevel=6)
 
 
-def _train(network, data, plan, training, state, generator, validation, callback, progress, watch=None, extra=0):
+def _train(
+    network, data, plan, training, state, generator, validation, callback, progress, extra=0, term=None, *, watch=None
+):
     """Run :func:`train_denoiser` for one ``training`` of ``plan``, printing to ``progress``; return its state.
 
     ``watch``: the held-out draws whose loss says whether the first training converged and
     goes on (see :func:`train_denoiser`); a refit runs the ``extra`` steps its first
-    training went on for instead.
+    training went on for instead. ``term``: the training's :class:`CrossEntropyTerm`, or None.
     """
     return train_denoiser(
         network,
@@ -454,4 +513,5 @@ def _train(network, data, plan, training, state, generator, validation, callback
         weights=data.row_weights(training.rows),
         mask=data.rows_mask(training.rows),
         hole_rate=data.hole_rate,
+        cross_entropy=term,
     )

@@ -46,6 +46,7 @@ class TrainingState:
     cancelled: bool = False  # by Ctrl-C (KeyboardInterrupt): the fit says what it keeps
     # Adam's moments after partial_fit (on the CPU), which the next partial_fit continues.
     optimizer_state: dict | None = None
+    discriminative: bool = False  # some training of the network had a CrossEntropyTerm
 
 
 class Progress:
@@ -121,6 +122,7 @@ def train_denoiser(
     weights=None,
     mask=None,
     hole_rate=0.0,
+    cross_entropy=None,
 ):
     """Train ``denoiser`` in place for up to ``max_iter`` optimizer steps.
 
@@ -144,12 +146,14 @@ def train_denoiser(
     into a minibatch proportional to its weight: the loss is the weighted mean, in expectation.
     ``mask`` (of ``x0``'s shape, or None) keeps the diffused elements of each row (see
     :func:`~skdiffusion._losses.per_sample_loss`); ``hole_rate`` of them are removed anew
-    in each minibatch (see :func:`minibatch_loss`).
+    in each minibatch (see :func:`minibatch_loss`). ``cross_entropy`` (a
+    :class:`CrossEntropyTerm`, or None) adds a discriminative term to each step's loss.
     Returns the updated :class:`TrainingState`; raises a FloatingPointError when the loss
     diverges (see :func:`check_loss`), during training or with the weights it ends on.
     """
     state = state or TrainingState()
     state.converged = state.interrupted = state.cancelled = False
+    state.discriminative = state.discriminative or cross_entropy is not None
     if max_iter == 0:  # a pretrained denoiser (fit with max_iter=0): nothing to train
         denoiser.eval()
         return state
@@ -180,7 +184,7 @@ def train_denoiser(
                 break
             if step <= max_iter:  # after the cosine's end, the rate stays at its final value
                 rate = next(rates)
-            value = _step(denoiser, optimizer, rate, draw, own_gradients)
+            value = _step(denoiser, optimizer, rate, draw, own_gradients, cross_entropy)
             if step == 0:
                 limit = DIVERGENCE_FACTOR * max(value, 1.0)
             check_loss(value, limit, len(state.loss_curve) + 1, first=step == 0)
@@ -306,16 +310,21 @@ class Adam:
                 p.grad = None
 
 
-def _step(denoiser, optimizer, rate, draw, own_gradients=False):
+def _step(denoiser, optimizer, rate, draw, own_gradients=False, cross_entropy=None):
     """Take one optimizer step at the rate ``rate`` on a minibatch drawn by :func:`minibatch_loss`; return its loss.
 
     ``own_gradients``: the network computes its gradients (see :func:`_written_out`); else autograd does.
+    ``cross_entropy`` (a :class:`CrossEntropyTerm`): its gradient, by autograd, is added
+    to the denoising loss's; the loss returned is the denoising loss alone, which the
+    convergence checks follow.
     """
     if own_gradients:
         batch_loss = minibatch_gradients(denoiser, *draw)
     else:
         batch_loss = minibatch_loss(denoiser, *draw)
         batch_loss.backward()
+    if cross_entropy is not None:  # autograd adds its gradients to those set above
+        cross_entropy(denoiser, *draw).backward()
     optimizer.step(rate)
     return batch_loss.item()
 
@@ -518,3 +527,79 @@ def validation_draws(x0, y, timestep_probs, generator, weights=None, mask=None, 
     t = torch.multinomial(probs, x0.shape[0], replacement=True, generator=generator).to(x0.device)
     eps = torch.randn(x0.shape, generator=generator).to(x0.device)
     return x0, y, t, eps, weights, mask
+
+
+@dataclass(frozen=True)
+class CrossEntropyTerm:
+    """A discriminative term of the training loss: the log loss of Bayes' rule on a few rows' class errors.
+
+    Each step draws ``rows`` training rows (in proportion to their weights) and ``trials``
+    draws of ``(t, eps)`` for each, ``t`` from ``timestep_probs`` (the trials' range), scores
+    every row under every class as ``predict_proba`` does, and adds
+
+        weight * mean_i CE( log_prior + category_weight * category_ll[i] - scale * Error_c(x_i), y_i )
+
+    to the denoising loss: the hybrid of generative and discriminative training (the
+    classifier's probabilities still come from Bayes' rule on the errors alone). ``scale``
+    and ``category_weight`` are those of the trials chosen before (see
+    :func:`~skdiffusion._calibration.choose_trials`); ``category_ll`` (n, n_classes), or
+    None without categorical columns, holds the training rows' log p(x_cat | c).
+    """
+
+    weight: float
+    scale: float
+    log_prior: torch.Tensor  # (n_classes,), float32
+    category_weight: float
+    category_ll: torch.Tensor | None
+    timestep_probs: torch.Tensor  # float64, over the diffusion steps
+    rows: int = 64
+    trials: int = 4
+
+    def __call__(
+        self,
+        denoiser,
+        x0,
+        y,
+        alphas_cumprod,
+        timestep_probs,
+        batch_size,
+        loss,
+        generator,
+        weights=None,
+        mask=None,
+        hole_rate=0.0,
+    ):
+        """Return the term on rows drawn from a training's data (the arguments of :func:`minibatch_loss`).
+
+        ``timestep_probs``, ``batch_size`` and ``hole_rate`` are the denoising loss's and
+        are not used: the term draws its own timesteps, and scores rows as they are.
+        """
+        device = x0.device
+        if weights is None:
+            idx = torch.randint(x0.shape[0], (self.rows,), generator=generator)
+        else:
+            idx = torch.multinomial(weights, self.rows, replacement=True, generator=generator)
+        pairs = idx.repeat_interleave(self.trials)
+        t = torch.multinomial(self.timestep_probs, pairs.numel(), replacement=True, generator=generator)
+        eps = torch.randn((pairs.numel(), *x0.shape[1:]), generator=generator, dtype=x0.dtype).to(device)
+        idx, pairs, t = idx.to(device), pairs.to(device), t.to(device)
+        mask = None if mask is None else mask[pairs]
+        x_t = add_noise(x0[pairs], eps, t, alphas_cumprod, mask)
+        eps_hat = _under_every_class(denoiser, x_t, t, self.log_prior.shape[0])
+        target = eps.unsqueeze(1).expand_as(eps_hat)
+        errors = per_sample_loss(
+            loss, eps_hat, target, sample_ndim=eps.ndim - 1, mask=None if mask is None else mask.unsqueeze(1)
+        )
+        logits = self.log_prior.to(device) - self.scale * errors.view(self.rows, self.trials, -1).mean(1)
+        if self.category_ll is not None:
+            logits = logits + self.category_weight * self.category_ll.to(device)[idx]
+        return self.weight * torch.nn.functional.cross_entropy(logits, y[idx])
+
+
+def _under_every_class(denoiser, x_t, t, n_classes):
+    """Return ``eps_hat`` of ``x_t`` under every class, shape (n, n_classes, *sample_shape), with autograd."""
+    forward_all = getattr(denoiser, "forward_all", None)
+    if forward_all is not None:
+        return forward_all(x_t, t)
+    labels = torch.arange(n_classes, device=x_t.device)
+    return torch.stack([denoiser(x_t, t, label.expand(x_t.shape[0])) for label in labels], dim=1)

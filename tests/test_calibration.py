@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from skdiffusion._calibration import fit_scale, fit_weights, select_timestep_range
+from skdiffusion._calibration import fit_scale, fit_weights, row_log_losses, select_timestep_range
 from skdiffusion._scoring import timestep_grid
 
 
@@ -54,3 +54,16 @@ def test_fit_weights_tempers_categories_that_repeat_one_piece_of_evidence():
     # Without categories, the scale alone, and a weight of 1.
     (scale, weight), objective = fit_weights(errors + y[:, None], y, log_prior, 1.0)
     assert weight == 1.0 and (scale, objective) == fit_scale(errors + y[:, None], y, log_prior, 1.0)
+
+
+def test_row_log_losses_are_what_fit_scale_minimises():
+    rng = np.random.default_rng(0)
+    errors, y = rng.random((30, 3)), rng.integers(0, 3, 30)
+    log_prior = np.log([0.2, 0.3, 0.5])
+    scale, objective = fit_scale(errors, y, log_prior, prior_scale=3.0)
+    losses = row_log_losses(errors, y, log_prior, scale)
+    # The objective: the mean log loss plus the prior on log(scale), per sample.
+    assert objective == pytest.approx(losses.mean() + 0.5 * np.log(scale / 3.0) ** 2 / 30)
+    proba = np.exp(log_prior - scale * errors)
+    proba /= proba.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(losses, -np.log(proba[np.arange(30), y]))

@@ -313,6 +313,23 @@ def test_a_fit_that_does_not_refit_tunes_for_half_as_many_steps(spirals_split):
     assert _clf(max_iter=40, refit=False, timestep_range=(0.0, 1.0)).fit(X, y).n_iter_ == 40  # a given range: no tuning
 
 
+def test_discriminative_tuning_changes_only_the_tuning_and_says_so(spirals_split):
+    X, y, _, _ = spirals_split
+    plain = _clf(max_iter=40, refit=False, discriminative=False).fit(X, y)
+    hybrid = _clf(max_iter=40, refit=False, discriminative=True).fit(X, y)
+    assert (plain.discriminative_, hybrid.discriminative_) == (False, True)
+    # The same first network and the same denoising draws; the term moves the tuning's steps.
+    assert hybrid.loss_curve_[:40] == plain.loss_curve_[:40]
+    assert hybrid.loss_curve_[40:] != plain.loss_curve_[40:] and hybrid.n_iter_ == 60
+    # After 40 steps the network barely tells the spirals apart: "auto" adds the term, as True does.
+    auto = _clf(max_iter=40, refit=False).fit(X, y)
+    assert auto.discriminative_ is True and auto.loss_curve_ == hybrid.loss_curve_
+    # A refit trains afresh and does not tune; nor does a fit on a given range.
+    assert _clf(max_iter=40, discriminative=True).fit(X, y).discriminative_ is False
+    given = _clf(max_iter=40, refit=False, discriminative=True, timestep_range=(0.0, 1.0))
+    assert given.fit(X, y).discriminative_ is False
+
+
 def test_no_refit_with_early_stopping_or_a_continued_fit(spirals_split):
     X, y, _, _ = spirals_split
     stopped = _clf(early_stopping=True, refit=True).fit(X, y)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from skdiffusion import DiffusionClassifier
-from skdiffusion._fitting import REFIT_BELOW, Seeds, plan_fit
+from skdiffusion._calibration import Trials
+from skdiffusion._fitting import REFIT_BELOW, Seeds, TrainingData, _discriminative, plan_fit
 
 SEEDS = Seeds(init=1, train=2, split=3, noise=4)
 
@@ -56,7 +57,30 @@ def test_a_large_fit_holds_out_a_tenth_then_tunes_the_same_network_on_the_same_r
         False,
     )
     assert (first.extend_to, second.extend_to) == (1800, 0)  # the tuning runs its 300 steps
+    # Whether it has a cross-entropy term is decided once the first network is scored.
+    assert second.discriminative == 0.0 and plan.discriminative == "auto"
     assert plan.steps == [1800, 300]
+
+
+def _data(log_prior):
+    y_index = np.arange(10) % log_prior.size
+    return TrainingData(None, None, y_index, None, None, None, log_prior, None)
+
+
+@pytest.mark.parametrize("prior", [[0.5, 0.5], [0.1, 0.9]])
+def test_auto_tunes_two_classes_discriminatively_where_the_held_out_log_loss_is_above_a_tenth_of_the_priors(prior):
+    data = _data(np.log(prior))
+    entropy = -np.sum(np.multiply(prior, np.log(prior)))  # the log loss of the priors alone
+    below, above = (Trials((0.0, 1.0), 1.0, 1.0, loss) for loss in (0.099 * entropy, 0.101 * entropy))
+    assert not _discriminative("auto", below, data) and _discriminative("auto", above, data)
+    for parameter in (True, False):  # as told
+        assert _discriminative(parameter, below, data) is _discriminative(parameter, above, data) is parameter
+
+
+def test_auto_never_tunes_more_classes_discriminatively():
+    data = _data(np.log([0.1, 0.2, 0.7]))
+    assert not _discriminative("auto", Trials((0.0, 1.0), 1.0, 1.0, 5.0), data)
+    assert _discriminative(True, Trials((0.0, 1.0), 1.0, 1.0, 0.0), data)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The DDPM training loop: loss history, interruption, non-finite losses, early stopping."""
 
+import dataclasses
 import functools
 import warnings
 
@@ -10,10 +11,11 @@ from torch import nn
 
 from skdiffusion import MLPDenoiser, _training as training
 from skdiffusion._losses import mean_loss_and_gradient, per_sample_loss
-from skdiffusion._schedule import as_tensor, make_alphas_cumprod
+from skdiffusion._schedule import add_noise, as_tensor, make_alphas_cumprod
 from skdiffusion._training import (
     CHECK_EVERY,
     Adam,
+    CrossEntropyTerm,
     TrainingState,
     _written_out,
     cosine_rates,
@@ -461,3 +463,117 @@ def test_a_fit_by_the_own_backward_pass_follows_autograds(monkeypatch):
         nets.append(net)
     for a, b in zip(*(net.parameters() for net in nets)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _term_problem(seed=0):
+    """A tiny 3-class network (weights away from the zero output layer), data, and a cross-entropy term."""
+    torch.manual_seed(seed)
+    net = MLPDenoiser(2, 3, hidden_size=16)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.3)
+    x0, y = torch.randn(20, 2), torch.arange(20) % 3
+    probs = torch.zeros(N_STEPS, dtype=torch.float64)
+    probs[:50] = 1.0
+    term = CrossEntropyTerm(
+        weight=2.0,
+        scale=3.0,
+        log_prior=torch.log(torch.tensor([0.2, 0.3, 0.5])),
+        category_weight=0.5,
+        category_ll=torch.randn(20, 3),
+        timestep_probs=probs,
+        rows=8,
+        trials=3,
+    )
+    draw = (x0, y, as_tensor(make_alphas_cumprod("linear", N_STEPS)), None, None, "l2")
+    return net, term, draw
+
+
+class _OneClassAtATime(nn.Module):
+    """The network without ``forward_all``: the term calls it once per class."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x_t, t, y):
+        return self.inner(x_t, t, y)
+
+
+def test_the_cross_entropy_term_is_the_log_loss_of_bayes_rule_on_its_draws():
+    net, term, (x0, y, alphas_cumprod, *rest) = _term_problem()
+    value = term(net, x0, y, alphas_cumprod, *rest, torch.Generator().manual_seed(5))
+    # Its draws, in its order: rows, then a timestep and a noise per (row, trial).
+    generator = torch.Generator().manual_seed(5)
+    rows = torch.randint(20, (8,), generator=generator)
+    pairs = rows.repeat_interleave(3)
+    t = torch.multinomial(term.timestep_probs, 24, replacement=True, generator=generator)
+    eps = torch.randn((24, 2), generator=generator)
+    assert t.max() < 50  # in the trials' range
+    x_t = add_noise(x0[pairs], eps, t, alphas_cumprod)
+    errors = torch.stack([((net(x_t, t, torch.full((24,), c)) - eps) ** 2).mean(1) for c in range(3)], dim=1)
+    scores = term.log_prior - 3.0 * errors.view(8, 3, 3).mean(1) + 0.5 * term.category_ll[rows]
+    expected = 2.0 * (torch.logsumexp(scores, 1) - scores[torch.arange(8), y[rows]]).mean()
+    torch.testing.assert_close(value, expected)
+    # A network without forward_all gets the same term, one class at a time.
+    again = term(_OneClassAtATime(net), x0, y, alphas_cumprod, *rest, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(again, expected)
+
+
+class _Bilinear(nn.Module):
+    """``eps_hat = tanh(x_t W_y + b_y) * t / 100``, in float64: small enough for finite differences."""
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.w = nn.Parameter(torch.randn(3, 2, 2, generator=generator, dtype=torch.float64))
+        self.b = nn.Parameter(torch.randn(3, 2, generator=generator, dtype=torch.float64))
+
+    def forward(self, x_t, t, y):
+        return torch.tanh(torch.einsum("ni,nij->nj", x_t, self.w[y]) + self.b[y]) * (t[:, None] / 100)
+
+
+def test_the_cross_entropy_terms_gradient_is_exact():
+    _, term, (x0, y, alphas_cumprod, *rest) = _term_problem()
+    term = dataclasses.replace(term, log_prior=term.log_prior.double(), category_ll=term.category_ll.double())
+    net = _Bilinear()
+
+    def value(w, b):
+        generator = torch.Generator().manual_seed(5)  # the same draws at every evaluation
+        with torch.nn.utils.stateless._reparametrize_module(net, {"w": w, "b": b}):
+            return term(net, x0.double(), y, alphas_cumprod.double(), *rest, generator)
+
+    params = tuple(p.detach().clone().requires_grad_() for p in net.parameters())
+    assert torch.autograd.gradcheck(value, params)
+
+
+def test_the_terms_gradient_through_forward_all_is_that_of_one_class_at_a_time():
+    net, term, (x0, y, *rest) = _term_problem()
+    gradients = []
+    for network in (net, _OneClassAtATime(net)):
+        term(network, x0, y, *rest, torch.Generator().manual_seed(5)).backward()
+        gradients.append([p.grad.clone() for p in net.parameters()])
+        net.zero_grad(set_to_none=True)
+    for a, b in zip(*gradients):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+
+
+def test_a_step_adds_the_terms_gradient_to_the_denoising_losss():
+    # The own backward pass, then autograd's for the term, sum to autograd's of the sum.
+    net, term, (x0, y, alphas_cumprod, *_) = _term_problem()
+    draw = (x0, y, alphas_cumprod, torch.as_tensor(training_timestep_probs(N_STEPS)), 16, "l2")
+
+    class Recorder:
+        def step(self, rate):
+            self.grads = [p.grad.clone() for p in net.parameters()]
+            for p in net.parameters():
+                p.grad = None
+
+    recorder = Recorder()
+    loss = training._step(net, recorder, 0.1, (*draw, torch.Generator().manual_seed(1)), True, term)
+    generator = torch.Generator().manual_seed(1)
+    expected_loss = minibatch_loss(net, *draw, generator)
+    (expected_loss + term(net, *draw, generator)).backward()
+    assert loss == pytest.approx(expected_loss.item())  # the denoising loss alone
+    for got, p in zip(recorder.grads, net.parameters()):
+        torch.testing.assert_close(got, p.grad, rtol=1e-5, atol=1e-6)
