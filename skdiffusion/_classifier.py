@@ -367,8 +367,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         fitted with ``scale_`` on the held-out samples (1 without categorical columns or
         held-out samples).
     discriminative_ : bool
-        Whether the network kept was tuned with the discriminative term (see
-        ``discriminative``): False in a fit that does not tune.
+        Whether the network kept was ever tuned with the discriminative term (see
+        ``discriminative``): False for a network that no tuning had it, and still True
+        after a ``warm_start`` fit continues one that did.
 
     See Also
     --------

@@ -328,6 +328,10 @@ def test_discriminative_tuning_changes_only_the_tuning_and_says_so(spirals_split
     assert _clf(max_iter=40, discriminative=True).fit(X, y).discriminative_ is False
     given = _clf(max_iter=40, refit=False, discriminative=True, timestep_range=(0.0, 1.0))
     assert given.fit(X, y).discriminative_ is False
+    # A continued fit trains the kept network on without a tuning: it still had the term.
+    continued = _clf(max_iter=40, refit=False, discriminative=True, warm_start=True).fit(X, y)
+    assert continued.fit(X, y).discriminative_ is True
+    assert continued.set_params(warm_start=False, discriminative=False).fit(X, y).discriminative_ is False
 
 
 def test_no_refit_with_early_stopping_or_a_continued_fit(spirals_split):
