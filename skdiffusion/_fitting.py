@@ -21,7 +21,14 @@ from sklearn.model_selection import train_test_split
 from ._calibration import choose_trials
 from ._compute import ceil_div, seeded_torch
 from ._denoisers import MLPDenoiser, build_denoiser, mlp_options
-from ._training import CrossEntropyTerm, Progress, train_denoiser, training_timestep_probs, validation_draws
+from ._training import (
+    CrossEntropyTerm,
+    Progress,
+    scored_timesteps,
+    train_denoiser,
+    training_timestep_probs,
+    validation_draws,
+)
 from ._unet import UNetDenoiser
 from ._validation import timestep_bounds
 
@@ -424,9 +431,6 @@ def _cross_entropy_term(training, trials, data):
     """Return the :class:`CrossEntropyTerm` of ``training`` with the ``trials`` chosen before it, or None."""
     if not training.discriminative:
         return None
-    lo, hi = training.scored
-    probs = torch.zeros(data.alphas_cumprod.shape[0], dtype=torch.float64)
-    probs[int(lo) : int(np.ceil(hi))] = 1.0
     category_ll = None if data.category_ll is None else torch.as_tensor(data.category_ll[training.rows])
     return CrossEntropyTerm(
         weight=training.discriminative,
@@ -434,7 +438,7 @@ def _cross_entropy_term(training, trials, data):
         log_prior=torch.as_tensor(data.log_prior, dtype=torch.float32),
         category_weight=trials.category_weight,
         category_ll=None if category_ll is None else category_ll.float(),
-        timestep_probs=probs,
+        timestep_probs=torch.from_numpy(scored_timesteps(data.alphas_cumprod.shape[0], training.scored)),
     )
 
 

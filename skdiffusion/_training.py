@@ -511,10 +511,16 @@ def training_timestep_probs(n_steps, scored=None, low_fraction=0.1, low_boost=10
     probs /= probs.sum()
     if scored is None:
         return probs
+    in_range = scored_timesteps(n_steps, scored)
+    return (1 - SCORED_SHARE) * probs + SCORED_SHARE * in_range / in_range.sum()
+
+
+def scored_timesteps(n_steps, scored):
+    """Return 1.0 at the timesteps of trials in ``scored``, ``(t_min, t_max)``, and 0 elsewhere: shape (n_steps,)."""
     # The trials' timesteps are floor(t) for t in [t_min, t_max): see timestep_grid.
     in_range = np.zeros(n_steps)
     in_range[int(scored[0]) : int(np.ceil(scored[1]))] = 1.0
-    return (1 - SCORED_SHARE) * probs + SCORED_SHARE * in_range / in_range.sum()
+    return in_range
 
 
 def validation_draws(x0, y, timestep_probs, generator, weights=None, mask=None, n_draws=VALIDATION_DRAWS):
