@@ -127,14 +127,14 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         The categorical columns, as ``HistGradientBoostingClassifier`` takes them:
         "from_dtype" makes the pandas columns of dtype category, object, string or bool
         categorical (none of a numpy array); or column indices, column names (of a
-        DataFrame), or a boolean mask over the columns; None: no column. A categorical
-        column's values can be any hashable labels (strings, numbers); missing values
-        (None, NaN) are left out of its likelihood. Categories are modelled as discrete:
-        ``p(x | c) = p(x_cat | c) p(x_num | x_cat, c)``, the first factor from smoothed
-        category frequencies per class, the second the diffusion model of the numeric
-        columns, conditioned on the one-hot categories (see the user guide). A category
-        not seen in ``fit`` counts as missing at predict time. :meth:`sample` returns the
-        categories' values.
+        DataFrame), or a boolean mask over the columns; None or an empty list: no
+        column. A categorical column's values can be any hashable labels (strings,
+        numbers); missing values (None, NaN) are left out of its likelihood. Categories
+        are modelled as discrete: ``p(x | c) = p(x_cat | c) p(x_num | x_cat, c)``, the
+        first factor from smoothed category frequencies per class, the second the
+        diffusion model of the numeric columns, conditioned on the one-hot categories
+        (see the user guide). A category not seen in ``fit`` counts as missing at
+        predict time. :meth:`sample` returns the categories' values.
     image_shape : None or tuple of int (C, H, W), default=None
         Treat each row of ``X`` as an image of this shape (channels, height, width, in
         the row-major order of ``X[i].reshape(image_shape)``), with ``C * H * W ==

@@ -69,8 +69,8 @@ def categorical_mask(X, categorical_features, n_features):
     """Return the boolean mask of the categorical columns of ``X``.
 
     ``categorical_features`` is read as ``HistGradientBoostingClassifier`` reads it: None
-    (no column), "from_dtype" (pandas columns of dtype category, object, string or bool),
-    a boolean mask, integer indices or column names.
+    or an empty list (no column), "from_dtype" (pandas columns of dtype category, object,
+    string or bool), a boolean mask, integer indices or column names.
     """
     mask = np.zeros(n_features, dtype=bool)
     if categorical_features is None:
@@ -81,6 +81,8 @@ def categorical_mask(X, categorical_features, n_features):
             mask[:] = [dtype.kind in "OSUb" or str(dtype) in ("category", "string") for dtype in dtypes]
         return mask
     given = np.asarray(categorical_features)
+    if given.size == 0:  # no column, as HistGradientBoostingClassifier reads an empty list
+        return mask
     if given.dtype.kind == "b":
         if given.shape != (n_features,):
             raise ValueError(

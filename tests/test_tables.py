@@ -52,6 +52,15 @@ def test_categorical_columns_by_index_name_or_mask(table, spec):
         np.testing.assert_array_equal(on_array.predict_proba(X.to_numpy(dtype=object)), clf.predict_proba(X))
 
 
+@pytest.mark.parametrize("empty", [[], np.array([], dtype=int)], ids=["list", "array"])
+def test_no_categorical_column_when_none_is_named(empty):
+    X, y = _frame()
+    X = X.drop(columns="colour")
+    clf = _clf(categorical_features=empty).fit(X, y)
+    assert not clf.is_categorical_.any()
+    np.testing.assert_array_equal(clf.predict_proba(X), _clf(categorical_features=None).fit(X, y).predict_proba(X))
+
+
 def test_a_category_is_a_discrete_likelihood_not_a_collapsing_density():
     # Only the colour says anything about the class: the posterior is the colour's
     # frequency in each class, about 0.8, not the near-certainty of a density on 0/1.
