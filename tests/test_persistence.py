@@ -94,6 +94,15 @@ def test_round_trip_is_bit_identical(fitted, path):
     assert all(p.device.type == "cpu" for p in loaded.denoiser_.parameters())
 
 
+def test_round_trip_of_a_discriminatively_tuned_model(path):
+    tuned = _fit(max_iter=20, refit=False, discriminative=True)
+    assert tuned.discriminative_ is True
+    skdiffusion.save(tuned, path)
+    loaded = skdiffusion.load(path)
+    assert loaded.discriminative_ is True and loaded.discriminative is True
+    _assert_same_model(loaded, tuned)
+
+
 def test_round_trip_of_string_labels_feature_names_and_parameters(path):
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(X, columns=["width", "height"])
