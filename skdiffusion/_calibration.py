@@ -104,13 +104,21 @@ def select_timestep_range(errors, t, y, log_prior, n_steps, prior_scale, weights
     """
     best = None
     for hi in RANGE_CANDIDATES:
-        in_range = t < hi * n_steps
-        mean = errors[:, :, in_range].mean(axis=2)
-        (scale, category_weight), loss = fit_weights(mean, y, log_prior, prior_scale, weights, category_ll)
+        mean = errors[:, :, t < hi * n_steps].mean(axis=2)
+        trials, loss = _fitted_trials((0.0, hi), mean, y, log_prior, prior_scale, weights, category_ll)
         if best is None or loss < best[0]:
-            losses = row_log_losses(mean, y, log_prior, scale, category_ll, category_weight)
-            best = (loss, Trials((0.0, hi), scale, category_weight, np.average(losses, weights=weights)))
+            best = (loss, trials)
     return best[1]
+
+
+def _fitted_trials(timestep_range, mean, y, log_prior, prior_scale, weights, category_ll):
+    """Return ``(trials, objective)``: the weights fitted to the range's ``mean`` errors (see :func:`fit_weights`).
+
+    The :class:`Trials` hold the range, the weights and the samples' mean log loss with them.
+    """
+    (scale, category_weight), objective = fit_weights(mean, y, log_prior, prior_scale, weights, category_ll)
+    losses = row_log_losses(mean, y, log_prior, scale, category_ll, category_weight)
+    return Trials(timestep_range, scale, category_weight, float(np.average(losses, weights=weights))), objective
 
 
 def choose_trials(
@@ -160,7 +168,5 @@ def choose_trials(
     )
     if auto:
         return select_timestep_range(errors, t, y, log_prior, n_steps, n_features, weights, category_ll)
-    mean = errors.mean(axis=2)
-    (scale, category_weight), _ = fit_weights(mean, y, log_prior, n_features, weights, category_ll)
-    losses = row_log_losses(mean, y, log_prior, scale, category_ll, category_weight)
-    return Trials(timestep_range, scale, category_weight, np.average(losses, weights=weights))
+    trials, _ = _fitted_trials(timestep_range, errors.mean(axis=2), y, log_prior, n_features, weights, category_ll)
+    return trials

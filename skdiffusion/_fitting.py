@@ -323,7 +323,7 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     if progress is not None:
         progress.begin(f"Training on {plan.first.rows.size} samples")
     first = plan.first
-    state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch=watch)
+    state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
     # max_iter="auto" on data that the network overfits: afresh, for half as many steps.
     auto = bool(first.extend_to)  # a continued fit has no build, and is not shortened
     while build is not None and _rose(state, plan.tol, watch) and (half := shorter(first, auto)) is not None:
@@ -333,9 +333,7 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
             reason = f"the held-out loss rose by {-rise:.1%} over the last {steps} steps"
             progress.restart(f"Training afresh for fewer steps ({reason})", len(state.loss_curve), first.max_iter)
         network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
-        state = _train(
-            network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch=watch
-        )
+        state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
     shortened = first is not plan.first
     if shortened:  # a length between a rise of the held-out loss and where it still fell (or 150)
         state.converged = True
@@ -389,7 +387,9 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     before = f"the network trained before it (on {plan.first.rows.size} samples) and its trials"
     term = _cross_entropy_term(second, trials, data)
     try:
-        state = _train(network, data, plan, second, state, generator, None, tasks.next_interval, progress, extra, term)
+        state = _train(
+            network, data, plan, second, state, generator, None, tasks.next_interval, progress, extra=extra, term=term
+        )
         if watch is not None:  # the training to convergence is the first; a tuning is a short one after it
             state.converged, state.fall = verdict
     except FloatingPointError as exc:
@@ -485,7 +485,7 @@ def _warn(message):
 
 
 def _train(
-    network, data, plan, training, state, generator, validation, callback, progress, extra=0, term=None, *, watch=None
+    network, data, plan, training, state, generator, validation, callback, progress, watch=None, extra=0, term=None
 ):
     """Run :func:`train_denoiser` for one ``training`` of ``plan``, printing to ``progress``; return its state.
 

@@ -426,11 +426,8 @@ def minibatch(x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weig
     learns from rows with holes where they are, as it will meet them (MissDiff's
     training, with fresh holes in every minibatch).
     """
-    n_samples, device = x0.shape[0], x0.device
-    if weights is None:
-        idx = torch.randint(n_samples, (batch_size,), generator=generator).to(device)
-    else:
-        idx = torch.multinomial(weights, batch_size, replacement=True, generator=generator).to(device)
+    device = x0.device
+    idx = draw_rows(x0.shape[0], batch_size, generator, weights).to(device)
     t = torch.multinomial(timestep_probs, batch_size, replacement=True, generator=generator).to(device)
     eps = torch.randn((batch_size, *x0.shape[1:]), generator=generator).to(device)
     x0, mask = x0[idx], None if mask is None else mask[idx]
@@ -438,6 +435,13 @@ def minibatch(x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weig
         holes = mask * (torch.rand(mask.shape, generator=generator).to(device) < hole_rate)
         x0, mask = x0 * (1 - holes), mask - holes
     return add_noise(x0, eps, t, alphas_cumprod, mask), t, y[idx], eps, mask
+
+
+def draw_rows(n_samples, count, generator, weights=None):
+    """Return ``count`` row indices below ``n_samples``, drawn uniformly or in proportion to ``weights``, on the CPU."""
+    if weights is None:
+        return torch.randint(n_samples, (count,), generator=generator)
+    return torch.multinomial(weights, count, replacement=True, generator=generator)
 
 
 def check_loss(value, limit, step, first=False):
@@ -581,10 +585,7 @@ class CrossEntropyTerm:
         are not used: the term draws its own timesteps, and scores rows as they are.
         """
         device = x0.device
-        if weights is None:
-            idx = torch.randint(x0.shape[0], (self.rows,), generator=generator)
-        else:
-            idx = torch.multinomial(weights, self.rows, replacement=True, generator=generator)
+        idx = draw_rows(x0.shape[0], self.rows, generator, weights)
         pairs = idx.repeat_interleave(self.trials)
         t = torch.multinomial(self.timestep_probs, pairs.numel(), replacement=True, generator=generator)
         eps = torch.randn((pairs.numel(), *x0.shape[1:]), generator=generator, dtype=x0.dtype).to(device)
