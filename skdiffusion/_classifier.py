@@ -131,10 +131,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         column. A categorical column's values can be any hashable labels (strings,
         numbers); missing values (None, NaN) are left out of its likelihood. Categories
         are modelled as discrete: ``p(x | c) = p(x_cat | c) p(x_num | x_cat, c)``, the
-        first factor from smoothed category frequencies per class, the second the
+        first factor from category frequencies per class, shrunk towards those of all
+        classes as far as the column does not tell the classes apart, the second the
         diffusion model of the numeric columns, conditioned on the one-hot categories
         (see the user guide). A category not seen in ``fit`` counts as missing at
-        predict time. :meth:`sample` returns the categories' values.
+        predict time; one seen in fewer than 20 rows conditions the diffusion model as
+        an unseen one. :meth:`sample` returns the categories' values.
     image_shape : None or tuple of int (C, H, W), default=None
         Treat each row of ``X`` as an image of this shape (channels, height, width, in
         the row-major order of ``X[i].reshape(image_shape)``), with ``C * H * W ==
@@ -615,12 +617,15 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         prior = class_prior(self.priors, class_count)
         params = self.get_params(deep=False)
         plan = plan_fit(params, y_index, classes.size, seeds=seeds, continuing=continuing, incremental=incremental)
-        start = self._start_network(previous, rows, y_index, weights, classes.size, seeds.init, device)
+        start = self._start_network(previous, rows, y_index, weights, classes.size, seeds.init, device, category_count)
         scaler, network, build = start
         check_denoiser(network, sample_shape, classes.size, device, trainable=plan.trains)
-        x0, mask = denoiser_input(standardise(scaler, rows.numeric), rows)
-        # log p(x_cat | c): beside the prior, a term of Bayes' rule whose weight fit chooses.
-        category_ll = category_log_likelihood(rows.codes, category_count) if rows.categories else None
+        x0, mask = denoiser_input(standardise(scaler, rows.numeric), rows, category_count)
+        # log p(x_cat | c): beside the prior, a term of Bayes' rule whose weight fit chooses,
+        # on each row's likelihood without its own count.
+        category_ll = None
+        if rows.categories:
+            category_ll = category_log_likelihood(rows.codes, category_count, leave_out=(y_index, weights))
         x0, schedule = x0.reshape(-1, *sample_shape), as_tensor(alphas_cumprod)
         hole_rate = float(np.isnan(rows.numeric).mean())  # rows with holes are trained as they will be met
         data = TrainingData.on(device, x0, y_index, weights, mask, schedule, log_prior(prior), category_ll, hole_rate)
@@ -679,11 +684,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         category_count = [count + before for count, before in zip(category_count, previous["category_count"])]
         return class_count + previous["class_count"], category_count
 
-    def _start_network(self, previous, rows, y_index, weights, n_classes, seed, device):
+    def _start_network(self, previous, rows, y_index, weights, n_classes, seed, device, category_count):
         """Return the scaler, the network a fit starts from, and a function that builds it afresh (for a refit).
 
         A new fit fits the scaler and builds the network; a continued one trains a copy of
-        the fitted network, so that it stays as it is should the fit fail.
+        the fitted network, so that it stays as it is should the fit fail. ``category_count``
+        holds the training counts of the categories (see ``one_hot``).
         """
         if previous is not None:
             return previous["scaler"], copy.deepcopy(previous["denoiser"]).to(device), None
@@ -693,7 +699,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             x_standardised = scaler.transform(rows.numeric)
         x_standardised[np.isnan(rows.numeric)] = 0.0
         if rows.categories:
-            x_standardised = np.hstack([x_standardised, one_hot(rows.codes, rows.categories)])
+            x_standardised = np.hstack([x_standardised, one_hot(rows.codes, rows.categories, category_count)])
         # The numbers are diffused; the one-hot categories after them only condition the network.
         params, n_diffused = self.get_params(deep=False), rows.numeric.shape[1]
         build = network_builder(
@@ -888,7 +894,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         # Categories first, from their class's frequencies; the numbers given them.
         codes = sample_codes(self.category_count_, y_index, rng)
         n_numeric = int((~self.is_categorical_).sum())
-        condition = conditioning(codes, self.categories_, n_numeric, device)
+        condition = conditioning(codes, self.categories_, self.category_count_, n_numeric, device)
         width = input_width(n_numeric, self.categories_)
         with one_torch_thread():
             x0 = ancestral_sample(
@@ -949,7 +955,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         rows = self._table(X)
         device = check_device(self.device)
         sample_shape = check_sample_shape(self.image_shape, rows.width)
-        x0, mask = denoiser_input(standardise(self.scaler_, rows.numeric), rows)
+        x0, mask = denoiser_input(standardise(self.scaler_, rows.numeric), rows, self.category_count_)
         x0 = x0.reshape(-1, *sample_shape)
         bounds = timestep_bounds(self.timestep_range_, self.n_diffusion_steps)
         t, eps = trial_draws(*bounds, self.n_trials, sample_shape, self.noise_seed_)

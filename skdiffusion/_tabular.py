@@ -9,16 +9,29 @@ The diffusion model gives the second factor: it diffuses the observed numeric va
 only, the one-hot codes of the categories and the missing values' places held clean
 beside them as conditioning. The first factor is a product of smoothed category
 frequencies per class (categorical naive Bayes): a discrete likelihood, where a Gaussian
-density on 0/1 columns would collapse at small noise.
+density on 0/1 columns would collapse at small noise. Neither factor takes the noise of a
+few rows for evidence: the frequencies shrink towards those of all classes as far as a
+column does not tell the classes apart, and a rare category conditions the diffusion
+model as an unseen one.
 """
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
 import torch
+from scipy.optimize import minimize_scalar
 
-# Laplace smoothing of the category frequencies: one pseudo-count per category and class.
-CATEGORY_SMOOTHING = 1.0
+# A category of fewer (weighted) training rows enters the denoiser as an unseen one does,
+# as zeros: from a few rows the network learns their noise, and a column of random labels
+# cost accuracy and log loss (benchmarks/results/random_labels.md).
+MIN_CATEGORY_ROWS = 20
+# The largest pseudo-count m of smoothed_counts, per category: the frequencies over all
+# classes, nearly. The smallest is one per category, Laplace's: a leave-one-out likelihood
+# cannot see the chance of a category that a class never showed, and a column whose
+# categories follow the class exactly in fit would otherwise get m near 0, and Bayes' rule
+# near-certain odds against a class that shows another category.
+MAX_PSEUDO_COUNT = 1e6
 
 
 class Table(NamedTuple):
@@ -50,17 +63,18 @@ def table(X_numeric, X_categorical, is_categorical, categories=None):
     return Table(X_numeric, encode(X_categorical, categories, absent), categories, is_categorical)
 
 
-def denoiser_input(x_numeric, table):
+def denoiser_input(x_numeric, table, counts):
     """Return the denoiser's rows and their mask of diffused elements (None: every element is).
 
     ``x_numeric`` is the standardised numeric part, 0 where missing (float32 tensor); the
-    one-hot categories follow it. The mask is 1 on the observed numbers, 0 on the missing
-    ones and on the one-hot columns, which condition the denoiser and are not diffused.
+    one-hot categories follow it (see :func:`one_hot`, with the training ``counts``). The
+    mask is 1 on the observed numbers, 0 on the missing ones and on the one-hot columns,
+    which condition the denoiser and are not diffused.
     """
     absent = np.isnan(table.numeric)
     if not table.categories and not absent.any():
         return x_numeric, None
-    one = torch.as_tensor(one_hot(table.codes, table.categories))
+    one = torch.as_tensor(one_hot(table.codes, table.categories, counts))
     mask = torch.cat([torch.as_tensor(~absent, dtype=torch.float32), torch.zeros_like(one)], dim=1)
     return torch.cat([x_numeric, one], dim=1), mask
 
@@ -155,12 +169,17 @@ def encode(X_cat, categories, absent):
     return codes
 
 
-def one_hot(codes, categories):
-    """Return the one-hot vectors of ``codes``, shape (n, total categories), float32; zeros for -1."""
+def one_hot(codes, categories, counts):
+    """Return the one-hot vectors of ``codes``, shape (n, total categories), float32; zeros for -1.
+
+    A category of fewer than ``MIN_CATEGORY_ROWS`` rows in the training ``counts`` (see
+    :func:`category_counts`) gets zeros too, as an unseen one.
+    """
     blocks = []
     for j, column_categories in enumerate(categories):
         block = np.zeros((codes.shape[0], len(column_categories)), dtype=np.float32)
-        rows = np.flatnonzero(codes[:, j] >= 0)
+        frequent = counts[j].sum(axis=0) >= MIN_CATEGORY_ROWS
+        rows = np.flatnonzero((codes[:, j] >= 0) & frequent[np.maximum(codes[:, j], 0)])
         block[rows, codes[rows, j]] = 1.0
         blocks.append(block)
     return np.concatenate(blocks, axis=1) if blocks else np.zeros((codes.shape[0], 0), dtype=np.float32)
@@ -178,26 +197,81 @@ def category_counts(codes, categories, y_index, n_classes, weights=None):
     return counts
 
 
-def category_log_likelihood(codes, counts):
+def smoothed_counts(count):
+    """Return a column's counts (n_classes, n_categories) plus their pseudo-counts ``m * pi``: read-only.
+
+    ``pi`` holds the categories' frequencies over all classes (one pseudo-count each), and
+    ``m`` how far each class's frequencies shrink towards them: the ``m`` under which the
+    rows' categories, each row left out of the counts in turn, are most likely given
+    their class (an empirical Bayes choice by leave-one-out likelihood), at least the
+    number of categories (see ``MAX_PSEUDO_COUNT``). A column whose categories do not
+    depend on the class gets a large ``m``, frequencies nearly the same in every class,
+    and its factor nearly cancels out of Bayes' rule; one whose categories tell the
+    classes apart, a small one. (Weighted counts leave out one unit of a cell, or all of
+    it if less.) Computed once per counts: predict and sample ask again at every call.
+    """
+    count = np.asarray(count, dtype=np.float64)
+    return _smoothed_counts(count.tobytes(), count.shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _smoothed_counts(data, shape):
+    """:func:`smoothed_counts` of the counts held in the bytes ``data``, of ``shape``."""
+    count = np.frombuffer(data).reshape(shape)
+    n_categories = count.shape[1]
+    pooled = (count.sum(axis=0) + 1.0) / (count.sum() + n_categories)
+    own = np.minimum(count, 1.0)
+    pooled_without = (count.sum(axis=0) - own + 1.0) / (count.sum() - own + n_categories)
+    class_without = count.sum(axis=1, keepdims=True) - own
+    seen = count > 0
+
+    def loss(log_m):
+        m = np.exp(log_m)
+        likelihood = (count - own + m * pooled_without) / (class_without + m)
+        return -np.sum(count[seen] * np.log(likelihood[seen]))
+
+    bounds = np.log([n_categories, MAX_PSEUDO_COUNT * n_categories])
+    log_m = minimize_scalar(loss, bounds=bounds, method="bounded").x
+    smoothed = count + np.exp(log_m) * pooled
+    smoothed.flags.writeable = False
+    return smoothed
+
+
+def category_log_likelihood(codes, counts, leave_out=None):
     """Return ``log p(x_cat | c)`` of each row and class, shape (n, n_classes): smoothed frequencies.
 
-    A missing or unseen category contributes nothing: its column is marginalised out.
+    The frequencies are :func:`smoothed_counts`'. A missing or unseen category contributes
+    nothing: its column is marginalised out.
+    ``leave_out=(y_index, weights)`` (weights None: 1 each) names rows that ``counts``
+    hold: each row is scored by the frequencies without its own count (its weight, in
+    its class), as a model fitted without it would score it. Fit weighs this term against
+    the denoising errors on such scores: with its own count, a row of a rare category
+    finds it in its own class, and the term looks more telling than it is.
     """
     n_classes = counts[0].shape[0] if counts else 0
     total = np.zeros((codes.shape[0], n_classes))
     for j, count in enumerate(counts):
-        smoothed = count + CATEGORY_SMOOTHING
-        log_prob = np.log(smoothed / smoothed.sum(axis=1, keepdims=True))  # (n_classes, n_categories)
-        rows = codes[:, j] >= 0
-        total[rows] += log_prob[:, codes[rows, j]].T
+        smoothed = smoothed_counts(count)
+        rows = np.flatnonzero(codes[:, j] >= 0)
+        cells = smoothed[:, codes[rows, j]].T  # (rows, n_classes)
+        sums = np.broadcast_to(smoothed.sum(axis=1), cells.shape)
+        if leave_out is not None:
+            y_index, weights = leave_out
+            own = np.zeros_like(cells)
+            own[np.arange(rows.size), y_index[rows]] = 1.0 if weights is None else weights[rows]
+            cells, sums = cells - own, sums - own
+        total[rows] += np.log(cells / sums)
     return total
 
 
-def conditioning(codes, categories, n_numeric, device):
-    """Return the ``condition`` of ancestral sampling that holds the one-hot ``codes`` fixed, or None."""
+def conditioning(codes, categories, counts, n_numeric, device):
+    """Return the ``condition`` of ancestral sampling that holds the one-hot ``codes`` fixed, or None.
+
+    ``counts`` are the training counts (see :func:`one_hot`).
+    """
     if not categories:
         return None
-    one = torch.as_tensor(one_hot(codes, categories))
+    one = torch.as_tensor(one_hot(codes, categories, counts))
     x_cond = torch.cat([torch.zeros(codes.shape[0], n_numeric), one], dim=1)
     mask = torch.cat([torch.ones(codes.shape[0], n_numeric), torch.zeros_like(one)], dim=1)
     return x_cond.to(device), mask.to(device)
@@ -214,10 +288,10 @@ def columns_of(numbers, codes, categories, is_categorical):
 
 
 def sample_codes(counts, y_index, rng):
-    """Draw a category code per row and column from the smoothed frequencies of the row's class."""
+    """Draw a category code per row and column from its class's frequencies (see :func:`smoothed_counts`)."""
     codes = np.empty((y_index.size, len(counts)), dtype=np.int64)
     for j, count in enumerate(counts):
-        smoothed = count + CATEGORY_SMOOTHING
+        smoothed = smoothed_counts(count)
         probs = smoothed / smoothed.sum(axis=1, keepdims=True)
         cumulative = probs.cumsum(axis=1)[y_index]
         codes[:, j] = np.minimum((rng.random_sample((y_index.size, 1)) > cumulative).sum(axis=1), count.shape[1] - 1)

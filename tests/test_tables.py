@@ -4,6 +4,13 @@ import numpy as np
 import pytest
 
 from skdiffusion import DiffusionClassifier, load, save
+from skdiffusion._tabular import (
+    MIN_CATEGORY_ROWS,
+    category_counts,
+    category_log_likelihood,
+    one_hot,
+    smoothed_counts,
+)
 
 pd = pytest.importorskip("pandas")
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -87,6 +94,70 @@ def test_the_network_is_as_wide_as_the_numbers_ask_not_the_one_hot_codes():
     assert clf.denoiser_.input.out_features == 64
     as_numbers = _clf(max_iter=1).fit(pd.get_dummies(X, dtype=float), y)  # 48 numeric columns
     assert as_numbers.denoiser_.input.out_features == 256
+
+
+def test_frequencies_shrink_towards_all_classes_where_a_column_says_nothing():
+    # The same distribution of 5 categories in both classes: the class frequencies meet;
+    # a category that is the class 90% of the time: they keep its 9 to 1.
+    rng = np.random.RandomState(0)
+    noise = np.stack([rng.multinomial(300, [0.1, 0.2, 0.3, 0.2, 0.2]) for _ in range(2)]).astype(float)
+    smoothed = smoothed_counts(noise)
+    frequencies = smoothed / smoothed.sum(axis=1, keepdims=True)
+    assert np.abs(np.log(frequencies[0] / frequencies[1])).max() < 0.05
+    raw = noise / noise.sum(axis=1, keepdims=True)
+    assert np.abs(np.log(raw[0] / raw[1])).max() > 0.2  # what Laplace's one per cell would have kept
+    telling = np.array([[90.0, 10.0], [10.0, 90.0]])
+    smoothed = smoothed_counts(telling)
+    np.testing.assert_allclose(smoothed / smoothed.sum(axis=1, keepdims=True), [[0.9, 0.1], [0.1, 0.9]], atol=0.01)
+    # Categories that follow the class exactly keep Laplace's one pseudo-count per cell, not
+    # near-certain odds against a class that shows the other category.
+    exact = np.array([[50.0, 0.0], [0.0, 50.0]])
+    np.testing.assert_allclose(smoothed_counts(exact), exact + 1.0, rtol=1e-3)
+
+
+def test_a_category_seen_in_its_own_row_alone_is_no_evidence_when_left_out():
+    # "a" is class 0's, "b" class 1's (so the frequencies shrink little), and row 0 holds
+    # the only "c": with its own count, "c" looks like class 0's; left out, it is scored
+    # as in a class without it, in every class.
+    codes = np.array([[2]] + [[0]] * 20 + [[1]] * 20 + [[0], [1]])
+    y_index = np.array([0] + [0] * 20 + [1] * 20 + [1, 0])
+    counts = category_counts(codes, [np.array(["a", "b", "c"])], y_index, 2)
+    smoothed = smoothed_counts(counts[0])
+    pseudo = smoothed[1, 2]  # class 1 never holds "c": its cell is the pseudo-count alone
+    sums = smoothed.sum(axis=1)
+    left_out = category_log_likelihood(codes, counts, leave_out=(y_index, None))
+    np.testing.assert_allclose(left_out[0], np.log(pseudo / (sums - [1.0, 0.0])))
+    kept = category_log_likelihood(codes, counts)
+    assert kept[0, 0] - kept[0, 1] > 0.3  # with its own count, "c" argues for class 0
+    # Weights leave out the row's weight.
+    weights = np.array([2.0] + [1.0] * 42)
+    counts = category_counts(codes, [np.array(["a", "b", "c"])], y_index, 2, weights)
+    smoothed = smoothed_counts(counts[0])
+    left_out = category_log_likelihood(codes, counts, leave_out=(y_index, weights))
+    np.testing.assert_allclose(left_out[0], np.log(smoothed[1, 2] / (smoothed.sum(axis=1) - [2.0, 0.0])))
+
+
+def test_a_rare_category_enters_the_network_as_an_unseen_one():
+    codes = np.array([[0], [1], [2], [-1]])
+    counts = [np.array([[MIN_CATEGORY_ROWS - 1.0, MIN_CATEGORY_ROWS / 2, 5.0], [0.0, MIN_CATEGORY_ROWS / 2, 0.0]])]
+    np.testing.assert_array_equal(
+        one_hot(codes, [np.array(["a", "b", "c"])], counts), [[0, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0]]
+    )
+
+
+def test_a_column_of_random_labels_leaves_the_classifier_as_it_was():
+    # 300 rows, 150 random labels: neither the network (every label is rare) nor the
+    # categorical factor (its frequencies shrink to one) take anything from them.
+    rng = np.random.RandomState(0)
+    X, y = _frame(300, seed=1)
+    X = X.drop(columns="colour")
+    with_ids = X.assign(id=[f"id{k}" for k in rng.randint(150, size=300)])
+    clf = _clf().fit(with_ids, y)
+    codes = clf._table(with_ids).codes
+    factor = clf.category_weight_ * category_log_likelihood(codes, clf.category_count_)
+    assert np.abs(factor[:, 0] - factor[:, 1]).max() < 0.05
+    assert not one_hot(codes, clf.categories_, clf.category_count_).any()
+    assert clf.score(with_ids, y) >= _clf().fit(X, y).score(X, y) - 0.05
 
 
 def test_an_unseen_category_counts_as_missing(table):
