@@ -214,7 +214,7 @@ def smoothed_counts(count):
     return _smoothed_counts(count.tobytes(), count.shape)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=128)
 def _smoothed_counts(data, shape):
     """:func:`smoothed_counts` of the counts held in the bytes ``data``, of ``shape``."""
     count = np.frombuffer(data).reshape(shape)
