@@ -4,7 +4,7 @@ Run ``python benchmarks/random_labels.py``. Each case is ``make_classification``
 numeric features, 3 informative) with a string column of random labels beside it,
 ``rows`` rows and ``labels`` distinct labels, split 70/30 (``random_state=0``);
 ``DiffusionClassifier`` at its defaults, seeds 0-2 (the data's seed too), with the column
-and without it. Prints a table of the means and writes ``benchmarks/results/random_labels.md``
+and without it. Prints a table of the means (fit seconds too) and writes ``benchmarks/results/random_labels.md``
 and ``.json``.
 """
 
@@ -46,19 +46,21 @@ def evaluate(load, seed, with_labels):
 
 def format_table(records):
     lines = [
-        "| data | accuracy with the labels | without | log loss with the labels | without |",
-        "|---|---|---|---|---|",
+        "| data | accuracy with the labels | without | log loss with the labels | without "
+        "| fit s with the labels | without |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r["data"] for r in records):
         mean = {
             (variant, key): np.mean([r[key] for r in records if r["data"] == name and r["variant"] == variant])
             for variant in VARIANTS
-            for key in ("accuracy", "log_loss")
+            for key in ("accuracy", "log_loss", "fit_s")
         }
         with_, without = VARIANTS
         lines.append(
             f"| {name} | {mean[with_, 'accuracy']:.3f} | {mean[without, 'accuracy']:.3f} "
-            f"| {mean[with_, 'log_loss']:.3f} | {mean[without, 'log_loss']:.3f} |"
+            f"| {mean[with_, 'log_loss']:.3f} | {mean[without, 'log_loss']:.3f} "
+            f"| {mean[with_, 'fit_s']:.1f} | {mean[without, 'fit_s']:.1f} |"
         )
     return "\n".join(lines)
 

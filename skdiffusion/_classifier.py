@@ -33,6 +33,7 @@ from ._tabular import (
     conditioning,
     denoiser_input,
     input_width,
+    network_categories,
     one_hot,
     sample_codes,
     table,
@@ -136,7 +137,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         diffusion model of the numeric columns, conditioned on the one-hot categories
         (see the user guide). A category not seen in ``fit`` counts as missing at
         predict time; one seen in fewer than 20 rows conditions the diffusion model as
-        an unseen one. :meth:`sample` returns the categories' values.
+        an unseen one, and the network has no input for it (``network_categories_``).
+        :meth:`sample` returns the categories' values.
     image_shape : None or tuple of int (C, H, W), default=None
         Treat each row of ``X`` as an image of this shape (channels, height, width, in
         the row-major order of ``X[i].reshape(image_shape)``), with ``C * H * W ==
@@ -341,6 +343,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     category_count_ : list of ndarray of shape (n_classes, n_categories)
         Number (or summed weight) of training samples of each class in each category of
         each categorical feature: the counts behind ``p(x_cat | c)``.
+    network_categories_ : list of ndarray of shape (n_categories,), dtype bool
+        For each categorical feature, the categories that the denoiser has a one-hot
+        input for: those of at least 20 (weighted) training rows in the ``fit`` that built
+        it, or all of ``categories_`` when the first :meth:`partial_fit` built it (a
+        ``warm_start`` fit keeps them). The denoiser's input is the numeric features, then
+        these one-hot inputs; any other category conditions it as an unseen one.
     scaler_ : StandardScaler
         The standardisation applied to the features before the diffusion; the identity
         (neither centring nor scaling) with ``standardize=False``.
@@ -596,7 +604,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if not self.__sklearn_is_fitted__():
             return None
         names = ("denoiser_", "scaler_", "classes_", "class_count_", "alphas_cumprod_", "n_iter_", "is_categorical_")
-        names += ("categories_", "category_count_")
+        names += ("categories_", "category_count_", "network_categories_")
         return {name.rstrip("_"): getattr(self, name) for name in names} | {"state": self._training_state}
 
     def _fit(self, X, y, previous, *, classes=None, sample_weight=None):
@@ -608,19 +616,25 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         incremental, continuing = classes is not None, previous is not None
         rows, y_index, classes, weights, feature_names = self._training_data(X, y, previous, classes, sample_weight)
         device = check_device(self.device)
-        sample_shape = self._sample_shape(rows)
+        added_to = previous if incremental else None  # partial_fit adds its batch's counts to the model's
+        class_count, category_count = self._counts(rows, y_index, classes.size, weights, added_to)
+        # The categories the network has an input for: chosen by the fit that builds it.
+        if continuing:
+            read = previous["network_categories"]
+        else:
+            read = network_categories(category_count, every=incremental)
+        sample_shape = self._sample_shape(rows, read)
         check_pruning(self.pruning)
         alphas_cumprod = self._schedule(previous)
         seeds = Seeds.draw(check_random_state(self.random_state))
-        added_to = previous if incremental else None  # partial_fit adds its batch's counts to the model's
-        class_count, category_count = self._counts(rows, y_index, classes.size, weights, added_to)
         prior = class_prior(self.priors, class_count)
         params = self.get_params(deep=False)
         plan = plan_fit(params, y_index, classes.size, seeds=seeds, continuing=continuing, incremental=incremental)
-        start = self._start_network(previous, rows, y_index, weights, classes.size, seeds.init, device, category_count)
+        one_hot_of = functools.partial(one_hot, read=read, counts=category_count)
+        start = self._start_network(previous, rows, y_index, weights, classes.size, seeds.init, device, one_hot_of)
         scaler, network, build = start
         check_denoiser(network, sample_shape, classes.size, device, trainable=plan.trains)
-        x0, mask = denoiser_input(standardise(scaler, rows.numeric), rows, category_count)
+        x0, mask = denoiser_input(standardise(scaler, rows.numeric), rows, read, category_count)
         # log p(x_cat | c): beside the prior, a term of Bayes' rule whose weight fit chooses,
         # on each row's likelihood without its own count.
         category_ll = None
@@ -647,6 +661,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             is_categorical_=rows.is_categorical,
             categories_=rows.categories,
             category_count_=category_count,
+            network_categories_=read,
             classes_=classes,
             class_count_=class_count,
             class_prior_=prior,
@@ -684,12 +699,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         category_count = [count + before for count, before in zip(category_count, previous["category_count"])]
         return class_count + previous["class_count"], category_count
 
-    def _start_network(self, previous, rows, y_index, weights, n_classes, seed, device, category_count):
+    def _start_network(self, previous, rows, y_index, weights, n_classes, seed, device, one_hot_of):
         """Return the scaler, the network a fit starts from, and a function that builds it afresh (for a refit).
 
         A new fit fits the scaler and builds the network; a continued one trains a copy of
-        the fitted network, so that it stays as it is should the fit fail. ``category_count``
-        holds the training counts of the categories (see ``one_hot``).
+        the fitted network, so that it stays as it is should the fit fail. ``one_hot_of(codes)``
+        returns the network's one-hot inputs of category codes (see ``one_hot``).
         """
         if previous is not None:
             return previous["scaler"], copy.deepcopy(previous["denoiser"]).to(device), None
@@ -699,7 +714,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             x_standardised = scaler.transform(rows.numeric)
         x_standardised[np.isnan(rows.numeric)] = 0.0
         if rows.categories:
-            x_standardised = np.hstack([x_standardised, one_hot(rows.codes, rows.categories, category_count)])
+            x_standardised = np.hstack([x_standardised, one_hot_of(rows.codes)])
         # The numbers are diffused; the one-hot categories after them only condition the network.
         params, n_diffused = self.get_params(deep=False), rows.numeric.shape[1]
         build = network_builder(
@@ -765,11 +780,11 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             return None
         return categorical_mask(X, self.categorical_features, n_features)
 
-    def _sample_shape(self, rows):
-        """Return the shape of one row for the denoiser, checking ``image_shape`` against it."""
+    def _sample_shape(self, rows, read):
+        """Return the shape of one row for the denoiser (its categories' inputs ``read``), checking ``image_shape``."""
         if self.image_shape is not None and rows.categories:
             raise ValueError("image_shape cannot be used with categorical columns: every feature must be a pixel.")
-        return check_sample_shape(self.image_shape, rows.width)
+        return check_sample_shape(self.image_shape, input_width(rows.numeric.shape[1], read))
 
     def _schedule(self, previous):
         """Return the ``alphas_cumprod`` of the parameters, which a continued fit must share with the fitted model."""
@@ -894,8 +909,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         # Categories first, from their class's frequencies; the numbers given them.
         codes = sample_codes(self.category_count_, y_index, rng)
         n_numeric = int((~self.is_categorical_).sum())
-        condition = conditioning(codes, self.categories_, self.category_count_, n_numeric, device)
-        width = input_width(n_numeric, self.categories_)
+        condition = conditioning(codes, self.network_categories_, self.category_count_, n_numeric, device)
+        width = input_width(n_numeric, self.network_categories_)
         with one_torch_thread():
             x0 = ancestral_sample(
                 self.denoiser_.to(device),
@@ -954,8 +969,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         rows = self._table(X)
         device = check_device(self.device)
-        sample_shape = check_sample_shape(self.image_shape, rows.width)
-        x0, mask = denoiser_input(standardise(self.scaler_, rows.numeric), rows, self.category_count_)
+        read = self.network_categories_
+        sample_shape = check_sample_shape(self.image_shape, input_width(rows.numeric.shape[1], read))
+        x0, mask = denoiser_input(standardise(self.scaler_, rows.numeric), rows, read, self.category_count_)
         x0 = x0.reshape(-1, *sample_shape)
         bounds = timestep_bounds(self.timestep_range_, self.n_diffusion_steps)
         t, eps = trial_draws(*bounds, self.n_trials, sample_shape, self.noise_seed_)

@@ -229,6 +229,8 @@ def _rebuild(content, tensors, denoiser):
             setattr(clf, name, _decode(value))
         else:
             raise ValueError(f"unexpected attribute {name!r}")
+    if not hasattr(clf, "network_categories_"):  # saved before it was kept: the network read every category
+        clf.network_categories_ = [np.ones(len(c), dtype=bool) for c in clf.categories_]
     width, n_classes = _check_shapes(clf)
     if denoiser is None and spec.get("class") != "MLPDenoiser":
         raise ValueError(
@@ -287,6 +289,11 @@ def _check_shapes(clf):
         raise ValueError(f"is_categorical_, categories_ and category_count_ disagree: {is_categorical}")
     if counts != [(n_classes, len(c)) for c in categories]:
         raise ValueError(f"category_count_ has shapes {counts}, not (n_classes, n_categories) of categories_")
+    read = clf.network_categories_
+    if not (isinstance(read, list) and [np.shape(r) for r in read] == [(len(c),) for c in categories]):
+        raise ValueError("network_categories_ does not hold a mask of each categorical feature's categories_")
+    if not all(np.asarray(r).dtype == bool for r in read):
+        raise ValueError("network_categories_ holds masks that are not boolean")
     expected = {
         "is_categorical_": (is_categorical.shape, (n_features,)),
         "class_prior_": (np.shape(clf.class_prior_), (n_classes,)),
@@ -304,7 +311,7 @@ def _check_shapes(clf):
     weights = (clf.scale_, clf.category_weight_)
     if not all(isinstance(w, (float, np.floating)) and np.isfinite(w) and w > 0 for w in weights):
         raise ValueError(f"scale_={clf.scale_!r} or category_weight_={clf.category_weight_!r} is not a positive number")
-    return input_width(n_numeric, categories), n_classes
+    return input_width(n_numeric, read), n_classes
 
 
 def _denoiser_spec(module, parameter):

@@ -42,15 +42,28 @@ class Table(NamedTuple):
     categories: list  # the categories of each categorical column
     is_categorical: np.ndarray  # (n_features,): which of X's columns are categorical
 
-    @property
-    def width(self):
-        """The number of values of a row for the denoiser (see :func:`input_width`)."""
-        return input_width(self.numeric.shape[1], self.categories)
+
+def input_width(n_numeric, read):
+    """Return the number of values of a row for the denoiser: the numbers, then the one-hot categories it ``read``s.
+
+    ``read`` holds, per categorical column, the mask of the categories that the network
+    has an input for (see :func:`network_categories`).
+    """
+    return n_numeric + sum(int(np.count_nonzero(r)) for r in read)
 
 
-def input_width(n_numeric, categories):
-    """Return the number of values of a row for the denoiser: the numbers, then the one-hot categories."""
-    return n_numeric + sum(len(c) for c in categories)
+def network_categories(counts, every=False):
+    """Return, per column, the mask of the categories that the network reads: an input each.
+
+    Those of at least ``MIN_CATEGORY_ROWS`` (weighted) rows in the training ``counts``;
+    ``every``: all of them (``partial_fit``, whose first batch may hold few rows of a
+    category that later batches fill). A category without an input conditions the network
+    as an unseen one does, and a column of thousands of labels, nearly all rare, does not
+    widen the network's input layer.
+    """
+    if every:
+        return [np.ones(count.shape[1], dtype=bool) for count in counts]
+    return [count.sum(axis=0) >= MIN_CATEGORY_ROWS for count in counts]
 
 
 def table(X_numeric, X_categorical, is_categorical, categories=None):
@@ -63,18 +76,18 @@ def table(X_numeric, X_categorical, is_categorical, categories=None):
     return Table(X_numeric, encode(X_categorical, categories, absent), categories, is_categorical)
 
 
-def denoiser_input(x_numeric, table, counts):
+def denoiser_input(x_numeric, table, read, counts):
     """Return the denoiser's rows and their mask of diffused elements (None: every element is).
 
     ``x_numeric`` is the standardised numeric part, 0 where missing (float32 tensor); the
-    one-hot categories follow it (see :func:`one_hot`, with the training ``counts``). The
-    mask is 1 on the observed numbers, 0 on the missing ones and on the one-hot columns,
-    which condition the denoiser and are not diffused.
+    one-hot categories follow it (see :func:`one_hot`, with the network's ``read`` mask and
+    the training ``counts``). The mask is 1 on the observed numbers, 0 on the missing ones
+    and on the one-hot columns, which condition the denoiser and are not diffused.
     """
     absent = np.isnan(table.numeric)
     if not table.categories and not absent.any():
         return x_numeric, None
-    one = torch.as_tensor(one_hot(table.codes, table.categories, counts))
+    one = torch.as_tensor(one_hot(table.codes, read, counts))
     mask = torch.cat([torch.as_tensor(~absent, dtype=torch.float32), torch.zeros_like(one)], dim=1)
     return torch.cat([x_numeric, one], dim=1), mask
 
@@ -169,18 +182,21 @@ def encode(X_cat, categories, absent):
     return codes
 
 
-def one_hot(codes, categories, counts):
-    """Return the one-hot vectors of ``codes``, shape (n, total categories), float32; zeros for -1.
+def one_hot(codes, read, counts):
+    """Return the one-hot vectors of ``codes``, shape (n, inputs), float32: a column per category the network ``read``s.
 
-    A category of fewer than ``MIN_CATEGORY_ROWS`` rows in the training ``counts`` (see
-    :func:`category_counts`) gets zeros too, as an unseen one.
+    ``read`` holds each column's mask of those categories (see :func:`network_categories`).
+    A code of -1 (missing or unseen), of a category without an input, or of one of fewer
+    than ``MIN_CATEGORY_ROWS`` rows in the training ``counts`` (see
+    :func:`category_counts`) gets zeros.
     """
     blocks = []
-    for j, column_categories in enumerate(categories):
-        block = np.zeros((codes.shape[0], len(column_categories)), dtype=np.float32)
-        frequent = counts[j].sum(axis=0) >= MIN_CATEGORY_ROWS
-        rows = np.flatnonzero((codes[:, j] >= 0) & frequent[np.maximum(codes[:, j], 0)])
-        block[rows, codes[rows, j]] = 1.0
+    for j, inputs in enumerate(read):
+        block = np.zeros((codes.shape[0], int(np.count_nonzero(inputs))), dtype=np.float32)
+        column = np.where(inputs & (counts[j].sum(axis=0) >= MIN_CATEGORY_ROWS), np.cumsum(inputs) - 1, -1)
+        position = np.where(codes[:, j] >= 0, column[np.maximum(codes[:, j], 0)], -1)
+        rows = np.flatnonzero(position >= 0)
+        block[rows, position[rows]] = 1.0
         blocks.append(block)
     return np.concatenate(blocks, axis=1) if blocks else np.zeros((codes.shape[0], 0), dtype=np.float32)
 
@@ -264,14 +280,14 @@ def category_log_likelihood(codes, counts, leave_out=None):
     return total
 
 
-def conditioning(codes, categories, counts, n_numeric, device):
+def conditioning(codes, read, counts, n_numeric, device):
     """Return the ``condition`` of ancestral sampling that holds the one-hot ``codes`` fixed, or None.
 
-    ``counts`` are the training counts (see :func:`one_hot`).
+    ``read`` and ``counts`` are the network's inputs and the training counts (see :func:`one_hot`).
     """
-    if not categories:
+    if not read:
         return None
-    one = torch.as_tensor(one_hot(codes, categories, counts))
+    one = torch.as_tensor(one_hot(codes, read, counts))
     x_cond = torch.cat([torch.zeros(codes.shape[0], n_numeric), one], dim=1)
     mask = torch.cat([torch.ones(codes.shape[0], n_numeric), torch.zeros_like(one)], dim=1)
     return x_cond.to(device), mask.to(device)

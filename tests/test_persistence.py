@@ -171,6 +171,27 @@ def test_a_file_saved_before_class_readouts_loads_without_them(fitted, path):
     np.testing.assert_array_equal(loaded.predict_proba(X[:20]), fitted.predict_proba(X[:20]))
 
 
+def test_a_table_whose_network_reads_some_categories_round_trips(path):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"x": X[:, 0], "y": X[:, 1], "colour": np.where(np.arange(120) < 5, "green", "red")})
+    frame.loc[60:, "colour"] = "blue"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 30 steps; partial_fit's one
+        fitted = DiffusionClassifier(max_iter=30, n_trials=8, random_state=0).fit(frame, Y)
+        every = DiffusionClassifier(max_iter=30, n_trials=8, random_state=0).partial_fit(frame, Y, classes=[0, 1, 2])
+    np.testing.assert_array_equal(fitted.network_categories_, [[True, False, True]])  # 5 rows of green
+    skdiffusion.save(fitted, path)
+    loaded = skdiffusion.load(path)
+    np.testing.assert_array_equal(loaded.network_categories_, fitted.network_categories_)
+    np.testing.assert_array_equal(loaded.predict_proba(frame), fitted.predict_proba(frame))
+    # A file saved before network_categories_ was kept holds a network that read every category.
+    skdiffusion.save(every, path)
+    _rewrite(path, lambda content: content["attributes"].pop("network_categories_"))
+    loaded = skdiffusion.load(path)
+    np.testing.assert_array_equal(loaded.network_categories_, [[True, True, True]])
+    np.testing.assert_array_equal(loaded.predict_proba(frame), every.predict_proba(frame))
+
+
 def test_mlp_arguments_cover_every_constructor_argument(fitted):
     assert set(mlp_arguments(fitted.denoiser_)) == set(inspect.signature(MLPDenoiser).parameters)
 
@@ -333,6 +354,10 @@ def _set_argument(name, value):
             "624 keys",
         ),
         (lambda content: content.pop("denoiser"), "the entry 'denoiser' is missing"),
+        (
+            _set_attribute("network_categories_", [{"__array__": "|b1", "shape": [1], "data": [True]}]),
+            "network_categories_ does not hold a mask",
+        ),
     ],
 )
 def test_inconsistent_content_with_a_valid_digest_is_rejected(fitted, path, edit, match):

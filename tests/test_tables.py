@@ -8,6 +8,7 @@ from skdiffusion._tabular import (
     MIN_CATEGORY_ROWS,
     category_counts,
     category_log_likelihood,
+    network_categories,
     one_hot,
     smoothed_counts,
 )
@@ -140,9 +141,14 @@ def test_a_category_seen_in_its_own_row_alone_is_no_evidence_when_left_out():
 def test_a_rare_category_enters_the_network_as_an_unseen_one():
     codes = np.array([[0], [1], [2], [-1]])
     counts = [np.array([[MIN_CATEGORY_ROWS - 1.0, MIN_CATEGORY_ROWS / 2, 5.0], [0.0, MIN_CATEGORY_ROWS / 2, 0.0]])]
-    np.testing.assert_array_equal(
-        one_hot(codes, [np.array(["a", "b", "c"])], counts), [[0, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0]]
-    )
+    # A network with an input for every category (partial_fit's) gets zeros on the rare ones ...
+    every = network_categories(counts, every=True)
+    np.testing.assert_array_equal(every, [[True, True, True]])
+    np.testing.assert_array_equal(one_hot(codes, every, counts), [[0, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0]])
+    # ... and fit's has no input for them.
+    read = network_categories(counts)
+    np.testing.assert_array_equal(read, [[False, True, False]])
+    np.testing.assert_array_equal(one_hot(codes, read, counts), [[0], [1], [0], [0]])
 
 
 def test_a_column_of_random_labels_leaves_the_classifier_as_it_was():
@@ -156,8 +162,33 @@ def test_a_column_of_random_labels_leaves_the_classifier_as_it_was():
     codes = clf._table(with_ids).codes
     factor = clf.category_weight_ * category_log_likelihood(codes, clf.category_count_)
     assert np.abs(factor[:, 0] - factor[:, 1]).max() < 0.05
-    assert not one_hot(codes, clf.categories_, clf.category_count_).any()
-    assert clf.score(with_ids, y) >= _clf().fit(X, y).score(X, y) - 0.05
+    # The network has no input for the labels: it is the one fitted without them.
+    assert not clf.network_categories_[0].any()
+    without = _clf().fit(X, y)
+    assert clf.denoiser_.input.in_features == without.denoiser_.input.in_features == 2
+    assert clf.score(with_ids, y) >= without.score(X, y) - 0.05
+
+
+def test_the_network_reads_the_categories_of_enough_rows_and_keeps_them():
+    # "c" has 10 rows, fewer than MIN_CATEGORY_ROWS: no input for it; the later fits keep the inputs.
+    X, y = _frame(200, seed=2)
+    X["colour"] = np.where(np.arange(200) < 10, "green", X["colour"])
+    clf = _clf(warm_start=True).fit(X, y)
+    assert clf.categories_[0].tolist() == ["blue", "green", "red"]
+    np.testing.assert_array_equal(clf.network_categories_, [[True, False, True]])
+    assert clf.denoiser_.input.in_features == 2 + 2
+    # The network scores "green" as a missing colour: only the categorical factor tells them apart.
+    green = X.iloc[:10]
+    factor = clf.category_weight_ * category_log_likelihood(clf._table(green).codes, clf.category_count_)
+    difference = clf._joint_log_likelihood(green) - clf._joint_log_likelihood(green.assign(colour=None))
+    np.testing.assert_allclose(difference, factor, rtol=0, atol=1e-9)
+    many = pd.concat([X, X.iloc[:10]] * 3)  # now 60 rows of "green", and the network still has no input for it
+    clf.fit(many, np.concatenate([y, y[:10]] * 3))
+    np.testing.assert_array_equal(clf.network_categories_, [[True, False, True]])
+    # partial_fit's first batch builds a network with an input for each category it holds.
+    incremental = _clf().partial_fit(X, y, classes=[0, 1])
+    np.testing.assert_array_equal(incremental.network_categories_, [[True, True, True]])
+    assert incremental.denoiser_.input.in_features == 2 + 3
 
 
 def test_an_unseen_category_counts_as_missing(table):
