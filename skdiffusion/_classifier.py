@@ -29,6 +29,7 @@ from ._tabular import (
     categorical_mask,
     category_counts,
     category_log_likelihood,
+    column_name,
     columns_of,
     conditioning,
     denoiser_input,
@@ -740,11 +741,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         X, y, sample_weight = drop_zero_weights(X, y, sample_weight)
         empty = np.flatnonzero(np.isnan(X).all(axis=0))
         if previous is None and empty.size:
-            raise ValueError(
-                f"The numeric columns {empty.tolist()} of X (counted without the categorical ones) hold no value: "
-                "every entry is NaN. Drop them."
-            )
-        rows = table(X, X_categorical, is_categorical, None if previous is None else previous["categories"])
+            numeric = np.flatnonzero(~is_categorical) if is_categorical is not None else np.arange(X.shape[1])
+            names = ", ".join(column_name(k, feature_names) for k in numeric[empty])
+            hold, them = ("hold", "them") if empty.size > 1 else ("holds", "it")
+            raise ValueError(f"The numeric {names} of X {hold} no value: every entry is NaN. Drop {them}.")
+        categories = None if previous is None else previous["categories"]
+        rows = table(X, X_categorical, is_categorical, categories, feature_names)
         incremental = classes is not None
         if classes is None:
             classes, y_index = np.unique(y, return_inverse=True)
@@ -774,11 +776,13 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         """Return the mask of the categorical columns: from the parameter for a new fit, else the fitted one."""
         if previous is not None:
             return previous["is_categorical"]
-        try:
-            n_features = X.shape[1]
-        except (AttributeError, IndexError, TypeError):  # not a 2-D table: check_table raises the error
+        try:  # an array or a frame, or a list of rows
+            shape = X.shape if hasattr(X, "shape") else np.asarray(X, dtype=object).shape
+        except ValueError:  # ragged rows: check_table raises the error
             return None
-        return categorical_mask(X, self.categorical_features, n_features)
+        if len(shape) != 2:  # not a 2-D table: check_table raises the error
+            return None
+        return categorical_mask(X, self.categorical_features, shape[1])
 
     def _sample_shape(self, rows, read):
         """Return the shape of one row for the denoiser (its categories' inputs ``read``), checking ``image_shape``."""

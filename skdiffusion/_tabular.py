@@ -66,13 +66,18 @@ def network_categories(counts, every=False):
     return [count.sum(axis=0) >= MIN_CATEGORY_ROWS for count in counts]
 
 
-def table(X_numeric, X_categorical, is_categorical, categories=None):
-    """Return the :class:`Table` of checked columns; ``categories`` None: those seen in ``X_categorical``."""
+def table(X_numeric, X_categorical, is_categorical, categories=None, feature_names=None):
+    """Return the :class:`Table` of checked columns; ``categories`` None: those seen in ``X_categorical``.
+
+    ``feature_names`` (X's column names, or None) name the columns in errors.
+    """
     if X_categorical is None:
         no_codes = np.zeros((X_numeric.shape[0], 0), dtype=np.int64)
         return Table(X_numeric, no_codes, [], np.zeros(X_numeric.shape[1], dtype=bool))
     absent = missing(X_categorical)
-    categories = fit_categories(X_categorical, absent) if categories is None else categories
+    if categories is None:
+        names = [column_name(k, feature_names) for k in np.flatnonzero(is_categorical)]
+        categories = fit_categories(X_categorical, absent, names)
     return Table(X_numeric, encode(X_categorical, categories, absent), categories, is_categorical)
 
 
@@ -157,18 +162,26 @@ def missing(values):
     return np.array(flat, dtype=bool).reshape(values.shape)
 
 
-def fit_categories(X_cat, absent):
-    """Return the sorted categories seen in each column of ``X_cat``, the ``absent`` (missing) values left out."""
+def column_name(index, feature_names=None):
+    """Return how errors name column ``index`` of X: by its index, and its name if X has names."""
+    return f"column {index}" if feature_names is None else f"column {index} ({feature_names[index]!r})"
+
+
+def fit_categories(X_cat, absent, names):
+    """Return the sorted categories seen in each column of ``X_cat``, the ``absent`` (missing) values left out.
+
+    ``names`` name the columns in errors (see :func:`column_name`).
+    """
     categories = []
-    for j in range(X_cat.shape[1]):
+    for j, name in enumerate(names):
         seen = set(X_cat[~absent[:, j], j].tolist())
         if not seen:
-            raise ValueError(f"Categorical column {j} of X holds no value: every entry is missing. Drop it.")
+            raise ValueError(f"The categorical {name} of X holds no value: every entry is missing. Drop it.")
         try:
             categories.append(np.array(sorted(seen)))
         except TypeError as exc:
             kinds = sorted({type(v).__name__ for v in seen})
-            raise ValueError(f"Categorical column {j} mixes values of types {kinds}; make them one type.") from exc
+            raise ValueError(f"The categorical {name} of X mixes values of types {kinds}; make them one type.") from exc
     return categories
 
 

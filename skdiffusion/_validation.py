@@ -31,6 +31,7 @@ def check_table(estimator, X, y="no_validation", *, reset, is_categorical=None):
     ``validate_data`` would set them at once and a fit that then fails would leave them
     behind; with ``reset=False``, ``X`` must have the features the estimator was fitted on.
     """
+    check_no_dates(X, is_categorical)
     finite = {"dtype": DTYPES, "ensure_all_finite": "allow-nan"}
     x_only = isinstance(y, str) and y == "no_validation"
     if is_categorical is None or not is_categorical.any():
@@ -59,6 +60,30 @@ def check_table(estimator, X, y="no_validation", *, reset, is_categorical=None):
     if X_categorical.shape[0] != X.shape[0]:
         raise ValueError(f"X has {X_categorical.shape[0]} rows, y has {X.shape[0]}.")
     return X, X_categorical, y, feature_names
+
+
+def check_no_dates(X, is_categorical=None):
+    """Raise a ValueError naming the columns of ``X`` that hold dates or durations, unless they are categorical.
+
+    numpy would fail to convert them to floats with a message about dtype promotion.
+    """
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None:
+        dtype = getattr(X, "dtype", None)
+        dated = [f"X (dtype {dtype})"] if getattr(dtype, "kind", "") in ("m", "M") else []
+    else:
+        categorical = np.zeros(len(dtypes), dtype=bool) if is_categorical is None else is_categorical
+        dated = [
+            f"column {k} ({name!r}, dtype {dtype}) of X"
+            for k, (name, dtype, is_category) in enumerate(zip(X.columns, dtypes, categorical))
+            if getattr(dtype, "kind", "") in ("m", "M") and not is_category
+        ]
+    if dated:
+        raise ValueError(
+            f"{', '.join(dated)}: dates or durations, which DiffusionClassifier does not read as numbers. "
+            "Convert them (for example to days since a date, or to the year and the month as columns of their "
+            "own), make them categorical, or drop them."
+        )
 
 
 def drop_zero_weights(X, y, sample_weight):

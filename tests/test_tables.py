@@ -234,12 +234,14 @@ def test_nullable_numbers_beside_categories():
 
 def test_a_column_without_any_value_is_refused():
     X, y = _frame()
-    X["x"] = np.nan
-    with pytest.raises(ValueError, match=r"numeric columns \[0\] of X .* hold no value"):
+    X["noise"] = np.nan
+    with pytest.raises(ValueError, match=r"The numeric column 2 \('noise'\) of X holds no value"):
         _clf().fit(X, y)
+    with pytest.raises(ValueError, match=r"The numeric column 0, column 2 of X hold no value"):
+        _clf().fit(np.column_stack([X["noise"], X["x"], X["noise"]]), y)
     X, y = _frame()
     X["colour"] = None
-    with pytest.raises(ValueError, match="Categorical column 0 of X holds no value"):
+    with pytest.raises(ValueError, match=r"The categorical column 1 \('colour'\) of X holds no value"):
         _clf(categorical_features=["colour"]).fit(X, y)
 
 
@@ -264,12 +266,36 @@ def test_column_names_need_a_frame():
         _clf(categorical_features=["colour"]).fit(X.to_numpy(dtype=object), y)
 
 
+def test_a_list_of_rows_takes_categorical_columns_by_index():
+    X, y = _frame()
+    clf = _clf(categorical_features=[1]).fit(X.to_numpy(dtype=object).tolist(), y)
+    assert [c.tolist() for c in clf.categories_] == [["blue", "red"]]
+    np.testing.assert_array_equal(
+        clf.predict_proba(X.iloc[:5].to_numpy(dtype=object).tolist()),
+        clf.predict_proba(X.iloc[:5].to_numpy(dtype=object)),
+    )
+
+
 def test_a_column_that_mixes_types_is_refused():
     X, y = _frame()
     X["colour"] = X["colour"].astype(object)
     X.loc[0, "colour"] = 3
-    with pytest.raises(ValueError, match=r"Categorical column 0 mixes values of types \['int', 'str'\]"):
+    with pytest.raises(ValueError, match=r"column 1 \('colour'\) of X mixes values of types \['int', 'str'\]"):
         _clf().fit(X, y)
+
+
+@pytest.mark.parametrize("values", [pd.date_range("2020-01-01", periods=200), pd.to_timedelta(np.arange(200), "s")])
+def test_a_column_of_dates_is_refused_by_name_unless_categorical(values):
+    X, y = _frame()
+    X["when"] = values
+    with pytest.raises(ValueError, match=r"column 3 \('when', dtype \w+64\[\w+\]\) of X: dates or durations"):
+        _clf().fit(X, y)
+    with pytest.raises(ValueError, match=r"X \(dtype datetime64\[D\]\): dates or durations"):
+        _clf().fit(np.datetime64("2020-01-01") + np.arange(400).reshape(200, 2), y)
+    clf = _clf(categorical_features=["colour", "when"]).fit(X, y)  # each date a category of its own
+    assert clf.categories_[1].size == 200
+    with pytest.raises(ValueError, match="column 3 \\('when'"):  # predict reads it as fit did
+        _clf().fit(X.assign(when=np.arange(200.0)), y).predict(X)
 
 
 def test_only_categorical_columns_or_images_with_categories_are_refused():
