@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 
 from skdiffusion import DiffusionClassifier
 
-SIZES = [(600, 30), (600, 100), (1500, 50), (1500, 300), (1500, 1000)]
+SIZES = [(600, 30), (600, 100), (1500, 20), (1500, 50), (1500, 300), (1500, 1000)]
 CASES = {f"{rows} rows, {labels} labels": (rows, labels) for rows, labels in SIZES}
 VARIANTS = {"with the labels": True, "without": False}
 

@@ -137,7 +137,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         classes as far as the column does not tell the classes apart, the second the
         diffusion model of the numeric columns, conditioned on the one-hot categories
         (see the user guide). A category not seen in ``fit`` counts as missing at
-        predict time; one seen in fewer than 20 rows conditions the diffusion model as
+        predict time; one seen in fewer than 40 rows conditions the diffusion model as
         an unseen one, and the network has no input for it (``network_categories_``).
         :meth:`sample` returns the categories' values.
     image_shape : None or tuple of int (C, H, W), default=None
@@ -346,7 +346,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         each categorical feature: the counts behind ``p(x_cat | c)``.
     network_categories_ : list of ndarray of shape (n_categories,), dtype bool
         For each categorical feature, the categories that the denoiser has a one-hot
-        input for: those of at least 20 (weighted) training rows in the ``fit`` that built
+        input for: those of at least 40 (weighted) training rows in the ``fit`` that built
         it, or all of ``categories_`` when the first :meth:`partial_fit` built it (a
         ``warm_start`` fit keeps them). The denoiser's input is the numeric features, then
         these one-hot inputs; any other category conditions it as an unseen one.

@@ -25,7 +25,7 @@ from scipy.optimize import minimize_scalar
 # A category of fewer (weighted) training rows enters the denoiser as an unseen one does,
 # as zeros: from a few rows the network learns their noise, and a column of random labels
 # cost accuracy and log loss (benchmarks/results/random_labels.md).
-MIN_CATEGORY_ROWS = 20
+MIN_CATEGORY_ROWS = 40
 # The largest pseudo-count m of smoothed_counts, per category: the frequencies over all
 # classes, nearly. The smallest is one per category, Laplace's: a leave-one-out likelihood
 # cannot see the chance of a category that a class never showed, and a column whose
