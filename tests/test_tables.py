@@ -182,6 +182,8 @@ def test_the_network_reads_the_categories_of_enough_rows_and_keeps_them():
     factor = clf.category_weight_ * category_log_likelihood(clf._table(green).codes, clf.category_count_)
     difference = clf._joint_log_likelihood(green) - clf._joint_log_likelihood(green.assign(colour=None))
     np.testing.assert_allclose(difference, factor, rtol=0, atol=1e-9)
+    X_new, _ = clf.sample(50, random_state=0)  # "green" is drawn too, from its frequencies
+    assert X_new.shape == (50, 3) and set(X_new[:, 1]) <= {"blue", "green", "red"}
     many = pd.concat([X, X.iloc[:10]] * 3)  # now 60 rows of "green", and the network still has no input for it
     clf.fit(many, np.concatenate([y, y[:10]] * 3))
     np.testing.assert_array_equal(clf.network_categories_, [[True, False, True]])
