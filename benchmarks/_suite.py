@@ -1,6 +1,7 @@
 """The accuracy suite: six data sets, each split 70/30 the same way."""
 
 import json
+import os
 import platform
 import time
 import warnings
@@ -104,9 +105,33 @@ def parse_settings(pairs):
     return settings
 
 
+def cpu_description():
+    """Return the CPU's model name, and on Linux its family and model numbers, and the CPUs this process may use.
+
+    The same model name can hide CPUs of different widths of vector unit: oneDNN's products
+    ran at twice torch's ``mm`` on one AMD EPYC and at par on another.
+    """
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    numbers = f" (family {fields['cpu family']}, model {fields['model']})" if "cpu family" in fields else ""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity masks on this platform
+        cpus = os.cpu_count()
+    return f"{name}{numbers}, {cpus} CPUs"
+
+
 def write_results(name, table, records):
     """Write the printed table and the raw records under ``benchmarks/results/``."""
     RESULTS.mkdir(exist_ok=True)
-    header = f"Machine: {platform.machine()}, {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}\n\n"
+    when = time.strftime("%Y-%m-%d %H:%M")
+    header = f"Machine: {platform.machine()}, {cpu_description()}, {platform.python_version()}, {when}\n\n"
     (RESULTS / f"{name}.md").write_text(header + table + "\n")
     (RESULTS / f"{name}.json").write_text(json.dumps(records, indent=1) + "\n")
