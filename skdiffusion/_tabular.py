@@ -204,9 +204,9 @@ def one_hot(codes, read, counts):
     :func:`category_counts`) gets zeros.
     """
     blocks = []
-    for j, inputs in enumerate(read):
+    for j, (inputs, frequent) in enumerate(zip(read, network_categories(counts))):
         block = np.zeros((codes.shape[0], int(np.count_nonzero(inputs))), dtype=np.float32)
-        column = np.where(inputs & (counts[j].sum(axis=0) >= MIN_CATEGORY_ROWS), np.cumsum(inputs) - 1, -1)
+        column = np.where(inputs & frequent, np.cumsum(inputs) - 1, -1)
         position = np.where(codes[:, j] >= 0, column[np.maximum(codes[:, j], 0)], -1)
         rows = np.flatnonzero(position >= 0)
         block[rows, position[rows]] = 1.0
