@@ -384,16 +384,25 @@ class MLPDenoiser(nn.Module):
         return eps_hat if self.readout is None else eps_hat + self._read_out(F.silu(s), in_place)[rows, classes]
 
     def forward_all(self, x_t, t):
-        """Return eps_hat under every class, shape (n, n_classes, n_features)."""
+        """Return eps_hat under every class, shape (n, n_classes, n_features): a new tensor.
+
+        Scoring computes its errors in that tensor's memory. Without autograd, the
+        read-out is likewise summed into one of the call's own temporaries: a scoring
+        call's are a megabyte or so, which a new tensor would take in fresh pages.
+        """
         in_place = self._in_place()
         s = self._shared(x_t, t, in_place)
         if self.label is None:  # the read-out alone tells the classes apart
             eps_hat, read = self._unconditioned(s, in_place)
-            return self._read_out(read, in_place) + eps_hat.unsqueeze(1)
+            read_out = self._read_out(read, in_place)
+            return read_out.add_(eps_hat.unsqueeze(1)) if in_place else read_out + eps_hat.unsqueeze(1)
         step = self.class_rows(s.shape[0])
         parts = [self._conditioned(part.unsqueeze(1) + self.label.weight, in_place) for part in s.split(step)]
         eps_hat = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return eps_hat if self.readout is None else eps_hat + self._read_out(F.silu(s), in_place)
+        if self.readout is None:
+            return eps_hat
+        read_out = self._read_out(F.silu(s), in_place)
+        return eps_hat.add_(read_out) if in_place else eps_hat + read_out
 
 
 def _read_rows(weight, bias, basis):

@@ -4,22 +4,36 @@ import torch
 from torch.nn import functional as F
 
 
-def _squared_error(eps_hat, eps):
-    """Return ``(eps_hat - eps) ** 2``, squared in place where autograd does not track it.
+def _difference(eps_hat, eps, overwrite=False):
+    """Return ``eps_hat - eps``: in ``eps_hat``'s own memory if the caller gives it up (``overwrite``).
 
-    A scoring call's difference is a temporary of a megabyte or so: a second one for the
-    square cost digits' predictions 6% of their time, in fresh pages.
+    Only where autograd does not track ``eps_hat``. A scoring call's predictions are a
+    temporary of a megabyte or so, and a new one for their difference is fresh pages.
     """
-    difference = eps_hat - eps
+    return eps_hat.sub_(eps) if overwrite and not eps_hat.requires_grad else eps_hat - eps
+
+
+def _squared_error(eps_hat, eps, overwrite=False):
+    """Return ``(eps_hat - eps) ** 2``, squared in place where autograd does not track it (see :func:`_difference`).
+
+    A second temporary for the square cost digits' predictions 6% of their time, in fresh pages.
+    """
+    difference = _difference(eps_hat, eps, overwrite)
     return difference.square() if difference.requires_grad else difference.square_()
 
 
+def _absolute_error(eps_hat, eps, overwrite=False):
+    """Return ``|eps_hat - eps|``, in place as :func:`_squared_error` squares."""
+    difference = _difference(eps_hat, eps, overwrite)
+    return difference.abs() if difference.requires_grad else difference.abs_()
+
+
 # The per-sample loss is their mean over the sample's elements. Li et al. (2023) compare
-# all three for classification.
+# all three for classification. ``overwrite``: see _difference (Huber's does not).
 LOSSES = {
     "l2": _squared_error,
-    "l1": lambda eps_hat, eps: (eps_hat - eps).abs(),
-    "huber": lambda eps_hat, eps: F.huber_loss(eps_hat, eps, reduction="none"),
+    "l1": _absolute_error,
+    "huber": lambda eps_hat, eps, overwrite=False: F.huber_loss(eps_hat, eps, reduction="none"),
 }
 # Their derivatives with respect to eps_hat, as functions of eps_hat - eps (autograd's: the
 # sign of 0 is 0, and Huber's slope is 1 at |d| = 1).
@@ -30,7 +44,7 @@ GRADIENTS = {
 }
 
 
-def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None, mask=None):
+def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None, mask=None, overwrite=False):
     """Return the mean of ``LOSSES[loss]`` over each sample's elements.
 
     ``eps_hat`` and ``eps`` have the same shape, the samples' dimensions last:
@@ -38,9 +52,10 @@ def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None, mask=None):
     shape) keeps the diffused elements: the others count as zero, so that the loss of a
     row with missing values is that of its observed ones, summed over the same number of
     elements as a whole row's (the ELBO of the observed marginal, Ouyang et al., 2023).
+    ``overwrite``: ``eps_hat`` is a temporary the loss may compute in (see :func:`_difference`).
     """
     sample_ndim = eps.ndim - 1 if sample_ndim is None else sample_ndim
-    elements = LOSSES[loss](eps_hat, eps)
+    elements = LOSSES[loss](eps_hat, eps, overwrite)
     if mask is None:
         return elements.flatten(-sample_ndim).mean(-1)
     return (elements * mask).flatten(-sample_ndim).mean(-1)

@@ -155,7 +155,10 @@ class UNetDenoiser(nn.Module):
         return self._conditioned(h, skips, time + self.label(y))
 
     def forward_all(self, x_t, t):
-        """Return eps_hat under every class, shape ``(n, n_classes, *image_shape)``."""
+        """Return eps_hat under every class, shape ``(n, n_classes, *image_shape)``.
+
+        A new tensor: scoring computes its errors in that memory.
+        """
         h, skips, time = self._shared(x_t, t)
         n, n_classes = x_t.shape[0], self.label.num_embeddings
         embedding = (time.unsqueeze(1) + self.label.weight).flatten(0, 1)

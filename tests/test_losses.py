@@ -48,3 +48,25 @@ def test_the_squared_error_is_differentiable_and_the_same_under_autograd():
         assert torch.equal(elements, LOSSES["l2"](eps_hat, eps))
     elements.sum().backward()
     torch.testing.assert_close(eps_hat.grad, 2 * (eps_hat.detach() - eps), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
+def test_overwrite_gives_the_same_values_and_spares_what_autograd_tracks(loss):
+    # Scoring gives up its predictions: the loss may be computed in their memory, with the
+    # values it has without; a tensor autograd tracks keeps its values and its gradient.
+    eps_hat, eps = torch.randn(7, 3, 5), torch.randn(7, 3, 5)
+    expected = per_sample_loss(loss, eps_hat, eps, sample_ndim=1)
+    assert torch.equal(per_sample_loss(loss, eps_hat.clone(), eps, sample_ndim=1, overwrite=True), expected)
+    tracked = eps_hat.clone().requires_grad_()
+    values = per_sample_loss(loss, tracked, eps, sample_ndim=1, overwrite=True)
+    assert torch.equal(values.detach(), expected) and torch.equal(tracked.detach(), eps_hat)
+    values.sum().backward()
+    assert tracked.grad is not None and torch.isfinite(tracked.grad).all()
+
+
+def test_overwrite_computes_the_squared_error_in_the_predictions_memory():
+    eps_hat, eps = torch.randn(4, 6), torch.randn(4, 6)
+    expected = (eps_hat - eps).square()
+    written = eps_hat.clone()
+    assert LOSSES["l2"](written, eps, overwrite=True).data_ptr() == written.data_ptr()
+    assert torch.equal(written, expected)
