@@ -152,7 +152,7 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
         # repeats are made once, when they are no more than one block's predictions. Every
         # block gathers into the same memory, and its errors are computed in its
         # predictions' (forward_all's result is the block's own): a megabyte or so each,
-        # which new tensors would take in fresh pages (digits' predictions, one thread: 8%).
+        # which new tensors would take in fresh pages.
         target = eps.unsqueeze(1).expand(n_trials, n_classes, *eps.shape[1:])
         target = target.contiguous() if n_trials <= block else target
         gathered = None
