@@ -320,10 +320,50 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
             # Drawn apart from the training's draws, which stay those of a fit without them.
             draws = torch.Generator().manual_seed(plan.seeds.split)
             watch = validation_draws(data.x0[held], data.y[held], probs, draws, weights, mask)
+    choose = functools.partial(
+        choose_trials,
+        x0=data.x0[held],
+        y=data.y_index[held],
+        alphas_cumprod=data.alphas_cumprod,
+        loss=plan.loss,
+        log_prior=data.log_prior,
+        noise_seed=plan.seeds.noise,
+        weights=None if data.weights is None else data.weights[held],
+        mask=data.rows_mask(held),
+        category_ll=None if data.category_ll is None else data.category_ll[held],
+        threads=threads,
+    )
+    # A tuning trains the network on, as the first training would go on after its cosine;
+    # only the cross-entropy term's tuning needs those steps first (see the user guide).
+    early = []  # (trials, seconds) chosen where the first training stopped after its cosine
+
+    def goes_on():
+        """Return whether the first training goes on after its cosine: before a tuning with the cross-entropy term."""
+        if plan.discriminative is False or data.log_prior.size != 2:
+            return False
+        start = time.perf_counter()
+        trials = choose(network, timestep_range=plan.timestep_range)
+        if _discriminative(plan.discriminative, trials, data):
+            return True
+        early.append((trials, time.perf_counter() - start))
+        return False
+
     if progress is not None:
         progress.begin(f"Training on {plan.first.rows.size} samples")
     first = plan.first
-    state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
+    state = _train(
+        network,
+        data,
+        plan,
+        first,
+        state,
+        generator,
+        validation,
+        tasks.next_interval,
+        progress,
+        watch,
+        goes_on=goes_on if tunes and plan.discriminative is not True else None,
+    )
     # max_iter="auto" on data that the network overfits: afresh, for half as many steps.
     auto = bool(first.extend_to)  # a continued fit has no build, and is not shortened
     while build is not None and _rose(state, plan.tol, watch) and (half := shorter(first, auto)) is not None:
@@ -340,25 +380,16 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     verdict = state.converged, state.fall  # also the second training's (see below)
     extra = len(state.loss_curve) - n_iter - first.max_iter  # steps beyond the cosine, which a refit replays
     tasks.end_interval()
-    choose = functools.partial(
-        choose_trials,
-        x0=data.x0[held],
-        y=data.y_index[held],
-        alphas_cumprod=data.alphas_cumprod,
-        loss=plan.loss,
-        log_prior=data.log_prior,
-        noise_seed=plan.seeds.noise,
-        weights=None if data.weights is None else data.weights[held],
-        mask=data.rows_mask(held),
-        category_ll=None if data.category_ll is None else data.category_ll[held],
-        threads=threads,
-    )
-    start = time.perf_counter()
-    trials = choose(network, timestep_range=plan.timestep_range)
+    if early:
+        trials, seconds = early[0]
+    else:
+        start = time.perf_counter()
+        trials = choose(network, timestep_range=plan.timestep_range)
+        seconds = time.perf_counter() - start
     if progress is not None:
         chosen = f"the timestep range {trials.timestep_range} and the scale {trials.scale:.4g}"
         loss = f"log loss {trials.held_out_loss:.4g}"
-        progress.chose(f"Chose {chosen} on {held.size} held-out samples ({loss})", time.perf_counter() - start)
+        progress.chose(f"Chose {chosen} on {held.size} held-out samples ({loss})", seconds)
     if plan.second is None or state.interrupted:
         if state.cancelled:
             _warn("Training interrupted by the user; the model keeps the weights reached so far.")
@@ -485,13 +516,26 @@ def _warn(message):
 
 
 def _train(
-    network, data, plan, training, state, generator, validation, callback, progress, watch=None, extra=0, term=None
+    network,
+    data,
+    plan,
+    training,
+    state,
+    generator,
+    validation,
+    callback,
+    progress,
+    watch=None,
+    extra=0,
+    term=None,
+    goes_on=None,
 ):
     """Run :func:`train_denoiser` for one ``training`` of ``plan``, printing to ``progress``; return its state.
 
     ``watch``: the held-out draws whose loss says whether the first training converged and
     goes on (see :func:`train_denoiser`); a refit runs the ``extra`` steps its first
     training went on for instead. ``term``: the training's :class:`CrossEntropyTerm`, or None.
+    ``goes_on``: whether the training goes on after its cosine (see :func:`train_denoiser`).
     """
     return train_denoiser(
         network,
@@ -518,4 +562,5 @@ def _train(
         mask=data.rows_mask(training.rows),
         hole_rate=data.hole_rate,
         cross_entropy=term,
+        goes_on=goes_on,
     )

@@ -123,6 +123,7 @@ def train_denoiser(
     mask=None,
     hole_rate=0.0,
     cross_entropy=None,
+    goes_on=None,
 ):
     """Train ``denoiser`` in place for up to ``max_iter`` optimizer steps.
 
@@ -134,7 +135,9 @@ def train_denoiser(
     ``validation``), measured at the start and the end of those steps, if given; else the
     training loss, beyond noise (see :func:`still_falling`). While the held-out loss still
     falls so at the end, training goes on at the cosine's final rate, that many steps at a
-    time, up to ``extend_to`` steps in all (0: it stops at ``max_iter``); ``extra`` steps
+    time, up to ``extend_to`` steps in all (0: it stops at ``max_iter``), if ``goes_on()``
+    (None: always), asked once, the first time, says so (if not, the training counts as
+    converged: what follows it trains on); ``extra`` steps
     at that rate follow the cosine in any case (a refit, replaying its first training's).
     With ``anneal`` (fit), Adam starts afresh and its rate decays along a cosine over
     ``max_iter`` steps; without (partial_fit, whose calls have no known total length),
@@ -171,7 +174,7 @@ def train_denoiser(
     # The convergence check's steps: the last n_iter_no_change checks, or the last half of
     # this training's steps if fewer (the first steps' descent says nothing of the end).
     last = min(n_iter_no_change * CHECK_EVERY, max_iter // 2)
-    held_out = None
+    held_out, declined = None, False
     if watch is not None and last:
         held_out = _HeldOutLoss(denoiser, watch, alphas_cumprod=alphas_cumprod, loss=loss)
     budget = max_iter + extra  # the steps after the cosine run at its final rate
@@ -195,7 +198,10 @@ def train_denoiser(
                 held_out.at(step)
             if held_out is not None and step == budget and budget + last <= extend_to:
                 if held_out.fall(step - last, step) > tol:  # still falling: one more stretch of `last` steps
-                    budget += last
+                    if goes_on is not None:
+                        declined, goes_on = not goes_on(), None
+                        denoiser.train()
+                    budget += 0 if declined else last
             if len(window) < CHECK_EVERY and step < budget:
                 continue
             if check(window, step, progress) and validation is not None:
@@ -214,7 +220,7 @@ def train_denoiser(
     steps = len(state.loss_curve) - n_before
     if validation is None and held_out is not None and steps == budget:
         fall = held_out.fall(budget - last, budget)
-        state.converged, state.fall = not fall > tol, (fall, last, True)
+        state.converged, state.fall = declined or not fall > tol, (fall, last, True)
     elif validation is None:
         window = min(last, steps // 2)
         losses = state.loss_curve[-window:] if window else []

@@ -558,6 +558,23 @@ def test_auto_trains_on_while_the_held_out_loss_falls_and_refits_as_long(capsys)
     assert DiffusionClassifier(max_iter=600, n_trials=8, random_state=0).fit(X, y).n_iter_ == 600
 
 
+def test_auto_trains_on_before_a_tuning_only_with_the_cross_entropy_term(capsys):
+    # 1,000 spirals: a fit that tunes. With the cross-entropy term, the first training goes
+    # on past the cosine's 600 steps: the held-out loss still falls there.
+    X, y = make_spirals(1000, random_state=0)
+    term = DiffusionClassifier(n_trials=8, random_state=0, discriminative=True).fit(X, y)
+    assert term.discriminative_ and term.n_iter_ > 900
+    # Without it, the tuning's 300 steps train on instead: the first stops at 600 steps,
+    # counted as converged, and its trials, chosen there, are not chosen again.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = DiffusionClassifier(n_trials=8, random_state=0, verbose=1).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert not clf.discriminative_ and clf.n_iter_ == 900
+    chosen = [i for i, line in enumerate(lines) if line.startswith("Chose the timestep range")]
+    assert len(chosen) == 1 and lines[chosen[0] - 1].startswith("Iteration 600/1800,")
+
+
 def test_auto_trains_afresh_for_fewer_steps_when_the_held_out_loss_rises(capsys):
     # Wine's 178 rows: after 600 steps the held-out loss has risen (the network fits its
     # training rows); the first training runs again for 300, and the refit as long.

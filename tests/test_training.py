@@ -262,6 +262,35 @@ def test_training_goes_on_while_the_held_out_loss_falls():
     assert len(state.loss_curve) == 100 and state.converged
 
 
+def test_training_goes_on_only_where_goes_on_says_so():
+    x0, y = _problem()
+    held_x0, held_y = _problem(seed=1)
+    watch = validation_draws(held_x0, held_y, training_timestep_probs(N_STEPS), torch.Generator().manual_seed(1))
+    kwargs = dict(max_iter=100, learning_rate=1e-2, tol=1e-2, n_iter_no_change=1, watch=watch, extend_to=400)
+    asked = []
+
+    def answer(value):
+        asked.append(value)
+        return value
+
+    torch.manual_seed(0)
+    plain = _train(MLPDenoiser(2, 2, hidden_size=16), x0, y, **kwargs)
+    assert len(plain.loss_curve) > 100  # the held-out loss still falls at 100 steps (as above)
+    # Told no, the training stops after its cosine, and counts as converged though the
+    # held-out loss still fell: what follows trains on.
+    torch.manual_seed(0)
+    stopped = _train(MLPDenoiser(2, 2, hidden_size=16), x0, y, goes_on=lambda: answer(False), **kwargs)
+    assert asked == [False] and stopped.loss_curve == plain.loss_curve[:100]
+    assert stopped.converged and stopped.fall[0] > 1e-2
+    # Told yes, asked once, it trains exactly as without being asked.
+    torch.manual_seed(0)
+    going = _train(MLPDenoiser(2, 2, hidden_size=16), x0, y, goes_on=lambda: answer(True), **kwargs)
+    assert asked == [False, True] and going.loss_curve == plain.loss_curve
+    # Not asked where the held-out loss does not fall.
+    _train(_Scalar(0.0), x0, y, goes_on=lambda: answer(True), **{**kwargs, "learning_rate": 1e-12})
+    assert asked == [False, True]
+
+
 def test_extra_steps_run_at_the_final_rate_of_the_cosine(monkeypatch):
     x0, y = _problem()
     rates = []
