@@ -59,7 +59,7 @@ DISCRIMINATIVE_WEIGHT = 1.0
 # discriminative="auto" tunes with the term on two classes that overlap: where the held-out
 # log loss of the first network is above this share of the labels' entropy under the
 # priors. Where the diffusion model alone separates the classes, the term made a few rows
-# overconfident, and on many overlapping classes it lowered the accuracy
+# overconfident, and on 20 overlapping classes it lowered the accuracy
 # (benchmarks/results/discriminative.md).
 DISCRIMINATIVE_ABOVE = 0.1
 # The initial learning rate of "auto": the default MLP's, and any other network's.
@@ -333,19 +333,24 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         category_ll=None if data.category_ll is None else data.category_ll[held],
         threads=threads,
     )
+
+    def chosen(network):
+        """Return the trials chosen for ``network`` on the held-out rows, and the seconds that took."""
+        start = time.perf_counter()
+        return choose(network, timestep_range=plan.timestep_range), time.perf_counter() - start
+
     # A tuning trains the network on, as the first training would go on after its cosine;
     # only the cross-entropy term's tuning needs those steps first (see the user guide).
-    early = []  # (trials, seconds) chosen where the first training stopped after its cosine
+    early = []  # the (trials, seconds) of the network the first training keeps, if chosen before its end
 
     def goes_on():
         """Return whether the first training goes on after its cosine: before a tuning with the cross-entropy term."""
         if plan.discriminative is False or data.log_prior.size != 2:
             return False
-        start = time.perf_counter()
-        trials = choose(network, timestep_range=plan.timestep_range)
-        if _discriminative(plan.discriminative, trials, data):
+        choice = chosen(network)
+        if _discriminative(plan.discriminative, choice[0], data):
             return True
-        early.append((trials, time.perf_counter() - start))
+        early.append(choice)
         return False
 
     if progress is not None:
@@ -366,7 +371,10 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     )
     # max_iter="auto" on data that the network overfits: afresh, for half as many steps.
     auto = bool(first.extend_to)  # a continued fit has no build, and is not shortened
+    longer = []  # before a tuning, each longer training's ((trials, seconds), network, state, Training)
     while build is not None and _rose(state, plan.tol, watch) and (half := shorter(first, auto)) is not None:
+        if tunes:
+            longer.append((chosen(network), network, state, first))
         first = half
         if progress is not None:
             rise, steps, _ = state.fall
@@ -374,22 +382,24 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
             progress.restart(f"Training afresh for fewer steps ({reason})", len(state.loss_curve), first.max_iter)
         network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
         state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
+    if longer:  # the held-out log loss of the classes has the last word (see the user guide)
+        trainings = [*longer, (chosen(network), network, state, first)]
+        (trials, _), network, state, first = min(trainings, key=lambda training: training[0][0].held_out_loss)
+        early.append((trials, sum(seconds for (_, seconds), *_ in trainings)))
+        if progress is not None and first is not trainings[-1][3]:
+            losses = ", ".join(f"{t.held_out_loss:.4g} after {run.max_iter}" for (t, _), _, _, run in trainings)
+            print(f"Kept the training of {first.max_iter} steps, of the lowest held-out log loss ({losses})")
     shortened = first is not plan.first
     if shortened:  # a length between a rise of the held-out loss and where it still fell (or 150)
         state.converged = True
     verdict = state.converged, state.fall  # also the second training's (see below)
     extra = len(state.loss_curve) - n_iter - first.max_iter  # steps beyond the cosine, which a refit replays
     tasks.end_interval()
-    if early:
-        trials, seconds = early[0]
-    else:
-        start = time.perf_counter()
-        trials = choose(network, timestep_range=plan.timestep_range)
-        seconds = time.perf_counter() - start
+    trials, seconds = early[0] if early else chosen(network)
     if progress is not None:
-        chosen = f"the timestep range {trials.timestep_range} and the scale {trials.scale:.4g}"
+        what = f"the timestep range {trials.timestep_range} and the scale {trials.scale:.4g}"
         loss = f"log loss {trials.held_out_loss:.4g}"
-        progress.chose(f"Chose {chosen} on {held.size} held-out samples ({loss})", seconds)
+        progress.chose(f"Chose {what} on {held.size} held-out samples ({loss})", seconds)
     if plan.second is None or state.interrupted:
         if state.cancelled:
             _warn("Training interrupted by the user; the model keeps the weights reached so far.")

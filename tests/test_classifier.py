@@ -19,7 +19,7 @@ from sklearn.preprocessing import MinMaxScaler
 from torch import nn
 
 import skdiffusion
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _scoring
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _fitting, _scoring
 from skdiffusion._schedule import as_tensor
 from skdiffusion._training import still_falling
 from skdiffusion._validation import timestep_bounds
@@ -573,6 +573,39 @@ def test_auto_trains_on_before_a_tuning_only_with_the_cross_entropy_term(capsys)
     assert not clf.discriminative_ and clf.n_iter_ == 900
     chosen = [i for i, line in enumerate(lines) if line.startswith("Chose the timestep range")]
     assert len(chosen) == 1 and lines[chosen[0] - 1].startswith("Iteration 600/1800,")
+
+
+def test_before_a_tuning_the_held_out_log_loss_chooses_between_the_lengths(monkeypatch, capsys):
+    # Wine, tuned rather than refitted: the held-out denoising loss rises by 600 steps, so
+    # the first training runs again for 300. The fit keeps whichever of the two gives the
+    # held-out rows the lower log loss of the classes: at one seed the shorter, at another
+    # the longer.
+    X, y = load_wine(return_X_y=True)
+    losses = []
+    choose_trials = _fitting.choose_trials
+
+    def recorded(network, **kwargs):
+        trials = choose_trials(network, **kwargs)
+        losses.append(trials.held_out_loss)
+        return trials
+
+    monkeypatch.setattr(_fitting, "choose_trials", recorded)
+    kept = []
+    for seed in (0, 1):
+        losses.clear()
+        clf = DiffusionClassifier(n_trials=8, random_state=seed, refit=False, verbose=1).fit(X, y)
+        assert len(losses) == 3  # the trials of 600 steps, of 300, and after the tuning
+        steps = 600 if losses[0] < losses[1] else 300
+        assert clf.n_iter_ == steps + steps // 2  # and the tuning runs half as long
+        kept.append(steps)
+    assert kept == [300, 600]
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        sum(line.startswith("Kept the training of 600 steps, of the lowest held-out log loss (") for line in lines) == 1
+    )
+    # A refit does not compare: it keeps the shortest (see the user guide).
+    losses.clear()
+    assert DiffusionClassifier(n_trials=8, random_state=1).fit(X, y).n_iter_ == 300 and len(losses) == 1
 
 
 def test_auto_trains_afresh_for_fewer_steps_when_the_held_out_loss_rises(capsys):
