@@ -175,7 +175,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         follows the choice (see ``refit``).
     max_iter : int or "auto", default="auto"
         Optimizer steps (minibatches) of a training in ``fit``, along which the learning
-        rate decays; a fit that tunes (see ``refit``) then runs half as many more. "auto"
+        rate decays; a fit that tunes (see ``refit``) then runs a quarter as many more (half
+        as many with the cross-entropy term of ``discriminative``). "auto"
         lets the denoising loss of the held-out samples decide: 600 steps, then on at the
         final rate, 300 steps at a time, while it still falls by more than ``tol`` over the
         last 300, up to 1,800 steps in all; or, if it rose by more than ``tol`` over the
@@ -268,10 +269,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         when ``X`` has fewer than 1,000 rows, where the held-out rows are a loss the
         network feels; on more rows, the scale chosen on the first network suits the
         second less well (see the user guide). A fit that does not refit, with
-        ``timestep_range="auto"``, tunes instead: it trains the network on for half of
-        ``max_iter`` more steps, half its timesteps drawn from the chosen range, at a fifth
-        of the initial learning rate, then fits the scale again on the held-out samples,
-        for half again the fit time. Neither with ``early_stopping``,
+        ``timestep_range="auto"``, tunes instead: it trains the network on for a quarter of
+        ``max_iter`` more steps (half, with the cross-entropy term of ``discriminative``),
+        half its timesteps drawn from the chosen range, at a fifth of the initial learning
+        rate, then fits the scale again on the held-out samples. Neither with ``early_stopping``,
         ``validation_fraction=None``, ``max_iter=0``, in a ``warm_start`` fit that
         continues, or in :meth:`partial_fit`.
     discriminative : bool or "auto", default="auto"
@@ -284,7 +285,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         held-out log loss of the network before the tuning is above a tenth of the log
         loss of the priors alone. True adds it to any tuning, False to none. Only a fit that
         tunes uses it, after a first training that went on past its cosine (see
-        ``max_iter``); on the tables where "auto" adds it, the whole fit took 28 to 64%
+        ``max_iter``); on the tables where "auto" adds it, the whole fit took 29 to 92%
         longer (see the user guide).
     device : str or torch.device, default="cpu"
         Torch device to train and predict on, e.g. ``"cuda"``. A pickled model is stored

@@ -51,7 +51,11 @@ AUTO_MOST_STEPS = 1800
 AUTO_FEWEST_STEPS = 150
 # A fit that tunes goes on for TUNE_STEPS * max_iter steps at TUNE_RATE times the initial
 # learning rate: a restart at the full rate would undo what the first training learned.
+# A tuning without the cross-entropy term, which only concentrates the training on the
+# chosen range, runs PLAIN_TUNE_STEPS * max_iter: 150 steps did as well as 300 on spirals,
+# digits, leaves and 20 and 50 synthetic classes, while the term's tuning needs its 300.
 TUNE_STEPS = 0.5
+PLAIN_TUNE_STEPS = 0.25
 TUNE_RATE = 0.2
 # The weight of the cross-entropy term of a discriminative tuning (see CrossEntropyTerm),
 # against the denoising loss's 1.
@@ -405,11 +409,12 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
             _warn("Training interrupted by the user; the model keeps the weights reached so far.")
         return network, state, trials
     second = dataclasses.replace(plan.second, scored=timestep_bounds(trials.timestep_range, plan.n_steps))
-    if shortened:  # as long as the shortened first training: a refit, or half of it
-        steps = first.max_iter if second.afresh else max(1, round(TUNE_STEPS * first.max_iter))
-        second = dataclasses.replace(second, max_iter=steps, extend_to=0)
-    if not second.afresh and _discriminative(plan.discriminative, trials, data):
-        second = dataclasses.replace(second, discriminative=DISCRIMINATIVE_WEIGHT)
+    if shortened and second.afresh:  # as long as the shortened first training
+        second = dataclasses.replace(second, max_iter=first.max_iter, extend_to=0)
+    if not second.afresh:  # a share of the first training's cosine, larger with the cross-entropy term
+        term = _discriminative(plan.discriminative, trials, data)
+        steps = max(1, round((TUNE_STEPS if term else PLAIN_TUNE_STEPS) * first.max_iter))
+        second = dataclasses.replace(second, max_iter=steps, discriminative=DISCRIMINATIVE_WEIGHT if term else 0.0)
     # What the model keeps should the second training be interrupted or diverge: the first
     # network, with the trials chosen for it (a copy, as a tuning trains it in place).
     kept = (network, state, trials) if second.afresh else (copy.deepcopy(network), copy.deepcopy(state), trials)

@@ -770,14 +770,14 @@ def test_ctrl_c_during_the_refit_keeps_the_first_network_and_says_so():
     ("discriminative", "tuning"), [(False, "the tuning"), (True, "the tuning with the cross-entropy term")]
 )
 def test_ctrl_c_during_the_tuning_keeps_the_tuned_steps(discriminative, tuning):
-    network = _across(at=13, action=_sigint)  # the tuning's third step
+    network = _across(at=12, action=_sigint)  # the tuning's second step (of 2, or 5 with the term)
     params = {"max_iter": 10, "refit": False, "discriminative": discriminative}
     clf = _clf(denoiser=functools.partial(network, hidden_size=16), **params)
     caught = _fit_catching_warnings(clf, X, Y)
     assert [str(w.message) for w in caught if w.category is UserWarning] == [
         f"Training interrupted by the user during {tuning}; the model keeps the weights reached so far."
     ]
-    assert clf.n_iter_ == 12  # 10 steps, then 2 of the tuning
+    assert clf.n_iter_ == 11  # 10 steps, then 1 of the tuning
     _assert_probabilities(clf.predict_proba(X), 40, 2)
 
 

@@ -79,13 +79,18 @@ def test_verbose_prints_each_stage_with_its_steps_and_the_time_left(spirals, cap
     assert lines[5] == "Refitting on all 200 samples: at most 120 steps (training 2 of 2)"
     assert _iterations(lines[1:4] + lines[6:]) == ["50/120", "100/120", "120/120"] * 2
     assert ITERATION.fullmatch(lines[-1])[4] == "0.0"  # nothing is left after the last step
-    # Without the refit, the fit tunes on the chosen range: 60 more steps, counted apart.
-    for discriminative, term in [(False, ""), (True, " with the cross-entropy term")]:
+    # Without the refit, the fit tunes on the chosen range: 30 more steps, counted apart, or
+    # 60 with the cross-entropy term.
+    for discriminative, term, steps in [
+        (False, "", ["30/30"]),
+        (True, " with the cross-entropy term", ["50/60", "60/60"]),
+    ]:
         _clf(max_iter=120, verbose=1, refit=False, discriminative=discriminative).fit(X, y)
         lines = capsys.readouterr().out.splitlines()
-        tuning = rf"Tuning{term} on the timestep range \(0\.0, 0\.\d+\): at most 60 steps \(training 2 of 2\)"
+        most = steps[-1].split("/")[1]
+        tuning = rf"Tuning{term} on the timestep range \(0\.0, 0\.\d+\): at most {most} steps \(training 2 of 2\)"
         assert re.fullmatch(tuning, lines[5])
-        assert _iterations(lines[1:4] + lines[6:-1]) == ["50/120", "100/120", "120/120", "50/60", "60/60"]
+        assert _iterations(lines[1:4] + lines[6:-1]) == ["50/120", "100/120", "120/120", *steps]
         assert re.fullmatch(r"Chose the scale \d+(\.\d+)? again in \d+\.\d s \(\d+\.\d s elapsed\)", lines[-1])
     _clf(max_iter=120, verbose=1, refit=False, timestep_range=(0, 1)).fit(X, y)  # no second training
     lines = capsys.readouterr().out.splitlines()

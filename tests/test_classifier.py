@@ -306,10 +306,12 @@ def _assert_same_network(clf, other):
         torch.testing.assert_close(value, other.denoiser_.state_dict()[name], rtol=0, atol=0)
 
 
-def test_a_fit_that_does_not_refit_tunes_for_half_as_many_steps(spirals_split):
+def test_a_fit_that_does_not_refit_tunes_for_a_quarter_as_many_steps_or_half_with_the_term(spirals_split):
     X, y, _, _ = spirals_split
     clf = _clf(max_iter=40, refit=False).fit(X, y)
-    assert clf.n_iter_ == len(clf.loss_curve_) == 60
+    assert clf.discriminative_ and clf.n_iter_ == len(clf.loss_curve_) == 60
+    clf = _clf(max_iter=40, refit=False, discriminative=False).fit(X, y)
+    assert not clf.discriminative_ and clf.n_iter_ == len(clf.loss_curve_) == 50
     assert _clf(max_iter=40, refit=False, timestep_range=(0.0, 1.0)).fit(X, y).n_iter_ == 40  # a given range: no tuning
 
 
@@ -564,13 +566,13 @@ def test_auto_trains_on_before_a_tuning_only_with_the_cross_entropy_term(capsys)
     X, y = make_spirals(1000, random_state=0)
     term = DiffusionClassifier(n_trials=8, random_state=0, discriminative=True).fit(X, y)
     assert term.discriminative_ and term.n_iter_ > 900
-    # Without it, the tuning's 300 steps train on instead: the first stops at 600 steps,
+    # Without it, the tuning's steps train on instead: the first stops at 600 steps,
     # counted as converged, and its trials, chosen there, are not chosen again.
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         clf = DiffusionClassifier(n_trials=8, random_state=0, verbose=1).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
-    assert not clf.discriminative_ and clf.n_iter_ == 900
+    assert not clf.discriminative_ and clf.n_iter_ == 600 + 150  # the tuning: a quarter as many
     chosen = [i for i, line in enumerate(lines) if line.startswith("Chose the timestep range")]
     assert len(chosen) == 1 and lines[chosen[0] - 1].startswith("Iteration 600/1800,")
 
@@ -596,7 +598,7 @@ def test_before_a_tuning_the_held_out_log_loss_chooses_between_the_lengths(monke
         clf = DiffusionClassifier(n_trials=8, random_state=seed, refit=False, verbose=1).fit(X, y)
         assert len(losses) == 3  # the trials of 600 steps, of 300, and after the tuning
         steps = 600 if losses[0] < losses[1] else 300
-        assert clf.n_iter_ == steps + steps // 2  # and the tuning runs half as long
+        assert clf.n_iter_ == steps + steps // 4  # and the tuning runs a quarter as long
         kept.append(steps)
     assert kept == [300, 600]
     lines = capsys.readouterr().out.splitlines()

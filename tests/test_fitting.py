@@ -56,7 +56,7 @@ def test_a_large_fit_holds_out_a_tenth_then_tunes_the_same_network_on_the_same_r
         True,
         False,
     )
-    assert (first.extend_to, second.extend_to) == (1800, 0)  # the tuning runs its 300 steps
+    assert (first.extend_to, second.extend_to) == (1800, 0)  # the tuning runs at most its 300 steps
     # Whether it has a cross-entropy term is decided once the first network is scored.
     assert second.discriminative == 0.0 and plan.discriminative == "auto"
     assert plan.steps == [1800, 300]
