@@ -386,7 +386,7 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
             progress.restart(f"Training afresh for fewer steps ({reason})", len(state.loss_curve), first.max_iter)
         network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
         state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
-    if longer:  # the held-out log loss of the classes has the last word (see the user guide)
+    if longer and not state.interrupted:  # the held-out log loss of the classes has the last word (see the user guide)
         trainings = [*longer, (chosen(network), network, state, first)]
         (trials, _), network, state, first = min(trainings, key=lambda training: training[0][0].held_out_loss)
         early.append((trials, sum(seconds for (_, seconds), *_ in trainings)))

@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 import skdiffusion
-from skdiffusion import DiffusionClassifier, MLPDenoiser
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _fitting
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -762,6 +762,34 @@ def test_ctrl_c_during_the_refit_keeps_the_first_network_and_says_so():
     # Not the refit's network after 4 steps (near chance) but the first, trained 10 steps.
     assert clf.denoiser_.calls == 10 and clf.n_iter_ == len(clf.loss_curve_) == 10
     assert caught[0].filename == __file__  # the warning points at the fit call
+    _assert_probabilities(clf.predict_proba(X), 40, 2)
+
+
+@needs_sigint
+def test_ctrl_c_during_a_shorter_first_training_stops_there_before_a_tuning(monkeypatch):
+    # A fit that tunes whose held-out loss rose after its 20 steps: afresh for 10. Stopped
+    # there, it keeps what it reached, as any interrupted first training does, rather than
+    # comparing the longer training's log loss with it and tuning on.
+    monkeypatch.setattr(_fitting, "AUTO_STEPS", 20)
+    monkeypatch.setattr(_fitting, "AUTO_FEWEST_STEPS", 5)
+    rose = iter([True])
+    monkeypatch.setattr(_fitting, "_rose", lambda *args: next(rose, False))
+    # ... and whose trials would give the longer training the lower log loss.
+    losses = iter([0.0])
+    choose_trials = _fitting.choose_trials
+
+    def choose_longer(network, **kwargs):
+        return choose_trials(network, **kwargs)._replace(held_out_loss=next(losses, 1.0))
+
+    monkeypatch.setattr(_fitting, "choose_trials", choose_longer)
+    network = _across(at=23, action=_sigint)  # the shorter training's third step
+    params = {"max_iter": "auto", "refit": False, "discriminative": False}
+    clf = _clf(denoiser=functools.partial(network, hidden_size=16), **params)
+    caught = _fit_catching_warnings(clf, X, Y)
+    assert [str(w.message) for w in caught if w.category is UserWarning] == [
+        "Training interrupted by the user; the model keeps the weights reached so far."
+    ]
+    assert clf.n_iter_ == 2
     _assert_probabilities(clf.predict_proba(X), 40, 2)
 
 
