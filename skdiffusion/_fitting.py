@@ -349,13 +349,15 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
 
     def goes_on():
         """Return whether the first training goes on after its cosine: before a tuning with the cross-entropy term."""
-        if plan.discriminative is False or data.log_prior.size != 2:
-            return False
-        choice = chosen(network)
-        if _discriminative(plan.discriminative, choice[0], data):
-            return True
-        early.append(choice)
-        return False
+        choice = []  # the trials, where the rule needs them
+
+        def trials():
+            choice.append(chosen(network))
+            return choice[0][0]
+
+        term = _discriminative(plan.discriminative, trials, data)
+        early.extend([] if term else choice)
+        return term
 
     if progress is not None:
         progress.begin(f"Training on {plan.first.rows.size} samples")
@@ -371,14 +373,14 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         tasks.next_interval,
         progress,
         watch,
-        goes_on=goes_on if tunes and plan.discriminative is not True else None,
+        goes_on=goes_on if tunes else None,
     )
     # max_iter="auto" on data that the network overfits: afresh, for half as many steps.
     auto = bool(first.extend_to)  # a continued fit has no build, and is not shortened
-    longer = []  # before a tuning, each longer training's ((trials, seconds), network, state, Training)
+    longer = []  # before a tuning, each longer training's (trials, seconds, network, state, Training)
     while build is not None and _rose(state, plan.tol, watch) and (half := shorter(first, auto)) is not None:
         if tunes:
-            longer.append((chosen(network), network, state, first))
+            longer.append((*chosen(network), network, state, first))
         first = half
         if progress is not None:
             rise, steps, _ = state.fall
@@ -387,11 +389,11 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         network, state, generator = build(), None, torch.Generator().manual_seed(plan.seeds.train)
         state = _train(network, data, plan, first, state, generator, validation, tasks.next_interval, progress, watch)
     if longer and not state.interrupted:  # the held-out log loss of the classes has the last word (see the user guide)
-        trainings = [*longer, (chosen(network), network, state, first)]
-        (trials, _), network, state, first = min(trainings, key=lambda training: training[0][0].held_out_loss)
-        early.append((trials, sum(seconds for (_, seconds), *_ in trainings)))
-        if progress is not None and first is not trainings[-1][3]:
-            losses = ", ".join(f"{t.held_out_loss:.4g} after {run.max_iter}" for (t, _), _, _, run in trainings)
+        trainings = [*longer, (*chosen(network), network, state, first)]
+        trials, _, network, state, first = min(trainings, key=lambda training: training[0].held_out_loss)
+        early.append((trials, sum(training[1] for training in trainings)))
+        if progress is not None and first is not trainings[-1][-1]:
+            losses = ", ".join(f"{t.held_out_loss:.4g} after {run.max_iter}" for t, _, _, _, run in trainings)
             print(f"Kept the training of {first.max_iter} steps, of the lowest held-out log loss ({losses})")
     shortened = first is not plan.first
     if shortened:  # a length between a rise of the held-out loss and where it still fell (or 150)
@@ -412,7 +414,7 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     if shortened and second.afresh:  # as long as the shortened first training
         second = dataclasses.replace(second, max_iter=first.max_iter, extend_to=0)
     if not second.afresh:  # a share of the first training's cosine, larger with the cross-entropy term
-        term = _discriminative(plan.discriminative, trials, data)
+        term = _discriminative(plan.discriminative, lambda: trials, data)
         steps = max(1, round((TUNE_STEPS if term else PLAIN_TUNE_STEPS) * first.max_iter))
         second = dataclasses.replace(second, max_iter=steps, discriminative=DISCRIMINATIVE_WEIGHT if term else 0.0)
     # What the model keeps should the second training be interrupted or diverge: the first
@@ -463,14 +465,14 @@ def _tuning(training, name="the tuning"):
 def _discriminative(parameter, trials, data):
     """Return whether a tuning has a cross-entropy term: the ``discriminative`` parameter, "auto" resolved.
 
-    "auto": on two classes, when the held-out log loss of ``trials`` is above
-    ``DISCRIMINATIVE_ABOVE`` times the entropy of the labels under the priors (the log
-    loss of the priors alone).
+    "auto": on two classes, when the held-out log loss of the trials ``trials()`` returns
+    is above ``DISCRIMINATIVE_ABOVE`` times the entropy of the labels under the priors (the
+    log loss of the priors alone). ``trials`` is called only there.
     """
     if parameter != "auto":
         return parameter
     entropy = stats.entropy(np.exp(data.log_prior))
-    return data.log_prior.size == 2 and trials.held_out_loss > DISCRIMINATIVE_ABOVE * entropy
+    return data.log_prior.size == 2 and trials().held_out_loss > DISCRIMINATIVE_ABOVE * entropy
 
 
 def _cross_entropy_term(training, trials, data):

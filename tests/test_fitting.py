@@ -72,15 +72,16 @@ def test_auto_tunes_two_classes_discriminatively_where_the_held_out_log_loss_is_
     data = _data(np.log(prior))
     entropy = -np.sum(np.multiply(prior, np.log(prior)))  # the log loss of the priors alone
     below, above = (Trials((0.0, 1.0), 1.0, 1.0, loss) for loss in (0.099 * entropy, 0.101 * entropy))
-    assert not _discriminative("auto", below, data) and _discriminative("auto", above, data)
+    assert not _discriminative("auto", lambda: below, data) and _discriminative("auto", lambda: above, data)
     for parameter in (True, False):  # as told
-        assert _discriminative(parameter, below, data) is _discriminative(parameter, above, data) is parameter
+        told = _discriminative(parameter, lambda: below, data), _discriminative(parameter, lambda: above, data)
+        assert told[0] is told[1] is parameter
 
 
 def test_auto_never_tunes_more_classes_discriminatively():
     data = _data(np.log([0.1, 0.2, 0.7]))
-    assert not _discriminative("auto", Trials((0.0, 1.0), 1.0, 1.0, 5.0), data)
-    assert _discriminative(True, Trials((0.0, 1.0), 1.0, 1.0, 0.0), data)
+    assert not _discriminative("auto", lambda: Trials((0.0, 1.0), 1.0, 1.0, 5.0), data)
+    assert _discriminative(True, lambda: Trials((0.0, 1.0), 1.0, 1.0, 0.0), data)
 
 
 @pytest.mark.parametrize(
