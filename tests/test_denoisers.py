@@ -1,6 +1,8 @@
 """The MLP denoiser, the denoiser contract and how fit builds its network."""
 
+import copy
 import functools
+import pickle
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from torch import nn
 from skdiffusion import DiffusionClassifier, MLPDenoiser, _denoisers
 from skdiffusion._denoisers import (
     ONEDNN_MIN_PRODUCT,
+    TIMESTEP_FREQUENCIES,
     build_denoiser,
     check_denoiser,
     class_spacing,
@@ -240,6 +243,57 @@ def test_timestep_embedding_is_the_sinusoidal_embedding_bit_for_bit():
     # Float, negative, large and 0-d timesteps are computed as they are.
     for t in (torch.tensor([0.5, 999.0]), torch.tensor([-3, 7]), torch.tensor([70_000]), torch.tensor(12)):
         assert torch.equal(timestep_embedding(t, 16), sinusoidal_embedding(t, 16))
+
+
+def test_the_time_branch_is_looked_up_in_a_table_of_the_weights_of_the_moment():
+    torch.manual_seed(0)
+    net = MLPDenoiser(3, 2, hidden_size=32, n_blocks=2)
+    nn.init.normal_(net.output[-1].weight)
+    x_t, t, y = _inputs(64, 3, 2)
+
+    def plain():  # the branch of these rows alone, as autograd's path computes it
+        return net.time(timestep_embedding(t, TIMESTEP_FREQUENCIES)).detach()
+
+    with torch.no_grad():
+        torch.testing.assert_close(net._time(t), plain(), rtol=1e-6, atol=1e-7)
+        before = net(x_t, t, y)
+    # A training step changes the weights in place, as fit's optimizer does.
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.1, fused=True)
+    net(x_t, t, y).square().mean().backward()
+    optimizer.step()
+    with torch.no_grad():
+        torch.testing.assert_close(net._time(t), plain(), rtol=1e-6, atol=1e-7)
+        after = net(x_t, t, y)
+    assert (after - before).abs().max() > 0.01
+    torch.testing.assert_close(after, net(x_t, t, y).detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_rows_time_branch_does_not_depend_on_the_timesteps_looked_up_before():
+    torch.manual_seed(0)
+    net = MLPDenoiser(3, 2, hidden_size=32, n_blocks=2)
+    x_t, t, y = _inputs(16, 3, 2)
+    with torch.no_grad():
+        first = net._time(t)
+        assert net._time(torch.tensor([5000, 3])).shape == (2, 32)  # a table of 8192 timesteps
+        assert torch.equal(net._time(t), first)
+        assert torch.equal(net._time(t[3]), first[3])  # a 0-d timestep
+        # Off the table (float or from 2**16 on) the branch is computed for the rows alone.
+        torch.testing.assert_close(net._time(t.double()), first, rtol=1e-6, atol=1e-7)
+        assert net._time(torch.tensor([70_000])).shape == (1, 32)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # in autocast's precision, and not kept
+            assert net._time(t).dtype == torch.bfloat16
+        assert torch.equal(net._time(t), first)
+
+
+def test_a_copy_or_a_pickle_of_the_network_makes_its_own_time_table():
+    net = MLPDenoiser(3, 2, hidden_size=32)
+    x_t, t, y = _inputs(16, 3, 2)
+    with torch.no_grad():
+        expected = net(x_t, t, y)
+        for copied in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+            assert "_time_table" not in copied.__dict__
+            assert torch.equal(copied(x_t, t, y), expected)
+    assert "_time_table" in net.__dict__
 
 
 def test_sinusoidal_embedding():
