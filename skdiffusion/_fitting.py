@@ -346,18 +346,35 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     # A tuning trains the network on, as the first training would go on after its cosine;
     # only the cross-entropy term's tuning needs those steps first (see the user guide).
     early = []  # the (trials, seconds) of the network the first training keeps, if chosen before its end
+    answers = []
 
-    def goes_on():
+    def before_tuning():
         """Return whether the first training goes on after its cosine: before a tuning with the cross-entropy term."""
-        choice = []  # the trials, where the rule needs them
+        if not answers:  # asked before each stretch, answered once
+            choice = []  # the trials, where the rule needs them
 
-        def trials():
-            choice.append(chosen(network))
-            return choice[0][0]
+            def trials():
+                choice.append(chosen(network))
+                return choice[0][0]
 
-        term = _discriminative(plan.discriminative, trials, data)
-        early.extend([] if term else choice)
-        return term
+            answers.append(_discriminative(plan.discriminative, trials, data))
+            early.extend([] if answers[0] else choice)
+        return answers[0]
+
+    def before_refit():
+        """Return whether the first training goes on: while its trials' held-out log loss of the classes falls.
+
+        Once it rises, the network goes back to the weights of the stretch before (see the user guide).
+        """
+        choice = chosen(network)
+        answers.append((choice, {name: value.clone() for name, value in network.state_dict().items()}))
+        if len(answers) == 1 or choice[0].held_out_loss < answers[-2][0][0].held_out_loss:
+            return True
+        early.append(answers[-2][0])
+        if progress is not None:
+            then, now = answers[-2][0][0].held_out_loss, choice[0].held_out_loss
+            print(f"Stopped going on: the held-out log loss of the classes rose from {then:.4g} to {now:.4g}")
+        return False
 
     if progress is not None:
         progress.begin(f"Training on {plan.first.rows.size} samples")
@@ -373,8 +390,12 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         tasks.next_interval,
         progress,
         watch,
-        goes_on=goes_on if tunes else None,
+        goes_on=before_tuning if tunes else before_refit if plan.second is not None and plan.second.afresh else None,
     )
+    gone_back = 0  # the steps of the stretch after the weights that before_refit went back to
+    if early and not tunes and not state.interrupted:
+        network.load_state_dict(answers[-2][1])
+        gone_back = (len(state.loss_curve) - n_iter - first.max_iter) // (len(answers) - 1)
     # max_iter="auto" on data that the network overfits: afresh, for half as many steps.
     auto = bool(first.extend_to)  # a continued fit has no build, and is not shortened
     longer = []  # before a tuning, each longer training's (trials, seconds, network, state, Training)
@@ -399,7 +420,7 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     if shortened:  # a length between a rise of the held-out loss and where it still fell (or 150)
         state.converged = True
     verdict = state.converged, state.fall  # also the second training's (see below)
-    extra = len(state.loss_curve) - n_iter - first.max_iter  # steps beyond the cosine, which a refit replays
+    extra = len(state.loss_curve) - n_iter - first.max_iter - gone_back  # beyond the cosine, which a refit replays
     tasks.end_interval()
     trials, seconds = early[0] if early else chosen(network)
     if progress is not None:

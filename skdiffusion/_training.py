@@ -135,9 +135,9 @@ def train_denoiser(
     ``validation``), measured at the start and the end of those steps, if given; else the
     training loss, beyond noise (see :func:`still_falling`). While the held-out loss still
     falls so at the end, training goes on at the cosine's final rate, that many steps at a
-    time, up to ``extend_to`` steps in all (0: it stops at ``max_iter``), if ``goes_on()``
-    (None: always), asked once, the first time, says so (if not, the training counts as
-    converged: what follows it trains on); ``extra`` steps
+    time, up to ``extend_to`` steps in all (0: it stops at ``max_iter``), while ``goes_on()``
+    (None: always), asked before each stretch, says so (once it says no, the training stops
+    and counts as converged: what follows it trains on); ``extra`` steps
     at that rate follow the cosine in any case (a refit, replaying its first training's).
     With ``anneal`` (fit), Adam starts afresh and its rate decays along a cosine over
     ``max_iter`` steps; without (partial_fit, whose calls have no known total length),
@@ -199,7 +199,7 @@ def train_denoiser(
             if held_out is not None and step == budget and budget + last <= extend_to:
                 if held_out.fall(step - last, step) > tol:  # still falling: one more stretch of `last` steps
                     if goes_on is not None:
-                        declined, goes_on = not goes_on(), None
+                        declined = not goes_on()
                         denoiser.train()
                     budget += 0 if declined else last
             if len(window) < CHECK_EVERY and step < budget:

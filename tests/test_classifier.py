@@ -1,5 +1,6 @@
 """DiffusionClassifier as a scikit-learn citizen: integration, Bayes' rule, fitting options."""
 
+import copy
 import functools
 import pickle
 import re
@@ -19,7 +20,7 @@ from sklearn.preprocessing import MinMaxScaler
 from torch import nn
 
 import skdiffusion
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _fitting, _scoring
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _fitting, _scoring, _training
 from skdiffusion._schedule import as_tensor
 from skdiffusion._training import still_falling
 from skdiffusion._validation import timestep_bounds
@@ -627,3 +628,42 @@ def test_auto_trains_afresh_for_fewer_steps_when_the_held_out_loss_rises(capsys)
     assert "Refitting on all 178 samples: at most 300 steps (training 2 of 2)" in lines and clf.n_iter_ == 300
     # The same data with an integer max_iter: exactly that.
     assert DiffusionClassifier(max_iter=600, n_trials=8, random_state=0).fit(X, y).n_iter_ == 600
+
+
+def test_before_a_refit_the_first_training_goes_on_while_the_held_out_log_loss_falls(monkeypatch, capsys):
+    # A refitted fit whose held-out denoising loss keeps falling (a cosine of 40 steps, then
+    # stretches of 20): before each stretch the trials are chosen, and given held-out log
+    # losses that fall and then rise, the first training stops there and goes back to the
+    # weights before its last stretch, whose trials the model keeps; the refit replays
+    # that length.
+    monkeypatch.setattr(_fitting, "AUTO_STEPS", 40)
+    monkeypatch.setattr(_training._HeldOutLoss, "fall", lambda self, start, stop: 1.0)
+    X, y = make_spirals(300, random_state=0)
+    scripted, chosen, weights = iter([0.5, 0.4, 0.45]), [], []
+    choose_trials = _fitting.choose_trials
+
+    def scripted_trials(network, **kwargs):
+        weights.append(copy.deepcopy(network.state_dict()))
+        trials = choose_trials(network, **kwargs)._replace(held_out_loss=next(scripted))
+        chosen.append(trials)
+        return trials
+
+    monkeypatch.setattr(_fitting, "choose_trials", scripted_trials)
+    networks = []  # the first training's, then the refit's
+    build = _fitting._build
+
+    def recorded_build(*args, **kwargs):
+        networks.append(build(*args, **kwargs))
+        return networks[-1]
+
+    monkeypatch.setattr(_fitting, "_build", recorded_build)
+    clf = DiffusionClassifier(n_trials=8, random_state=0, verbose=1).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(chosen) == 3  # after 40, 60 and 80 steps; none chosen again afterwards
+    assert "Stopped going on: the held-out log loss of the classes rose from 0.4 to 0.45" in lines
+    assert "Refitting on all 300 samples: at most 60 steps (training 2 of 2)" in lines and clf.n_iter_ == 60
+    assert clf.scale_ == chosen[1].scale and clf.timestep_range_ == chosen[1].timestep_range
+    # The first network went back to its weights after 60 steps.
+    first = networks[0].state_dict()
+    assert all(torch.equal(first[name], value) for name, value in weights[1].items())
+    assert not all(torch.equal(first[name], value) for name, value in weights[2].items())

@@ -275,20 +275,27 @@ def test_training_goes_on_only_where_goes_on_says_so():
 
     torch.manual_seed(0)
     plain = _train(MLPDenoiser(2, 2, hidden_size=16), x0, y, **kwargs)
-    assert len(plain.loss_curve) > 100  # the held-out loss still falls at 100 steps (as above)
+    assert len(plain.loss_curve) >= 200  # the held-out loss still falls at 100 and 150 steps
     # Told no, the training stops after its cosine, and counts as converged though the
     # held-out loss still fell: what follows trains on.
     torch.manual_seed(0)
     stopped = _train(MLPDenoiser(2, 2, hidden_size=16), x0, y, goes_on=lambda: answer(False), **kwargs)
     assert asked == [False] and stopped.loss_curve == plain.loss_curve[:100]
     assert stopped.converged and stopped.fall[0] > 1e-2
-    # Told yes, asked once, it trains exactly as without being asked.
+    # Told yes, asked before each stretch of 50 steps, it trains exactly as without being asked.
+    asked.clear()
     torch.manual_seed(0)
     going = _train(MLPDenoiser(2, 2, hidden_size=16), x0, y, goes_on=lambda: answer(True), **kwargs)
-    assert asked == [False, True] and going.loss_curve == plain.loss_curve
+    assert asked == [True] * ((len(plain.loss_curve) - 100) // 50) and going.loss_curve == plain.loss_curve
+    # Yes, then no: one stretch, then it stops.
+    answers = iter([True, False])
+    torch.manual_seed(0)
+    once = _train(MLPDenoiser(2, 2, hidden_size=16), x0, y, goes_on=lambda: answer(next(answers)), **kwargs)
+    assert once.loss_curve == plain.loss_curve[:150] and once.converged
     # Not asked where the held-out loss does not fall.
+    asked.clear()
     _train(_Scalar(0.0), x0, y, goes_on=lambda: answer(True), **{**kwargs, "learning_rate": 1e-12})
-    assert asked == [False, True]
+    assert asked == []
 
 
 def test_extra_steps_run_at_the_final_rate_of_the_cosine(monkeypatch):
