@@ -346,20 +346,23 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     # A tuning trains the network on, as the first training would go on after its cosine;
     # only the cross-entropy term's tuning needs those steps first (see the user guide).
     early = []  # the (trials, seconds) of the network the first training keeps, if chosen before its end
-    answers = []
+    term = []  # whether the tuning has the cross-entropy term, once asked
 
     def before_tuning():
         """Return whether the first training goes on after its cosine: before a tuning with the cross-entropy term."""
-        if not answers:  # asked before each stretch, answered once
+        if not term:
             choice = []  # the trials, where the rule needs them
 
             def trials():
                 choice.append(chosen(network))
                 return choice[0][0]
 
-            answers.append(_discriminative(plan.discriminative, trials, data))
-            early.extend([] if answers[0] else choice)
-        return answers[0]
+            term.append(_discriminative(plan.discriminative, trials, data))
+            early.extend([] if term[0] else choice)
+        return term[0]
+
+    stretches = []  # before each stretch the first training goes on for: its (trials, seconds) and weights
+    went_back = []
 
     def before_refit():
         """Return whether the first training goes on: while its trials' held-out log loss of the classes falls.
@@ -367,15 +370,16 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         Once it rises, the network goes back to the weights of the stretch before (see the user guide).
         """
         choice = chosen(network)
-        answers.append((choice, {name: value.clone() for name, value in network.state_dict().items()}))
-        if len(answers) == 1 or choice[0].held_out_loss < answers[-2][0][0].held_out_loss:
+        stretches.append((choice, {name: value.clone() for name, value in network.state_dict().items()}))
+        if len(stretches) == 1 or choice[0].held_out_loss < stretches[-2][0][0].held_out_loss:
             return True
-        early.append(answers[-2][0])
+        went_back.append(True)
         if progress is not None:
-            then, now = answers[-2][0][0].held_out_loss, choice[0].held_out_loss
+            then, now = stretches[-2][0][0].held_out_loss, choice[0].held_out_loss
             print(f"Stopped going on: the held-out log loss of the classes rose from {then:.4g} to {now:.4g}")
         return False
 
+    refits = plan.second is not None and plan.second.afresh
     if progress is not None:
         progress.begin(f"Training on {plan.first.rows.size} samples")
     first = plan.first
@@ -390,12 +394,14 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         tasks.next_interval,
         progress,
         watch,
-        goes_on=before_tuning if tunes else before_refit if plan.second is not None and plan.second.afresh else None,
+        goes_on=before_tuning if tunes else before_refit if refits else None,
     )
     gone_back = 0  # the steps of the stretch after the weights that before_refit went back to
-    if early and not tunes and not state.interrupted:
-        network.load_state_dict(answers[-2][1])
-        gone_back = (len(state.loss_curve) - n_iter - first.max_iter) // (len(answers) - 1)
+    if went_back and not state.interrupted:
+        choice, weights = stretches[-2]
+        network.load_state_dict(weights)
+        early.append(choice)
+        gone_back = (len(state.loss_curve) - n_iter - first.max_iter) // (len(stretches) - 1)
     # max_iter="auto" on data that the network overfits: afresh, for half as many steps.
     auto = bool(first.extend_to)  # a continued fit has no build, and is not shortened
     longer = []  # before a tuning, each longer training's (trials, seconds, network, state, Training)
