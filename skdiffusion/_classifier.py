@@ -183,8 +183,11 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         last 300 (the network fits its training rows, as on small data), the training
         starts afresh for 300 steps, and again for 150 if it rose again; a fit that tunes
         then keeps, of those trainings, the one whose trials give the held-out samples the
-        lowest log loss of the classes. A refit trains as long as the training before it
-        (the last one); before a tuning, the first training goes on only
+        lowest log loss of the classes. Before a refit, the first training goes on only
+        while the held-out log loss of the classes (of the trials chosen before each 300
+        steps) falls too, and once it rises goes back to the weights before those steps;
+        the refit trains as long as the training it keeps (the last one). Before a tuning,
+        the first training goes on only
         if the tuning has the cross-entropy term (see ``discriminative``): a plain tuning
         trains on in its place (see the user guide). "auto" without held-out
         samples (or with ``early_stopping``, which stops on its own): 600 steps. Not used by

@@ -376,7 +376,8 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         went_back.append(True)
         if progress is not None:
             then, now = stretches[-2][0][0].held_out_loss, choice[0].held_out_loss
-            print(f"Stopped going on: the held-out log loss of the classes rose from {then:.4g} to {now:.4g}")
+            rise = f"the held-out log loss of the classes rose from {then:.4g} to {now:.4g}"
+            print(f"Stopped going on ({rise}): back to the weights before the last stretch")
         return False
 
     refits = plan.second is not None and plan.second.afresh

@@ -660,7 +660,10 @@ def test_before_a_refit_the_first_training_goes_on_while_the_held_out_log_loss_f
     clf = DiffusionClassifier(n_trials=8, random_state=0, verbose=1).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
     assert len(chosen) == 3  # after 40, 60 and 80 steps; none chosen again afterwards
-    assert "Stopped going on: the held-out log loss of the classes rose from 0.4 to 0.45" in lines
+    assert (
+        "Stopped going on (the held-out log loss of the classes rose from 0.4 to 0.45): "
+        "back to the weights before the last stretch"
+    ) in lines
     assert "Refitting on all 300 samples: at most 60 steps (training 2 of 2)" in lines and clf.n_iter_ == 60
     assert clf.scale_ == chosen[1].scale and clf.timestep_range_ == chosen[1].timestep_range
     # The first network went back to its weights after 60 steps.
