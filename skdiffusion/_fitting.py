@@ -346,23 +346,22 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     # A tuning trains the network on, as the first training would go on after its cosine;
     # only the cross-entropy term's tuning needs those steps first (see the user guide).
     early = []  # the (trials, seconds) of the network the first training keeps, if chosen before its end
-    term = []  # whether the tuning has the cross-entropy term, once asked
+    answer = []  # before_tuning's: whether the tuning has the cross-entropy term
 
     def before_tuning():
         """Return whether the first training goes on after its cosine: before a tuning with the cross-entropy term."""
-        if not term:
+        if not answer:
             choice = []  # the trials, where the rule needs them
 
             def trials():
                 choice.append(chosen(network))
                 return choice[0][0]
 
-            term.append(_discriminative(plan.discriminative, trials, data))
-            early.extend([] if term[0] else choice)
-        return term[0]
+            answer.append(_discriminative(plan.discriminative, trials, data))
+            early.extend([] if answer[0] else choice)
+        return answer[0]
 
     stretches = []  # before each stretch the first training goes on for: its (trials, seconds) and weights
-    went_back = []
 
     def before_refit():
         """Return whether the first training goes on: while its trials' held-out log loss of the classes falls.
@@ -371,9 +370,8 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         """
         choice = chosen(network)
         stretches.append((choice, {name: value.clone() for name, value in network.state_dict().items()}))
-        if len(stretches) == 1 or choice[0].held_out_loss < stretches[-2][0][0].held_out_loss:
+        if not _log_loss_rose(stretches):
             return True
-        went_back.append(True)
         if progress is not None:
             then, now = stretches[-2][0][0].held_out_loss, choice[0].held_out_loss
             rise = f"the held-out log loss of the classes rose from {then:.4g} to {now:.4g}"
@@ -398,7 +396,7 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         goes_on=before_tuning if tunes else before_refit if refits else None,
     )
     gone_back = 0  # the steps of the stretch after the weights that before_refit went back to
-    if went_back and not state.interrupted:
+    if _log_loss_rose(stretches) and not state.interrupted:
         choice, weights = stretches[-2]
         network.load_state_dict(weights)
         early.append(choice)
@@ -553,6 +551,11 @@ def _run_plan_keyed(key, *, plan, data, network, state, n_iter, build, tasks, th
 def _rose(state, tol, watch):
     """Return True if the held-out loss (``watch``) rose by more than ``tol`` over the last steps of a training."""
     return watch is not None and not state.interrupted and state.fall is not None and state.fall[0] < -tol
+
+
+def _log_loss_rose(stretches):
+    """Return True if the held-out log loss of the last stretch's trials did not fall below the one's before it."""
+    return len(stretches) > 1 and not stretches[-1][0][0].held_out_loss < stretches[-2][0][0].held_out_loss
 
 
 def _warn(message):
