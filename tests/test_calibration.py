@@ -67,3 +67,14 @@ def test_row_log_losses_are_what_fit_scale_minimises():
     proba = np.exp(log_prior - scale * errors)
     proba /= proba.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(losses, -np.log(proba[np.arange(30), y]))
+
+
+def test_row_log_losses_stay_finite_at_far_scores_and_skip_a_class_without_prior():
+    errors = np.array([[0.0, 1e6, 2e6], [3e6, 1e6, 0.0]])
+    # A class that partial_fit has not seen yet has a prior of 0: it takes no probability.
+    log_prior = np.array([np.log(0.5), np.log(0.5), -np.inf])
+    losses = row_log_losses(errors, np.array([0, 1]), log_prior, 1.0)
+    # Row 0: class 0 leads by 1e6, a loss of exp(-1e6) that rounds to 0; row 1: class 1 alone.
+    np.testing.assert_array_equal(losses, [0.0, 0.0])
+    losses = row_log_losses(errors, np.array([1, 0]), log_prior, 1.0)
+    np.testing.assert_allclose(losses, [1e6, 2e6])
