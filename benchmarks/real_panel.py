@@ -115,12 +115,12 @@ def evaluate(model, data):
     proba, predict_s = timed(model.predict_proba, X_test)
     record = {**scores(y_test, proba, model.classes_), "fit_s": fit_s, "predict_s_per_row": predict_s / len(y_test)}
     if isinstance(model, DiffusionClassifier):  # both again, alternated, the best of two each
-        pruning, seconds = model.pruning, {}
+        pruning, probas, seconds = model.pruning, {}, {}
         for setting in (pruning, None) * 2:
-            proba, predict_s = timed(model.set_params(pruning=setting).predict_proba, X_test)
+            probas[setting], predict_s = timed(model.set_params(pruning=setting).predict_proba, X_test)
             seconds[setting] = min(seconds.get(setting, np.inf), predict_s / len(y_test))
         model.set_params(pruning=pruning)
-        record["unpruned"] = {**scores(y_test, proba, model.classes_), "predict_s_per_row": seconds[None]}
+        record["unpruned"] = {**scores(y_test, probas[None], model.classes_), "predict_s_per_row": seconds[None]}
         record["pruned_predict_s_per_row"] = seconds[pruning]
     return record
 

@@ -74,7 +74,8 @@ def test_row_log_losses_stay_finite_at_far_scores_and_skip_a_class_without_prior
     # A class that partial_fit has not seen yet has a prior of 0: it takes no probability.
     log_prior = np.array([np.log(0.5), np.log(0.5), -np.inf])
     losses = row_log_losses(errors, np.array([0, 1]), log_prior, 1.0)
-    # Row 0: class 0 leads by 1e6, a loss of exp(-1e6) that rounds to 0; row 1: class 1 alone.
+    # Row 0: class 0 leads by 1e6, a loss of exp(-1e6) that rounds to 0; row 1: class 1 leads
+    # class 0 by 2e6, and class 2, of least error, has no prior.
     np.testing.assert_array_equal(losses, [0.0, 0.0])
     losses = row_log_losses(errors, np.array([1, 0]), log_prior, 1.0)
     np.testing.assert_allclose(losses, [1e6, 2e6])
