@@ -9,7 +9,8 @@ default settings unless a column says otherwise:
   fraction of the best float32 GEMM rate over the network's layer shapes at 8,192 rows:
   with every core (torch's default thread count: the user's machine), and beside it the
   same with one thread for both; and the time with the default pruning; the same over the
-  rate of oneDNN's product on those shapes, which the network itself uses on x86;
+  rate of oneDNN's product on those shapes, which the network itself uses on x86 CPUs other
+  than Intel's;
 - predict_proba from 16 to 4,000 rows at the defaults, with ``n_jobs=1``, and with the rows
   always split over the threads (the defaults split them only where that pays);
 - busy cores: fit and predict_proba with another process spinning on every core, at the
@@ -51,6 +52,10 @@ from skdiffusion._schedule import as_tensor
 from skdiffusion._scoring import mean_errors, trial_draws
 from skdiffusion._training import train_denoiser, training_timestep_probs
 
+# oneDNN's product wherever this torch and CPU have it, also where MLPDenoiser keeps to
+# addmm (Intel CPUs): the kernel rows compare the two.
+ONEDNN = _denoisers._onednn_linear()
+
 # Peak RSS of predict_proba on many rows, measured in a fresh process.
 RSS_SCRIPT = """
 import pickle, resource, sys, time
@@ -78,9 +83,10 @@ def gemm_gflops(shapes, repeats=20, onednn=False):
 
     torch's ``mm``, each product written into one output tensor (a fresh output per
     product would time the kernel's page faults on new memory too); or with ``onednn``,
-    the oneDNN product that MLPDenoiser uses (None where it has none).
+    oneDNN's product, which MLPDenoiser uses on x86 CPUs other than Intel's (None where
+    this torch or CPU has none).
     """
-    kernel = _denoisers._ONEDNN_LINEAR
+    kernel = ONEDNN
     if onednn and kernel is None:
         return None
     best = 0.0
@@ -343,7 +349,7 @@ def kernel_rows(jobs, repeats=20):
 
     The jobs alternate between the two settings, best of 3 each.
     """
-    kernel = _denoisers._ONEDNN_LINEAR
+    kernel, setting_of_the_host = ONEDNN, _denoisers._ONEDNN_LINEAR
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -359,7 +365,7 @@ def kernel_rows(jobs, repeats=20):
                     job()
                     seconds[name][label].append(timed(job)[1])
     finally:
-        _denoisers._ONEDNN_LINEAR = kernel
+        _denoisers._ONEDNN_LINEAR = setting_of_the_host
         torch.set_num_threads(previous)
     return {"products": products, "jobs": {k: {s: min(v) for s, v in t.items() if v} for k, t in seconds.items()}}
 
@@ -434,7 +440,7 @@ def main():
         )
     lines += [
         "",
-        "the same predictions over oneDNN's rate on those shapes (the products the network runs):",
+        "the same predictions over oneDNN's rate on those shapes (the network's products, except on Intel CPUs):",
         "",
         "| data | oneDNN GFLOP/s, all cores | fraction, all cores | oneDNN GFLOP/s, one thread "
         "| fraction, one thread |",
@@ -487,7 +493,7 @@ def main():
     lines += [
         "",
         "matrix products, one thread, GFLOP/s: torch's mm against oneDNN's (which MLPDenoiser uses without",
-        "autograd on x86 CPUs, for products of at least 2**21 multiply-adds)",
+        "autograd on x86 CPUs other than Intel's, for products of at least 2**21 multiply-adds)",
         "",
         "| rows x in x out | mm | oneDNN |",
         "|---|---|---|",

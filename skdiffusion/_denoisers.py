@@ -510,13 +510,14 @@ def _linear(linear, x):
 def _product(x, weight, bias=None):
     """Return ``x @ weight.T + bias`` for matrices, without autograd: on oneDNN where it runs, else ``F.linear``.
 
-    oneDNN is the library behind torch's compiled CPU code: on x86 CPUs with wide vector
+    oneDNN is the library behind torch's compiled CPU code: on AMD CPUs with wide vector
     units it computed the float32 products of these networks' layers at up to twice the
-    rate of torch's ``addmm``, and at par on others (the user guide's cost page), the
-    same values to float rounding. Its calls cost more around the
-    product, so one of fewer than ``ONEDNN_MIN_PRODUCT`` multiply-adds stays on ``addmm``:
-    which kernel runs depends on the shapes alone, and a model's scoring calls have one
-    size, so a sample's result does not depend on the others scored with it.
+    rate of torch's ``addmm``, and at par on others, the same values to float rounding; on
+    an Intel CPU, where ``addmm`` is MKL's, it was the slower, and is not used there (see
+    :func:`_intel_mkl`). Its calls cost more around the product, so one of fewer than
+    ``ONEDNN_MIN_PRODUCT`` multiply-adds stays on ``addmm``: which kernel runs depends on
+    the shapes alone, and a model's scoring calls have one size, so a sample's result does
+    not depend on the others scored with it.
     """
     if _on_onednn(x, weight):
         return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
@@ -554,8 +555,27 @@ def _onednn_linear():
     return kernel
 
 
+def _intel_mkl():
+    """Return True if torch's ``addmm`` is MKL's and the CPU is Intel's, MKL's maker.
+
+    There ``addmm`` alone made fits and scoring faster than with oneDNN, and on AMD CPUs
+    oneDNN was the faster or at par (the user guide's cost page): the products stay on
+    ``addmm``. The maker is read from ``/proc/cpuinfo`` on Linux and from
+    ``platform.processor()`` elsewhere (Windows names it there; macOS does not, and keeps
+    oneDNN).
+    """
+    if not torch.backends.mkl.is_available():
+        return False
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            maker = next((line for line in cpuinfo if line.startswith("vendor_id")), "")
+    except OSError:
+        maker = platform.processor()
+    return "GenuineIntel" in maker
+
+
 # The kernel of _product, or None: decided once, when the module loads.
-_ONEDNN_LINEAR = _onednn_linear()
+_ONEDNN_LINEAR = None if _intel_mkl() else _onednn_linear()
 # The fewest multiply-adds of a product that runs on oneDNN (see _product): the 256 x 64 x 64
 # products of the 64-unit network's training steps gain nothing there (benchmarks/speed.py).
 ONEDNN_MIN_PRODUCT = 1 << 21

@@ -145,12 +145,16 @@ def test_scoring_path_falls_back_where_summing_in_place_would_differ():
     assert len(seen) == 2 and torch.equal(seen[0], seen[1])
 
 
-needs_onednn = pytest.mark.skipif(_denoisers._ONEDNN_LINEAR is None, reason="this torch or CPU has no oneDNN product")
+# oneDNN's product wherever this torch and CPU have it, also where the network keeps to
+# addmm (on Intel CPUs): the tests below switch it on.
+ONEDNN = _denoisers._onednn_linear()
+needs_onednn = pytest.mark.skipif(ONEDNN is None, reason="this torch or CPU has no oneDNN product")
 
 
 @needs_onednn
 @pytest.mark.parametrize("rows, n_in, n_out", [(256, 64, 64), (2048, 66, 64), (256, 128, 128), (3200, 256, 20)])
-def test_products_run_on_onednn_by_their_size_alone_with_addmms_values(rows, n_in, n_out):
+def test_products_run_on_onednn_by_their_size_alone_with_addmms_values(rows, n_in, n_out, monkeypatch):
+    monkeypatch.setattr(_denoisers, "_ONEDNN_LINEAR", ONEDNN)
     torch.manual_seed(0)
     x, weight, bias = torch.randn(rows, n_in), torch.randn(n_out, n_in), torch.randn(n_out)
     large = rows * n_in * n_out >= ONEDNN_MIN_PRODUCT
@@ -180,9 +184,27 @@ def test_onednn_is_taken_only_where_it_runs(monkeypatch):
         assert torch.equal(_denoisers._product(x, weight), torch.nn.functional.linear(x, weight))
 
 
+def test_intel_cpus_keep_to_mkls_addmm(monkeypatch):
+    def no_cpuinfo(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(_denoisers, "open", no_cpuinfo, raising=False)  # as on Windows: the maker is in the name
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: True)
+    monkeypatch.setattr(_denoisers.platform, "processor", lambda: "Intel64 Family 6 Model 85 Stepping 7, GenuineIntel")
+    assert _denoisers._intel_mkl()
+    monkeypatch.setattr(_denoisers.platform, "processor", lambda: "AMD64 Family 25 Model 17 Stepping 1, AuthenticAMD")
+    assert not _denoisers._intel_mkl()
+    monkeypatch.setattr(_denoisers.platform, "processor", lambda: "i386")  # macOS: no maker named, oneDNN kept
+    assert not _denoisers._intel_mkl()
+    monkeypatch.setattr(_denoisers.platform, "processor", lambda: "Intel64 Family 6 Model 85 Stepping 7, GenuineIntel")
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: False)  # addmm is not MKL's: oneDNN kept
+    assert not _denoisers._intel_mkl()
+
+
 @needs_onednn
 @pytest.mark.parametrize("class_blocks", [0, 1])
 def test_the_scoring_path_on_onednn_agrees_with_addmms(class_blocks, monkeypatch):
+    monkeypatch.setattr(_denoisers, "_ONEDNN_LINEAR", ONEDNN)
     torch.manual_seed(0)
     net = MLPDenoiser(20, 50, hidden_size=256, class_blocks=class_blocks).eval()
     torch.nn.init.normal_(net.output[1].weight, std=0.1)
