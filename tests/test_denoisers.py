@@ -2,6 +2,7 @@
 
 import copy
 import functools
+import io
 import pickle
 
 import numpy as np
@@ -185,11 +186,16 @@ def test_onednn_is_taken_only_where_it_runs(monkeypatch):
 
 
 def test_intel_cpus_keep_to_mkls_addmm(monkeypatch):
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: True)
+    for maker, intel in (("GenuineIntel", True), ("AuthenticAMD", False)):  # Linux: /proc/cpuinfo names it
+        cpuinfo = f"processor\t: 0\nvendor_id\t: {maker}\ncpu family\t: 6\n"
+        monkeypatch.setattr(_denoisers, "open", lambda *args, text=cpuinfo: io.StringIO(text), raising=False)
+        assert _denoisers._intel_mkl() == intel
+
     def no_cpuinfo(*args, **kwargs):
         raise OSError("no /proc here")
 
     monkeypatch.setattr(_denoisers, "open", no_cpuinfo, raising=False)  # as on Windows: the maker is in the name
-    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: True)
     monkeypatch.setattr(_denoisers.platform, "processor", lambda: "Intel64 Family 6 Model 85 Stepping 7, GenuineIntel")
     assert _denoisers._intel_mkl()
     monkeypatch.setattr(_denoisers.platform, "processor", lambda: "AMD64 Family 25 Model 17 Stepping 1, AuthenticAMD")
