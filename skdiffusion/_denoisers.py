@@ -404,11 +404,12 @@ class MLPDenoiser(nn.Module):
         The class-independent part runs once per row of ``x_t``, the class-conditioned part
         only on the pairs asked for: the pairs that pruning keeps, whose cost then falls with
         their number. Its calls have exactly :attr:`pair_rows` rows (the last padded), so
-        that a pair's result does not depend on the others.
+        that a pair's result does not depend on the others. Without class embeddings, the
+        class-conditioned part is the read-out alone, one product of the shared state: every
+        class's costs less than gathering the pairs' weights would, and the pairs are picked
+        from :meth:`forward_all`'s result.
         """
-        if self.label is None:  # the read-out alone tells the classes apart
-            # Every class's read-out costs a fraction of the call, less than a gather of the
-            # pairs' weights: the pairs are picked from forward_all's sum.
+        if self.label is None:
             return self.forward_all(x_t, t)[rows, classes]
         in_place = self._in_place()
         s = self._shared(x_t, t, in_place)
