@@ -288,7 +288,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         held-out log loss of the network before the tuning is above a tenth of the log
         loss of the priors alone. True adds it to any tuning, False to none. Only a fit that
         tunes uses it, after a first training that went on past its cosine (see
-        ``max_iter``); on the tables where "auto" adds it, the whole fit took 29 to 92%
+        ``max_iter``); on the tables where "auto" adds it, the whole fit took 26 to 100%
         longer (see the user guide).
     device : str or torch.device, default="cpu"
         Torch device to train and predict on, e.g. ``"cuda"``. A pickled model is stored
