@@ -699,9 +699,8 @@ def mlp_options(x0, y, *, n_diffused=None, n_classes=None, min_scale=10.0, min_w
     embedding is too little to tell the classes' noise apart (see :class:`MLPDenoiser`);
     from ``READOUT_ALONE_CLASSES`` classes, the read-out alone (``class_embedding=False``):
     the embedding's element-wise work for every class would then cost scoring most of its
-    time, and on synthetic data of 20 and 50 classes the read-out alone was also the more
-    accurate (on leaf's 32 classes, better at one seed and worse at another:
-    ``benchmarks/results/readout.md``).
+    time, and on synthetic data of 20 and 50 classes and on leaf's 32 the read-out alone
+    was also the more accurate (``benchmarks/results/readout.md``).
 
     Returns a dict of ``hidden_size``, ``n_frequencies``, ``input_scale``, ``class_readout``
     and ``class_embedding``.
