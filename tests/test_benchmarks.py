@@ -17,7 +17,7 @@ def benchmarks(monkeypatch):
     """Import the benchmark scripts as their own folder does (they import ``_suite`` beside them)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     yield
-    for name in ("discriminative", "_suite"):
+    for name in ("discriminative", "real_panel", "_suite"):
         sys.modules.pop(name, None)
 
 
@@ -38,3 +38,36 @@ def test_discriminative_benchmark_records_the_choice_of_auto(benchmarks):
         discriminative.scores(data[3], plain.predict_proba(data[1]), plain.classes_)["log_loss"], rel=1e-12
     )
     assert discriminative.evaluate(data, 0, True)["auto_term"] is None  # with the term, nothing is recorded
+
+
+def test_real_panel_means_over_splits(benchmarks):
+    import real_panel
+
+    def record(model, split, accuracy, log_loss, seed=0):
+        scores = {"accuracy": accuracy, "log_loss": log_loss, "fit_s": 1.0, "predict_s_per_row": 1e-3}
+        return {"table": "t", "rows": 10, "model": model, "seed": seed, "split": split, **scores}
+
+    records = [
+        record("diffusion", 0, 0.9, 0.3),
+        record("lr", 0, 0.95, 0.2),
+        record("knn", 0, 1.0, 0.1),
+        record("mlp", 0, 0.5, 0.9),
+        record("qda", 0, 1.0, 0.05),  # on one split only: not a mean over the splits
+        record("diffusion", 0, 0.1, 2.0, seed=1),  # another seed of the model: not in the means
+        record("diffusion", 1, 0.8, 0.5),
+        record("lr", 1, 0.85, 0.4),
+        record("knn", 1, 0.6, 0.9),
+        record("mlp", 1, 0.5, 0.9),
+    ]
+    row = real_panel.split_means(records)["t"]
+    assert row["splits"] == 2
+    assert row["accuracy"] == pytest.approx(0.85) and row["log_loss"] == pytest.approx(0.4)
+    # knn's mean accuracy is 0.8 and its mean log loss 0.5: lr has the best of both.
+    assert row["best_accuracy"][0] == "lr" and row["best_accuracy"][1] == pytest.approx(0.9)
+    assert row["best_log_loss"][0] == "lr" and row["best_log_loss"][1] == pytest.approx(0.3)
+    assert row["accuracy_gap"] == pytest.approx(-0.05) and row["log_loss_gap"] == pytest.approx(0.1)
+    assert "Mean accuracy gap of the means over the splits: -0.050." in real_panel.split_table({"t": row})
+    # The protocol's table stays on split 0, with every baseline scored there (knn and qda tie at 1.0).
+    summary = real_panel.summary(records)["t"]
+    assert summary["accuracy"] == 0.9 and summary["best_accuracy"] == ("knn", 1.0)
+    assert summary["best_log_loss"] == ("qda", 0.05) and summary["seed_accuracies"] == [0.9, 0.1]
