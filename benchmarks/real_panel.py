@@ -15,7 +15,7 @@ by a few rows' worth. The main table keeps the protocol's ``random_state=0``.
 DiffusionClassifier (``random_state=0``) and every baseline on each split. It reports each
 model's mean accuracy and log loss over the N splits, and DiffusionClassifier's gaps to
 the baselines of the best means: on one test set of 29 to 1,500 rows, chance ranks the models
-as well as merit does, and the best of nine baselines on it is also the luckiest.
+as well as merit does, and the best of eight baselines on it is also the luckiest.
 
 Protocol: each table split 70/30, stratified, ``random_state=0``; every model at its
 defaults. The eight baselines sit behind the usual preprocessing (mean imputer and
