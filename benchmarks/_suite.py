@@ -59,6 +59,29 @@ def timed(fn, *args):
     return result, time.perf_counter() - start
 
 
+def alternated(calls, rounds, warm=None):
+    """Time each of ``calls`` (label: function of no arguments) once a round; return label: its seconds, round by round.
+
+    Every other round runs them in the reverse order, so that none always goes first on a
+    machine whose speed drifts. ``warm`` (label: function) runs, untimed, before each of its
+    label's timings.
+    """
+    seconds = {label: [] for label in calls}
+    for round_ in range(rounds):
+        order = list(calls) if round_ % 2 == 0 else list(calls)[::-1]
+        for label in order:
+            if warm is not None and label in warm:
+                warm[label]()
+            seconds[label].append(timed(calls[label])[1])
+    return seconds
+
+
+def ratio_spread(numerators, denominators):
+    """Return the median, least and greatest of the ratios ``numerators[i] / denominators[i]``, round by round."""
+    ratios = np.asarray(numerators, dtype=float) / np.asarray(denominators, dtype=float)
+    return {"median": float(np.median(ratios)), "least": float(ratios.min()), "greatest": float(ratios.max())}
+
+
 def scores(y_test, proba, classes):
     """Return the accuracy and log loss of the probabilities ``proba`` (columns ``classes``)."""
     return {

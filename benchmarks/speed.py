@@ -14,9 +14,10 @@ default settings unless a column says otherwise:
 - predict_proba from 16 to 4,000 rows at the defaults, with ``n_jobs=1``, and with the rows
   always split over the threads (the defaults split them only where that pays);
 - busy cores: fit and predict_proba with another process spinning on every core, at the
-  default threads against one;
+  default threads against one, alternated: the median, least and greatest of the rounds'
+  ratios;
 - cost per predicted row with 50 classes against 2 (20 features, no pruning), and the
-  default pruning against none at 50 classes;
+  default pruning against none at 50 classes, alternated, with the spread of the ratios;
 - predict time of the late-class design against the full network per class (digits);
 - threads inside torch: the scoring and training loops with one and two torch threads,
   idle and beside a busy process (why each scoring thread and the training loop run one);
@@ -39,7 +40,7 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import split, timed, write_results
+from _suite import alternated, ratio_spread, split, timed, write_results
 from sklearn.datasets import make_classification
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -172,20 +173,28 @@ def small_predict_rows(clfs, sizes=(16, 128, 400, 1000, 2000, 4000), repeats=5):
     for name, (clf, X) in clfs.items():
         X = np.tile(X, (max(sizes) // len(X) + 1, 1))
         default = clone_fitted(clf)
-        variants = {"default": default, "one thread": clone_fitted(clf, n_jobs=1), "split": default}
+        variants = [("default", default), ("one thread", clone_fitted(clf, n_jobs=1)), ("split", default)]
         for rows in sizes:
-            seconds = {label: [] for label in variants}
-            for _ in range(repeats):
-                for label, variant in variants.items():
-                    previous = _scoring.PIECE_CALLS
-                    _scoring.PIECE_CALLS = 0 if label == "split" else previous
-                    try:
-                        variant.predict_proba(X[:2])
-                        seconds[label].append(timed(variant.predict_proba, X[:rows])[1])
-                    finally:
-                        _scoring.PIECE_CALLS = previous
+            calls, warm = (
+                {label: functools.partial(_predict_proba, model, X[:n], label == "split") for label, model in variants}
+                for n in (rows, 2)
+            )
+            seconds = alternated(calls, repeats, warm)
             record[f"{name}, {rows:,} rows"] = {label: float(np.median(v)) for label, v in seconds.items()}
     return record
+
+
+def _predict_proba(clf, X, split_any=False):
+    """Return ``clf.predict_proba(X)``; ``split_any``: with any rows cut into a piece per thread.
+
+    (See :func:`small_predict_rows`.)
+    """
+    previous = _scoring.PIECE_CALLS
+    _scoring.PIECE_CALLS = 0 if split_any else previous
+    try:
+        return clf.predict_proba(X)
+    finally:
+        _scoring.PIECE_CALLS = previous
 
 
 def _spin(stop):
@@ -193,51 +202,78 @@ def _spin(stop):
         sum(i * i for i in range(10000))
 
 
-def busy_row(X_train, y_train, X_predict):
-    """Fit and predict_proba with a process spinning on every core: default threads against one."""
+def busy_row(X_train, y_train, X_predict, rounds=5):
+    """Fit and predict_proba with a process spinning on every core: default threads against one, alternated.
+
+    Returns the median seconds of each, and the median, least and greatest of the rounds'
+    ratios: on a shared core, the scheduler sometimes gives a lone thread a core of its
+    own, and a single timing of each can fall either way.
+    """
     stop = multiprocessing.Event()
     spinners = [multiprocessing.Process(target=_spin, args=(stop,), daemon=True) for _ in range(os.cpu_count() or 1)]
     for process in spinners:
         process.start()
-    seconds, previous = {}, torch.get_num_threads()
+    threads = {"default": torch.get_num_threads(), "one": 1}
     try:
-        for label, threads in (("default", previous), ("one", 1)):
-            torch.set_num_threads(threads)
-            clf, fit_s = timed(DiffusionClassifier(random_state=0).fit, X_train, y_train)
-            clf.predict_proba(X_predict[:256])
-            seconds[label] = (fit_s, min(timed(clf.predict_proba, X_predict)[1] for _ in range(2)))
+        fit = {label: DiffusionClassifier(random_state=0).fit for label in threads}
+        fits = alternated({label: _on_threads(n, fit[label], X_train, y_train) for label, n in threads.items()}, rounds)
+        clf = DiffusionClassifier(random_state=0).fit(X_train, y_train)
+        clf.predict_proba(X_predict[:256])
+        predict = {label: _on_threads(n, clf.predict_proba, X_predict) for label, n in threads.items()}
+        predicts = alternated(predict, rounds)
     finally:
-        torch.set_num_threads(previous)
         stop.set()
         for process in spinners:
             process.join(2)
     return {
-        "fit_s": {k: v[0] for k, v in seconds.items()},
-        "predict_s": {k: v[1] for k, v in seconds.items()},
-        "fit_ratio": seconds["default"][0] / seconds["one"][0],
-        "predict_ratio": seconds["default"][1] / seconds["one"][1],
+        "rounds": rounds,
+        "fit_s": {label: float(np.median(v)) for label, v in fits.items()},
+        "predict_s": {label: float(np.median(v)) for label, v in predicts.items()},
+        "fit_ratio": ratio_spread(fits["default"], fits["one"]),
+        "predict_ratio": ratio_spread(predicts["default"], predicts["one"]),
     }
 
 
-def classes_row():
+def _on_threads(threads, fn, *args):
+    """Return a function that runs ``fn(*args)`` with ``threads`` torch threads, then restores the setting."""
+
+    def call():
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return fn(*args)
+        finally:
+            torch.set_num_threads(previous)
+
+    return call
+
+
+def classes_row(rounds=5):
     """predict_proba on 2,000 rows of 20 features: 50 classes against 2 (no pruning), and pruning at 50.
 
-    Returns the record and the scoring loop of each model on 500 rows (see :func:`kernel_rows`).
+    Pruning and none alternate, ``rounds`` times each; returns the median seconds, the
+    median, least and greatest of the rounds' ratios of pruning to none at 50 classes, and
+    the scoring loop of each model on 500 rows (see :func:`kernel_rows`).
     """
-    seconds, jobs = {}, {}
+    seconds, rounds_s, jobs = {}, {}, {}
     for k in (2, 50):
         X, y = make_classification(
             n_samples=6000, n_features=20, n_informative=12, n_classes=k, n_clusters_per_class=1, random_state=0
         )
         clf = DiffusionClassifier(random_state=0, max_iter=300).fit(X[:4000], y[:4000])
         jobs[f"scoring loop, {k} classes (500 rows)"] = scoring_job(clf, X[4000:4500])
-        for pruning in (None, "t-test"):
-            clf.set_params(pruning=pruning).predict_proba(X[4000:4064])
-            seconds[f"{k} classes, pruning={pruning}"] = min(timed(clf.predict_proba, X[4000:])[1] for _ in range(2))
+        variants = {pruning: clone_fitted(clf, pruning=pruning) for pruning in (None, "t-test")}
+        for variant in variants.values():
+            variant.predict_proba(X[4000:4064])
+        timings = alternated({p: functools.partial(v.predict_proba, X[4000:]) for p, v in variants.items()}, rounds)
+        for pruning, values in timings.items():
+            rounds_s[k, pruning] = values
+            seconds[f"{k} classes, pruning={pruning}"] = float(np.median(values))
     record = {
+        "rounds": rounds,
         "seconds": seconds,
         "classes_ratio": seconds["50 classes, pruning=None"] / seconds["2 classes, pruning=None"],
-        "pruning_ratio": seconds["50 classes, pruning=t-test"] / seconds["50 classes, pruning=None"],
+        "pruning_ratio": ratio_spread(rounds_s[50, "t-test"], rounds_s[50, None]),
     }
     return record, jobs
 
@@ -299,18 +335,22 @@ def thread_rows(jobs):
 
 
 def fit_row(repeats=3):
-    """Fit DiffusionClassifier and MLPClassifier alternately on the spirals split."""
+    """Fit DiffusionClassifier and MLPClassifier alternately on the spirals split; the medians."""
     X_train, X_test, y_train, y_test = split("spirals")
-    diffusion_s, mlp_s = [], []
-    for _ in range(repeats):
-        mlp = make_pipeline(StandardScaler(), MLPClassifier(max_iter=1000, random_state=0))
-        mlp_s.append(timed(mlp.fit, X_train, y_train)[1])
-        clf = DiffusionClassifier(random_state=0)
-        diffusion_s.append(timed(clf.fit, X_train, y_train)[1])
+    mlp = make_pipeline(StandardScaler(), MLPClassifier(max_iter=1000, random_state=0))
+    clf = DiffusionClassifier(random_state=0)
+    seconds = alternated(
+        {
+            "mlp": functools.partial(mlp.fit, X_train, y_train),
+            "diffusion": functools.partial(clf.fit, X_train, y_train),
+        },
+        repeats,
+    )
+    diffusion_s, mlp_s = np.median(seconds["diffusion"]), np.median(seconds["mlp"])
     return {
-        "diffusion_fit_s": float(np.median(diffusion_s)),
-        "mlp_fit_s": float(np.median(mlp_s)),
-        "ratio": float(np.median(diffusion_s) / np.median(mlp_s)),
+        "diffusion_fit_s": float(diffusion_s),
+        "mlp_fit_s": float(mlp_s),
+        "ratio": float(diffusion_s / mlp_s),
         "diffusion_accuracy": clf.score(X_test, y_test),
         "mlp_accuracy": mlp.score(X_test, y_test),
     }, clf
@@ -380,6 +420,11 @@ def rss_row(clf, n_rows):
         )
     growth_mb, seconds, finite = out.stdout.split()
     return {"rows": n_rows, "peak_rss_growth_mb": float(growth_mb), "seconds": float(seconds), "finite": finite}
+
+
+def _spread(spread):
+    """Format a :func:`_suite.ratio_spread` as "median (least to greatest)"."""
+    return f"{spread['median']:.2f} ({spread['least']:.2f} to {spread['greatest']:.2f})"
 
 
 def main():
@@ -467,15 +512,17 @@ def main():
     ]
     lines += [
         "",
-        f"busy cores (a process spinning on each): default threads / one thread: fit {busy['fit_ratio']:.2f} "
-        f"({busy['fit_s']['default']:.2f} s / {busy['fit_s']['one']:.2f} s), predict {busy['predict_ratio']:.2f} "
+        f"busy cores (a process spinning on each), default threads / one thread, median (least to greatest) of "
+        f"{busy['rounds']} alternated rounds: fit {_spread(busy['fit_ratio'])} ({busy['fit_s']['default']:.2f} s / "
+        f"{busy['fit_s']['one']:.2f} s), predict {_spread(busy['predict_ratio'])} "
         f"({busy['predict_s']['default']:.3f} s / {busy['predict_s']['one']:.3f} s)",
         f"classes: 50 vs 2 per predicted row, no pruning: {classes['classes_ratio']:.1f}x; default pruning / none "
-        f"at 50 classes: {classes['pruning_ratio']:.2f}",
+        f"at 50 classes: {_spread(classes['pruning_ratio'])} (median, least to greatest, of {classes['rounds']} "
+        "alternated rounds)",
         "",
         "| seconds, 2,000 rows of 20 features | " + " | ".join(classes["seconds"]) + " |",
         "|---" * (len(classes["seconds"]) + 1) + "|",
-        "| predict_proba | " + " | ".join(f"{v:.3f}" for v in classes["seconds"].values()) + " |",
+        "| predict_proba (medians) | " + " | ".join(f"{v:.3f}" for v in classes["seconds"].values()) + " |",
     ]
     lines += ["", "| digits denoiser (mean of 3 seeds) | accuracy | predict s (540 rows) |", "|---|---|---|"]
     lines += [f"| {k} | {v['accuracy']:.3f} | {v['predict_s']:.2f} |" for k, v in conditioning.items()]

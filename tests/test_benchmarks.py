@@ -71,3 +71,17 @@ def test_real_panel_means_over_splits(benchmarks):
     summary = real_panel.summary(records)["t"]
     assert summary["accuracy"] == 0.9 and summary["best_accuracy"] == ("knn", 1.0)
     assert summary["best_log_loss"] == ("qda", 0.05) and summary["seed_accuracies"] == [0.9, 0.1]
+
+
+def test_alternated_timings_reverse_the_order_every_other_round(benchmarks):
+    from _suite import alternated, ratio_spread
+
+    log = []
+    calls = {label: (lambda label=label: log.append(label)) for label in ("a", "b", "c")}
+    warm = {"b": lambda: log.append("warm b")}
+    seconds = alternated(calls, 3, warm)
+    assert log == ["a", "warm b", "b", "c", "c", "warm b", "b", "a", "a", "warm b", "b", "c"]
+    assert list(seconds) == ["a", "b", "c"]
+    assert all(len(v) == 3 and min(v) >= 0 for v in seconds.values())
+    # Round by round: 2 / 1, 3 / 1 and 8 / 2.
+    assert ratio_spread([2.0, 3.0, 8.0], [1.0, 1.0, 2.0]) == {"median": 3.0, "least": 2.0, "greatest": 4.0}
