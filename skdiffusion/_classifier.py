@@ -137,8 +137,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         classes as far as the column does not tell the classes apart, the second the
         diffusion model of the numeric columns, conditioned on the one-hot categories
         (see the user guide). A category not seen in ``fit`` counts as missing at
-        predict time; one seen in fewer than 40 rows conditions the diffusion model as
-        an unseen one, and the network has no input for it (``network_categories_``).
+        predict time; one seen in fewer than 40 rows, or in a column of more than 16
+        categories of 40 rows or more, conditions the diffusion model as an unseen one,
+        and the network has no input for it (``network_categories_``).
         :meth:`sample` returns the categories' values.
     image_shape : None or tuple of int (C, H, W), default=None
         Treat each row of ``X`` as an image of this shape (channels, height, width, in
@@ -357,8 +358,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         For each categorical feature, the categories that the denoiser has a one-hot
         input for: those of at least 40 (weighted) training rows in the ``fit`` that built
         it, or all of ``categories_`` when the first :meth:`partial_fit` built it (a
-        ``warm_start`` fit keeps them). The denoiser's input is the numeric features, then
-        these one-hot inputs; any other category conditions it as an unseen one.
+        ``warm_start`` fit keeps them); none of a column where these are more than 16.
+        The denoiser's input is the numeric features, then these one-hot inputs; any
+        other category conditions it as an unseen one.
     scaler_ : StandardScaler
         The standardisation applied to the features before the diffusion; the identity
         (neither centring nor scaling) with ``standardize=False``.

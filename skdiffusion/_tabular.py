@@ -26,6 +26,15 @@ from scipy.optimize import minimize_scalar
 # as zeros: from a few rows the network learns their noise, and a column of random labels
 # cost accuracy and log loss (benchmarks/results/random_labels.md).
 MIN_CATEGORY_ROWS = 40
+# A column with more categories of inputs than this enters through its frequencies alone,
+# p(x_cat | c), and gives the network no input: an identifier or a code of many values
+# splits the rows into many small groups, whose offsets the network would learn from few
+# rows each, while the frequencies carry what the column tells of the class. Gradient
+# boosting libraries likewise one-hot encode only columns of few categories (LightGBM's
+# max_cat_to_onehot, CatBoost's one_hot_max_size). Of the real-table panel, only churn has
+# such a column, its state of 51 values: see the tables guide, and
+# benchmarks/results/real_panel.md and random_labels.md.
+MAX_NETWORK_CATEGORIES = 16
 # The largest pseudo-count m of smoothed_counts, per category: the frequencies over all
 # classes, nearly. The smallest is one per category, Laplace's: a leave-one-out likelihood
 # cannot see the chance of a category that a class never showed, and a column whose
@@ -57,13 +66,16 @@ def network_categories(counts, every=False):
 
     Those of at least ``MIN_CATEGORY_ROWS`` (weighted) rows in the training ``counts``;
     ``every``: all of them (``partial_fit``, whose first batch may hold few rows of a
-    category that later batches fill). A category without an input conditions the network
-    as an unseen one does, and a column of thousands of labels, nearly all rare, does not
-    widen the network's input layer.
+    category that later batches fill). None of a column where that makes more than
+    ``MAX_NETWORK_CATEGORIES``. A category without an input conditions the network as an
+    unseen one does, and a column of thousands of labels does not widen the network's
+    input layer.
     """
     if every:
-        return [np.ones(count.shape[1], dtype=bool) for count in counts]
-    return [count.sum(axis=0) >= MIN_CATEGORY_ROWS for count in counts]
+        read = [np.ones(count.shape[1], dtype=bool) for count in counts]
+    else:
+        read = [count.sum(axis=0) >= MIN_CATEGORY_ROWS for count in counts]
+    return [r if np.count_nonzero(r) <= MAX_NETWORK_CATEGORIES else np.zeros_like(r) for r in read]
 
 
 def table(X_numeric, X_categorical, is_categorical, categories=None, feature_names=None):

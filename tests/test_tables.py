@@ -5,6 +5,7 @@ import pytest
 
 from skdiffusion import DiffusionClassifier, load, save
 from skdiffusion._tabular import (
+    MAX_NETWORK_CATEGORIES,
     MIN_CATEGORY_ROWS,
     category_counts,
     category_log_likelihood,
@@ -84,16 +85,16 @@ def test_a_category_is_a_discrete_likelihood_not_a_collapsing_density():
 
 
 def test_the_network_is_as_wide_as_the_numbers_ask_not_the_one_hot_codes():
-    # 8 numeric columns and a column of 40 categories: 48 inputs, but 8 diffused features
+    # 8 numeric columns and a column of 16 categories: 24 inputs, but 8 diffused features
     # ask for 64 units (with 4,000 rows, the rows would allow 1,024).
     rng = np.random.RandomState(0)
     X = pd.DataFrame(rng.normal(size=(4000, 8)), columns=[f"x{j}" for j in range(8)])
-    X["state"] = [f"s{k}" for k in rng.randint(40, size=4000)]
+    X["state"] = [f"s{k}" for k in rng.randint(MAX_NETWORK_CATEGORIES, size=4000)]
     y = rng.randint(2, size=4000)
     clf = _clf(max_iter=1).fit(X, y)
-    assert clf.denoiser_.input.in_features == 8 + 40
+    assert clf.denoiser_.input.in_features == 8 + MAX_NETWORK_CATEGORIES
     assert clf.denoiser_.input.out_features == 64
-    as_numbers = _clf(max_iter=1).fit(pd.get_dummies(X, dtype=float), y)  # 48 numeric columns
+    as_numbers = _clf(max_iter=1).fit(pd.get_dummies(X, dtype=float), y)  # 24 numeric columns
     assert as_numbers.denoiser_.input.out_features == 256
 
 
@@ -149,6 +150,33 @@ def test_a_rare_category_enters_the_network_as_an_unseen_one():
     read = network_categories(counts)
     np.testing.assert_array_equal(read, [[False, True, False]])
     np.testing.assert_array_equal(one_hot(codes, read, counts), [[0], [1], [0], [0]])
+
+
+def test_a_column_of_many_frequent_categories_enters_through_its_frequencies_alone():
+    # Three columns: MAX_NETWORK_CATEGORIES categories of enough rows, one more, and one more
+    # beside a rare one. The first keeps an input per category; the others, none at all.
+    rows = float(MIN_CATEGORY_ROWS)
+    n = MAX_NETWORK_CATEGORIES
+    counts = [
+        np.full((2, n), rows / 2),
+        np.full((2, n + 1), rows / 2),
+        np.hstack([np.full((2, n + 1), rows), [[1.0], [0.0]]]),
+    ]
+    read = network_categories(counts)
+    assert [r.tolist() for r in read] == [[True] * n, [False] * (n + 1), [False] * (n + 2)]
+    # partial_fit's network reads every category of a column of few, and none of one of many.
+    every = network_categories(counts[:2], every=True)
+    assert [r.tolist() for r in every] == [[True] * n, [False] * (n + 1)]
+    # A fit: a column of 20 random labels of about 50 rows each gives the network no input.
+    rng = np.random.RandomState(0)
+    X, y = _frame(1000, seed=3)
+    X = X.drop(columns="colour")
+    labels = X.assign(code=[f"c{k}" for k in rng.randint(20, size=1000)])
+    clf, without = _clf().fit(labels, y), _clf().fit(X, y)
+    assert clf.category_count_[0].sum(axis=0).min() >= MIN_CATEGORY_ROWS  # each frequent enough on its own
+    assert not clf.network_categories_[0].any()
+    assert clf.denoiser_.input.in_features == without.denoiser_.input.in_features
+    assert clf.score(labels, y) >= without.score(X, y) - 0.05
 
 
 def test_a_column_of_random_labels_leaves_the_classifier_as_it_was():
