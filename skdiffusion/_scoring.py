@@ -13,7 +13,9 @@ from ._schedule import add_noise
 # (sample, trial, class) evaluations per denoiser call, for a denoiser that does not set
 # its own eval_batch_size (MLPDenoiser does, from its width). A model's calls always have
 # the same number of rows, call_rows(...) (the last block is padded), so float32 GEMM
-# results never depend on how many rows were passed or which rows stand beside a sample.
+# results do not depend on how many rows were passed or which rows stand beside a sample:
+# on MKL's AVX-512 kernels and oneDNN's. MKL's kernels for CPUs without AVX-512 also round a
+# few rows by their place in the call (the user guide's reproducibility page: MKL_CBWR).
 # Not more: pruning scores ever fewer pairs, and padding is then wasted work; and the
 # all-class intermediates of a larger block (rows x classes x width floats) were freed back
 # to the kernel after every call, which doubled digits' predict time in page faults.
@@ -93,7 +95,7 @@ def block_rows(n_classes):
     A multiple of 16, at least 16: a row's result can depend on how many rows a call
     has (with torch 2.13's CPU kernels here, calls of 1 to 3 rows round differently from
     larger ones, by ~1e-7), and one fixed, round size keeps every call on one path
-    whatever the BLAS.
+    (but see ``EVAL_BLOCK`` on MKL's kernels for CPUs without AVX-512).
     """
     return max(16, EVAL_BLOCK // n_classes // 16 * 16)
 

@@ -9,6 +9,7 @@ torch version, CPU kind, the order of the *training* rows) are stated in the use
 import json
 import os
 import pickle
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +203,45 @@ def test_fresh_processes(data, tmp_path):
         np.testing.assert_array_equal(
             np.load(tmp_path / f"unpickled_threads{n_threads}.npy"), fits[0].predict_proba(X_test)
         )
+
+
+SHIFTED_CHILD = """
+import json, sys, warnings
+import numpy as np
+from skdiffusion import DiffusionClassifier
+from skdiffusion.datasets import make_spirals
+
+warnings.simplefilter("ignore")
+X, y = make_spirals(320, noise=0.05, random_state=0)
+clf = DiffusionClassifier(max_iter=60, random_state=3).fit(X[:200], y[:200])
+rows = X[200:]  # 120 rows of 64 trials: pairs at every place of the calls of 2,048
+changed = {}
+for pruning in ("t-test", None):
+    clf.set_params(pruning=pruning)
+    expected = clf.predict_proba(rows)
+    changed[str(pruning)] = sum(
+        int((clf.predict_proba(rows[shift:]) != expected[shift:]).any(axis=1).sum()) for shift in (1, 3, 7, 17)
+    )
+print(json.dumps(changed))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not torch.backends.mkl.is_available() or platform.machine().lower() not in ("x86_64", "amd64"),
+    reason="MKL's kernels for CPUs without AVX-512 exist only where torch has MKL, on x86",
+)
+def test_mkls_avx2_kernels_give_the_same_bits_under_conditional_reproducibility():
+    # torch's and MKL's AVX2 kernels, as on CPUs without AVX-512, with MKL_CBWR=AUTO,STRICT
+    # (the user guide's remedy: without it, MKL rounds the last rows of a call their own way).
+    package_root = str(Path(skdiffusion.__file__).parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "MKL_CBWR": "AUTO,STRICT",
+    }
+    child = subprocess.run([sys.executable, "-c", SHIFTED_CHILD], env=env, capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout) == {"t-test": 0, "None": 0}
