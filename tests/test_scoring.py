@@ -461,3 +461,37 @@ def test_trial_errors_matches_a_direct_computation(all_classes, rows):
                 expected[i, c] = (eps_hat - eps).square().mean(dim=1)
     expected[~active] = float("nan")
     torch.testing.assert_close(errors, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+class _Caching(nn.Module):
+    """A network that keeps a tensor made in its forward pass and trains on it later, as a user's may."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.kept = None
+
+    def forward(self, x_t, t, y):
+        if self.kept is None:
+            self.kept = torch.ones(x_t.shape[1])
+        return self.scale * x_t * self.kept
+
+
+def test_the_default_network_scores_in_inference_mode_to_the_same_bits_and_others_without_autograd():
+    x0, t, eps = torch.randn(40, 2), torch.as_tensor(timestep_grid(0, 1000, 6)), trial_noise(6, (2,), 0)
+    arguments = dict(alphas_cumprod=ALPHAS_CUMPROD, loss="l2")
+    mlp = _random_mlp(2, 3)
+    seen = []
+    mlp.blocks[0][1].register_forward_pre_hook(lambda module, inputs: seen.append(torch.is_inference_mode_enabled()))
+    errors = trial_errors(mlp, x0, t, eps, 3, **arguments)
+    assert seen and not any(seen)  # a hooked network is a user's: no inference mode
+    mlp = _random_mlp(2, 3)
+    errors = trial_errors(mlp, x0, t, eps, 3, **arguments)
+    under_no_grad = torch.no_grad()(trial_errors.__wrapped__)(mlp, x0, t, eps, 3, **arguments)
+    assert errors.is_inference() and not under_no_grad.is_inference()
+    torch.testing.assert_close(errors, under_no_grad, rtol=0, atol=0, equal_nan=True)
+    # A network of the user's scores under no_grad, and trains afterwards on what it kept.
+    caching = _Caching()
+    assert not trial_errors(caching, x0, t, eps, 3, **arguments).is_inference()
+    (caching(x0, t[:1].expand(40), None) ** 2).mean().backward()
+    assert caching.scale.grad is not None
