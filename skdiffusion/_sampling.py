@@ -3,8 +3,10 @@
 import numpy as np
 import torch
 
+from ._denoisers import without_autograd
 
-@torch.no_grad()
+
+@without_autograd
 def ancestral_sample(denoiser, y, sample_shape, *, alphas_cumprod, generator, condition=None):
     """Draw ``x_0 ~ p(x_0 | y)`` with Algorithm 2 of Ho et al. (2020); shape (len(y), *sample_shape).
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from skdiffusion import MLPDenoiser, _scoring
+from skdiffusion._sampling import ancestral_sample
 from skdiffusion._schedule import as_tensor, make_alphas_cumprod
 from skdiffusion._scoring import (
     PairedTTest,
@@ -477,7 +478,7 @@ class _Caching(nn.Module):
         return self.scale * x_t * self.kept
 
 
-def test_the_default_network_scores_in_inference_mode_to_the_same_bits_and_others_without_autograd():
+def test_the_default_network_scores_and_samples_in_inference_mode_to_the_same_bits_others_without_autograd():
     x0, t, eps = torch.randn(40, 2), torch.as_tensor(timestep_grid(0, 1000, 6)), trial_noise(6, (2,), 0)
     arguments = dict(alphas_cumprod=ALPHAS_CUMPROD, loss="l2")
     mlp = _random_mlp(2, 3)
@@ -490,6 +491,14 @@ def test_the_default_network_scores_in_inference_mode_to_the_same_bits_and_other
     under_no_grad = torch.no_grad()(trial_errors.__wrapped__)(mlp, x0, t, eps, 3, **arguments)
     assert errors.is_inference() and not under_no_grad.is_inference()
     torch.testing.assert_close(errors, under_no_grad, rtol=0, atol=0, equal_nan=True)
+    # Sampling likewise: the same draws.
+    schedule = make_alphas_cumprod("linear", 20)
+    drawn = [
+        sample(mlp, torch.arange(6) % 3, (2,), alphas_cumprod=schedule, generator=torch.Generator().manual_seed(0))
+        for sample in (ancestral_sample, torch.no_grad()(ancestral_sample.__wrapped__))
+    ]
+    assert drawn[0].is_inference()
+    torch.testing.assert_close(drawn[0], drawn[1], rtol=0, atol=0)
     # A network of the user's scores under no_grad, and trains afterwards on what it kept.
     caching = _Caching()
     assert not trial_errors(caching, x0, t, eps, 3, **arguments).is_inference()
