@@ -466,12 +466,12 @@ def without_autograd(run):
     """
 
     @functools.wraps(run)
-    def without(denoiser, *args, **kwargs):
+    def run_without_autograd(denoiser, *args, **kwargs):
         default = type(denoiser) is MLPDenoiser and not _hooked(denoiser)
         with torch.inference_mode() if default else torch.no_grad():
             return run(denoiser, *args, **kwargs)
 
-    return without
+    return run_without_autograd
 
 
 def _hooked(module):
