@@ -28,6 +28,7 @@ default settings unless a column says otherwise:
 """
 
 import argparse
+import contextlib
 import copy
 import functools
 import multiprocessing
@@ -142,14 +143,10 @@ def predict_row(name, clf, X, repeats=2):
     shapes = layer_shapes(clf.denoiser_)[:4]
     record = {"data": name, "rows": len(X), "s_per_1000_rows_default_pruning": default_seconds / len(X) * 1000}
     for label, threads in (("all_cores", torch.get_num_threads()), ("one_thread", 1)):
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             clf.predict_proba(X[:256])
             seconds = min(timed(clf.predict_proba, X)[1] for _ in range(repeats))
             gemm, onednn = gemm_gflops(shapes), gemm_gflops(shapes, onednn=True)
-        finally:
-            torch.set_num_threads(previous)
         record[label] = {
             "threads": threads,
             "gemm_gflops": gemm,
@@ -234,16 +231,23 @@ def busy_row(X_train, y_train, X_predict, rounds=5):
     }
 
 
+@contextlib.contextmanager
+def torch_threads(threads):
+    """Run the block with ``threads`` torch threads, then restore the setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _on_threads(threads, fn, *args):
-    """Return a function that runs ``fn(*args)`` with ``threads`` torch threads, then restores the setting."""
+    """Return a function that runs ``fn(*args)`` with ``threads`` torch threads (see :func:`torch_threads`)."""
 
     def call():
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             return fn(*args)
-        finally:
-            torch.set_num_threads(previous)
 
     return call
 
@@ -318,19 +322,17 @@ def training_job(clf, X, y, max_iter=300):
 def thread_rows(jobs):
     """Time each job with one and two torch threads, on an idle machine and beside a busy process."""
     seconds = {name: {} for name in jobs}
-    previous = torch.get_num_threads()
     for load in ("idle", "busy"):
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load == "busy" else None
         try:
             for n_threads in (1, 2):
-                torch.set_num_threads(n_threads)
-                for name, job in jobs.items():
-                    job()
-                    seconds[name][f"{n_threads} thread(s), {load}"] = min(timed(job)[1] for _ in range(3))
+                with torch_threads(n_threads):
+                    for name, job in jobs.items():
+                        job()
+                        seconds[name][f"{n_threads} thread(s), {load}"] = min(timed(job)[1] for _ in range(3))
         finally:
             if busy is not None:
                 busy.kill()
-    torch.set_num_threads(previous)
     return seconds
 
 
@@ -390,23 +392,21 @@ def kernel_rows(jobs, repeats=20):
     The jobs alternate between the two settings, best of 3 each.
     """
     kernel, setting_of_the_host = ONEDNN, _denoisers._ONEDNN_LINEAR
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        products = {}
-        for shape in KERNEL_SHAPES:
-            rates = {"mm": gemm_gflops([shape], repeats), "oneDNN": gemm_gflops([shape], repeats, onednn=True)}
-            products["{} x {} x {}".format(*shape)] = {k: v for k, v in rates.items() if v is not None}
-        seconds = {name: {"mm": [], "oneDNN": []} for name in jobs}
-        for _ in range(3 if kernel is not None else 0):
-            for label, setting in (("mm", None), ("oneDNN", kernel)):
-                _denoisers._ONEDNN_LINEAR = setting
-                for name, job in jobs.items():
-                    job()
-                    seconds[name][label].append(timed(job)[1])
-    finally:
-        _denoisers._ONEDNN_LINEAR = setting_of_the_host
-        torch.set_num_threads(previous)
+    with torch_threads(1):
+        try:
+            products = {}
+            for shape in KERNEL_SHAPES:
+                rates = {"mm": gemm_gflops([shape], repeats), "oneDNN": gemm_gflops([shape], repeats, onednn=True)}
+                products["{} x {} x {}".format(*shape)] = {k: v for k, v in rates.items() if v is not None}
+            seconds = {name: {"mm": [], "oneDNN": []} for name in jobs}
+            for _ in range(3 if kernel is not None else 0):
+                for label, setting in (("mm", None), ("oneDNN", kernel)):
+                    _denoisers._ONEDNN_LINEAR = setting
+                    for name, job in jobs.items():
+                        job()
+                        seconds[name][label].append(timed(job)[1])
+        finally:
+            _denoisers._ONEDNN_LINEAR = setting_of_the_host
     return {"products": products, "jobs": {k: {s: min(v) for s, v in t.items() if v} for k, t in seconds.items()}}
 
 
