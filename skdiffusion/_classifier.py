@@ -114,7 +114,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         input features from the spacing of the standardised samples (frequencies up to one
         over the median distance to the nearest sample of the same class, and none when
         that distance exceeds 0.1, where the data are too sparse to show finer detail than
-        a plain MLP draws). A class or callable is called as ``denoiser(n_features, n_classes)``
+        a plain MLP draws); on such smooth data of fewer than 10 classes, a Gaussian base
+        (``gaussian_base``: the network learns what the exact denoiser of Gaussian classes
+        leaves, see the user guide). A class or callable is called as ``denoiser(n_features, n_classes)``
         and must return an ``nn.Module``. An instance is copied by ``fit`` (the copy is
         trained; the instance is never changed), on the instance's device: to hold a large
         pretrained model once on a GPU, keep the instance on the CPU and set ``device``.

@@ -284,7 +284,9 @@ def network_builder(params, x_standardised, y_index, n_classes, *, n_diffused, s
     architecture, image_shape = params["denoiser"], params["image_shape"]
     if architecture is None and image_shape is None:
         with np.errstate(over="ignore", invalid="ignore"):  # standardise reports an overflow
-            options = mlp_options(x_standardised, y_index, n_diffused=n_diffused, n_classes=n_classes)
+            options = mlp_options(
+                x_standardised, y_index, n_diffused=n_diffused, n_classes=n_classes, n_steps=params["n_diffusion_steps"]
+            )
         architecture = functools.partial(MLPDenoiser, **options)
     elif architecture is None:
         architecture = UNetDenoiser
@@ -584,7 +586,14 @@ def _train(
     goes on (see :func:`train_denoiser`); a refit runs the ``extra`` steps its first
     training went on for instead. ``term``: the training's :class:`CrossEntropyTerm`, or None.
     ``goes_on``: whether the training goes on after its cosine (see :func:`train_denoiser`).
+    A new network (``state`` None) with a Gaussian base has it set from the training's rows
+    first (if any): the first training's never include the held-out rows that choose the trials.
     """
+    if state is None and training.rows.size and isinstance(network, MLPDenoiser) and network.gaussian_base:
+        rows = training.rows
+        network.fit_gaussian_base(
+            data.x0[rows], data.y[rows], data.alphas_cumprod, data.row_weights(rows), data.rows_mask(rows)
+        )
     return train_denoiser(
         network,
         data.x0[training.rows],

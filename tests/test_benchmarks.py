@@ -17,7 +17,7 @@ def benchmarks(monkeypatch):
     """Import the benchmark scripts as their own folder does (they import ``_suite`` beside them)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     yield
-    for name in ("discriminative", "real_panel", "_suite"):
+    for name in ("discriminative", "gaussian_base", "real_panel", "_suite"):
         sys.modules.pop(name, None)
 
 
@@ -85,3 +85,21 @@ def test_alternated_timings_reverse_the_order_every_other_round(benchmarks):
     assert all(len(v) == 3 and min(v) >= 0 for v in seconds.values())
     # Round by round: 2 / 1, 3 / 1 and 8 / 2.
     assert ratio_spread([2.0, 3.0, 8.0], [1.0, 1.0, 2.0]) == {"median": 3.0, "least": 2.0, "greatest": 4.0}
+
+
+def test_gaussian_base_benchmark_fits_the_default_without_and_with_the_base(benchmarks):
+    import gaussian_base
+    from sklearn.datasets import load_iris, make_moons
+
+    X, y = load_iris(return_X_y=True)
+    data = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    without, with_base = (gaussian_base.evaluate(*data, 0, variant) for variant in ("without", "with"))
+    assert without["gate"] is None and with_base["gate"] > 0
+    # On iris the default network has the base: "with" is the user's fit, and the default is restored.
+    assert gaussian_base.default_has_base(X, y)
+    default = DiffusionClassifier(random_state=0).fit(data[0], data[2])
+    expected = gaussian_base.scores(data[3], default.predict_proba(data[1]), default.classes_)
+    assert with_base["log_loss"] == pytest.approx(expected["log_loss"], rel=1e-12)
+    assert without["log_loss"] != with_base["log_loss"]
+    # The moons' frequencies draw their detail: no base by default.
+    assert not gaussian_base.default_has_base(*make_moons(300, noise=0.2, random_state=0))

@@ -580,9 +580,9 @@ def test_auto_trains_on_before_a_tuning_only_with_the_cross_entropy_term(capsys)
 
 def test_before_a_tuning_the_held_out_log_loss_chooses_between_the_lengths(monkeypatch, capsys):
     # Wine, tuned rather than refitted: the held-out denoising loss rises by 600 steps, so
-    # the first training runs again for 300. The fit keeps whichever of the two gives the
-    # held-out rows the lower log loss of the classes: at one seed the shorter, at another
-    # the longer.
+    # the first training runs again for 300, and rises again, so again for 150. The fit
+    # keeps whichever of the three gives the held-out rows the lowest log loss of the
+    # classes: at one seed 300 steps, at another 600.
     X, y = load_wine(return_X_y=True)
     losses = []
     choose_trials = _fitting.choose_trials
@@ -597,35 +597,38 @@ def test_before_a_tuning_the_held_out_log_loss_chooses_between_the_lengths(monke
     for seed in (0, 1):
         losses.clear()
         clf = DiffusionClassifier(n_trials=8, random_state=seed, refit=False, verbose=1).fit(X, y)
-        assert len(losses) == 3  # the trials of 600 steps, of 300, and after the tuning
-        steps = 600 if losses[0] < losses[1] else 300
+        assert len(losses) == 4  # the trials of 600 steps, of 300, of 150, and after the tuning
+        steps = (600, 300, 150)[int(np.argmin(losses[:3]))]
         assert clf.n_iter_ == steps + steps // 4  # and the tuning runs a quarter as long
         kept.append(steps)
     assert kept == [300, 600]
     lines = capsys.readouterr().out.splitlines()
-    assert (
-        sum(line.startswith("Kept the training of 600 steps, of the lowest held-out log loss (") for line in lines) == 1
-    )
+    for steps in kept:
+        kept_line = f"Kept the training of {steps} steps, of the lowest held-out log loss ("
+        assert sum(line.startswith(kept_line) for line in lines) == 1
     # A refit does not compare: it keeps the shortest (see the user guide).
     losses.clear()
-    assert DiffusionClassifier(n_trials=8, random_state=1).fit(X, y).n_iter_ == 300 and len(losses) == 1
+    assert DiffusionClassifier(n_trials=8, random_state=1).fit(X, y).n_iter_ == 150 and len(losses) == 1
 
 
 def test_auto_trains_afresh_for_fewer_steps_when_the_held_out_loss_rises(capsys):
     # Wine's 178 rows: after 600 steps the held-out loss has risen (the network fits its
-    # training rows); the first training runs again for 300, and the refit as long.
+    # training rows); the first training runs again for 300, where it rose again, then for
+    # 150, and the refit as long.
     X, y = load_wine(return_X_y=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)  # a length chosen by the held-out loss: converged
         clf = DiffusionClassifier(n_trials=8, random_state=0, verbose=1).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
     again = [line for line in lines if line.startswith("Training afresh for fewer steps")]
-    assert len(again) == 1 and re.fullmatch(
-        r"Training afresh for fewer steps \(the held-out loss rose by \d+\.\d% over the last 300 steps\): "
-        r"300 steps \(training 1 of 2\)",
-        again[0],
-    )
-    assert "Refitting on all 178 samples: at most 300 steps (training 2 of 2)" in lines and clf.n_iter_ == 300
+    assert len(again) == 2
+    for line, steps in zip(again, (300, 150)):
+        assert re.fullmatch(
+            rf"Training afresh for fewer steps \(the held-out loss rose by \d+\.\d% over the last {steps} steps\): "
+            rf"{steps} steps \(training 1 of 2\)",
+            line,
+        )
+    assert "Refitting on all 178 samples: at most 150 steps (training 2 of 2)" in lines and clf.n_iter_ == 150
     # The same data with an integer max_iter: exactly that.
     assert DiffusionClassifier(max_iter=600, n_trials=8, random_state=0).fit(X, y).n_iter_ == 600
 

@@ -4,6 +4,7 @@ import copy
 import functools
 import io
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from torch import nn
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser, _denoisers
 from skdiffusion._denoisers import (
+    MIN_BASE_VARIANCE,
     ONEDNN_MIN_PRODUCT,
     TIMESTEP_FREQUENCIES,
     build_denoiser,
@@ -22,6 +24,7 @@ from skdiffusion._denoisers import (
     sinusoidal_embedding,
     timestep_embedding,
 )
+from skdiffusion._schedule import as_tensor, make_alphas_cumprod
 
 
 def _inputs(n, n_features, n_classes, seed=0):
@@ -588,3 +591,135 @@ def test_the_read_out_of_each_rows_own_class_is_gathered_in_pieces_with_the_same
         every = (basis @ net.readout[1].weight.t() + net.readout[1].bias).view(n, 12, 3)
         torch.testing.assert_close(own, every[torch.arange(n), y], rtol=1e-5, atol=1e-6)
         assert torch.equal(own[-7:], net._own_read_out(basis[-7:], y[-7:]))  # a row's value: its own
+
+
+# --- The Gaussian base ------------------------------------------------------------------
+
+
+def test_a_gaussian_base_is_the_exact_denoiser_of_gaussian_classes():
+    # x_0 ~ N(mu_c, diag(var)) and x_t = sqrt(abar) x_0 + sqrt(1 - abar) eps give
+    # E[eps | x_t, c] = sqrt(1 - abar) (x_t - sqrt(abar) mu_c) / (abar var + 1 - abar):
+    # the prediction of a new network (its output layer at zero) with the gate at 1.
+    alphas = make_alphas_cumprod("linear", 1000)
+    rng = np.random.default_rng(0)
+    mu, sd = np.array([[0.0, 2.0], [1.0, -1.0]]), np.array([0.3, 1.5])
+    y = np.arange(4000) % 2
+    x0 = mu[y] + sd * rng.standard_normal((4000, 2))
+    net = MLPDenoiser(2, 2, hidden_size=16, n_frequencies=0, gaussian_base=1000)
+    x_t, t, classes = torch.randn(8, 2), torch.tensor([0, 100, 500, 999] * 2), torch.tensor([0] * 4 + [1] * 4)
+    with torch.no_grad():
+        assert torch.equal(net(x_t, t, classes), torch.zeros(8, 2))  # the gate starts at 0
+    net.fit_gaussian_base(torch.tensor(x0, dtype=torch.float32), torch.as_tensor(y), as_tensor(alphas))
+    means = np.stack([x0[y == c].mean(0) for c in (0, 1)])
+    np.testing.assert_allclose(net.base_mean.numpy(), means, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net.base_variance.numpy(), ((x0 - means[y]) ** 2).mean(0), rtol=1e-5)
+    with torch.no_grad():
+        net.base_gate.fill_(1.0)
+        predicted = net(x_t, t, classes).double().numpy()
+    abar = alphas.astype(np.float32)[t.numpy()][:, None].astype(np.float64)  # the network's float32 schedule
+    mean, var = net.base_mean.double().numpy()[classes.numpy()], net.base_variance.double().numpy()
+    expected = np.sqrt(1 - abar) * (x_t.double().numpy() - np.sqrt(abar) * mean) / (abar * var + 1 - abar)
+    np.testing.assert_allclose(predicted, expected, rtol=1e-5, atol=1e-6)
+    # The factor is the regression of the noise on x_t: on fresh draws at t = 300, the
+    # least-squares slope of each class and feature, within Monte Carlo error (~3%).
+    abar = alphas[300]
+    eps = rng.standard_normal(x0.shape)
+    centred = np.sqrt(abar) * x0 + np.sqrt(1 - abar) * eps - np.sqrt(abar) * mu[y]
+    for c in (0, 1):
+        slope = (centred[y == c] * eps[y == c]).sum(0) / (centred[y == c] ** 2).sum(0)
+        np.testing.assert_allclose(slope, np.sqrt(1 - abar) / (abar * sd**2 + 1 - abar), rtol=0.1)
+
+
+def test_a_gaussian_bases_moments_weigh_rows_and_leave_out_masked_values():
+    x0 = torch.tensor([[1.0, 5.0], [3.0, 5.0], [2.0, 5.0], [10.0, 5.0], [0.0, 5.0]])
+    y = torch.tensor([0, 0, 0, 1, 1])
+    alphas = as_tensor(make_alphas_cumprod("linear", 10))
+
+    def moments(x0, y, **kwargs):
+        net = MLPDenoiser(2, 3, n_frequencies=0, gaussian_base=10)
+        net.fit_gaussian_base(x0, y, alphas, **kwargs)
+        return net.base_mean, net.base_variance
+
+    # Integer weights are repeated rows; a weight of 0, a removed row.
+    weighted = moments(x0, y, weights=np.array([2.0, 1.0, 0.0, 1.0, 1.0]))
+    repeated = moments(x0[[0, 0, 1, 3, 4]], y[[0, 0, 1, 3, 4]])
+    for a, b in zip(weighted, repeated):
+        torch.testing.assert_close(a, b)
+    mean, variance = moments(x0, y)
+    torch.testing.assert_close(mean[:2], torch.tensor([[2.0, 5.0], [5.0, 5.0]]))
+    torch.testing.assert_close(variance[0], torch.tensor((1 + 1 + 0 + 25 + 25) / 5))
+    # A class without rows has the mean of all; a constant feature, the least variance.
+    torch.testing.assert_close(mean[2], torch.tensor([16 / 5, 5.0]))
+    assert variance[1] == MIN_BASE_VARIANCE
+    # A masked value counts for neither its class's mean nor the variance.
+    mask = torch.ones_like(x0)
+    mask[3, 0] = 0
+    mean, variance = moments(x0, y, mask=mask)
+    torch.testing.assert_close(mean[:2, 0], torch.tensor([2.0, 0.0]))
+    torch.testing.assert_close(variance[0], torch.tensor((1 + 1 + 0 + 0) / 4))
+
+
+def test_a_gaussian_base_needs_the_schedules_length():
+    net = MLPDenoiser(2, 2, gaussian_base=50)
+    message = r"gaussian_base=50\) is a base for a noise schedule of that many steps, not of 1000"
+    with pytest.raises(ValueError, match=message):
+        net.fit_gaussian_base(torch.randn(10, 2), torch.arange(10) % 2, as_tensor(make_alphas_cumprod("linear", 1000)))
+
+
+def test_forward_all_and_forward_pairs_add_the_same_gaussian_base():
+    torch.manual_seed(0)
+    net = MLPDenoiser(3, 4, hidden_size=32, n_frequencies=0, gaussian_base=1000).eval()
+    torch.nn.init.normal_(net.output[1].weight)
+    net.fit_gaussian_base(torch.randn(40, 3) * 2, torch.arange(40) % 4, as_tensor(make_alphas_cumprod("linear", 1000)))
+    with torch.no_grad():
+        net.base_gate.fill_(0.7)
+        x_t, t = torch.randn(48, 3), torch.randint(1000, (48,))
+        every = net.forward_all(x_t, t)
+        rows, classes = torch.randint(48, (600,)), torch.randint(4, (600,))
+        assert torch.equal(net.forward_pairs(x_t, t, rows, classes), every[rows, classes])
+        for c in range(4):
+            torch.testing.assert_close(every[:, c], net(x_t, t, torch.full((48,), c)), rtol=1e-5, atol=1e-6)
+        # The base is what the gate adds: the network without it differs by the base alone.
+        on_x, on_mean = net._ungated_base_factors(t)
+        base = 0.7 * (on_x * x_t).unsqueeze(1) - 0.7 * on_mean.unsqueeze(1) * net.base_mean
+        net.base_gate.fill_(0.0)
+        torch.testing.assert_close(every - net.forward_all(x_t, t), base, rtol=1e-5, atol=1e-6)
+
+
+def test_mlp_options_give_a_gaussian_base_to_smooth_networks_of_fewer_than_ten_classes():
+    x = np.random.default_rng(0).normal(size=(400, 12))  # no detail finer than a plain MLP draws
+    assert mlp_options(x, np.arange(400) % 9, n_steps=1000)["gaussian_base"] == 1000
+    assert mlp_options(x, np.arange(400) % 10, n_steps=1000)["gaussian_base"] == 0  # read-outs instead
+    assert mlp_options(x, np.arange(400) % 2)["gaussian_base"] == 0  # no schedule given
+    # The frequencies draw fine detail: no base.
+    dense = np.concatenate([_grid(0.05, 10), _grid(0.05, 10) + 0.01])
+    options = mlp_options(dense, np.repeat([0, 1], 100), n_steps=1000)
+    assert options["n_frequencies"] == 16 and options["gaussian_base"] == 0
+
+
+def test_fit_sets_the_gaussian_base_from_each_new_networks_training_rows(monkeypatch):
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    calls = []
+    fit_base = MLPDenoiser.fit_gaussian_base
+
+    def recorded(self, x0, y, *args, **kwargs):
+        calls.append(x0.shape[0])
+        return fit_base(self, x0, y, *args, **kwargs)
+
+    monkeypatch.setattr(MLPDenoiser, "fit_gaussian_base", recorded)
+    clf = DiffusionClassifier(max_iter=50, n_trials=8, random_state=0).fit(X, y)
+    # The first training's 105 rows (45 held out), then the refit's 150.
+    assert calls == [105, 150]
+    net = clf.denoiser_
+    assert net.gaussian_base == clf.n_diffusion_steps and net.base_gate.item() != 0.0
+    standardised = clf.scaler_.transform(X)
+    np.testing.assert_allclose(net.base_mean.numpy(), [standardised[y == c].mean(0) for c in range(3)], atol=1e-5)
+    np.testing.assert_array_equal(net.base_alphas_cumprod.numpy(), clf.alphas_cumprod_.astype(np.float32))
+    # A continued fit trains on from the network's base.
+    mean = net.base_mean.clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.set_params(warm_start=True).fit(X, y)
+    assert calls == [105, 150] and torch.equal(clf.denoiser_.base_mean, mean)

@@ -160,6 +160,16 @@ def test_mlp_denoiser_with_the_read_out_alone_is_rebuilt(path):
     assert loaded.denoiser_.label is None
 
 
+def test_mlp_denoiser_with_a_gaussian_base_is_rebuilt(path):
+    clf = _fit(denoiser=MLPDenoiser(2, 3, hidden_size=16, n_frequencies=0, gaussian_base=1000))
+    assert clf.denoiser_.base_gate.item() != 0.0 and clf.denoiser_.base_variance.min() < 1.0  # trained, and set
+    skdiffusion.save(clf, path)
+    loaded = skdiffusion.load(path)
+    _assert_same_model(loaded, clf)
+    for name in ("base_alphas_cumprod", "base_mean", "base_variance", "base_gate"):
+        assert torch.equal(getattr(loaded.denoiser_, name), getattr(clf.denoiser_, name))
+
+
 def test_a_file_saved_before_class_readouts_loads_without_them(fitted, path):
     assert mlp_arguments(fitted.denoiser_)["class_readout"] == 0
     skdiffusion.save(fitted, path)

@@ -436,6 +436,8 @@ def test_the_default_networks_own_backward_pass_gives_autograds_gradients(
     class_blocks, n_blocks, class_readout, class_embedding, n_frequencies, loss, masked, rows, width
 ):
     torch.manual_seed(0)
+    # A Gaussian base where the default network has one: without frequencies or read-outs.
+    gaussian_base = 1000 if not (n_frequencies or class_readout) else 0
     net = MLPDenoiser(
         3,
         4,
@@ -445,10 +447,14 @@ def test_the_default_networks_own_backward_pass_gives_autograds_gradients(
         n_frequencies=n_frequencies,
         class_readout=class_readout,
         class_embedding=class_embedding,
+        gaussian_base=gaussian_base,
     )
     with torch.no_grad():  # away from the zero output layer of a new network, which sends no gradient back
         for p in net.parameters():
             p.normal_(0.0, 0.3)
+    if gaussian_base:
+        samples = torch.randn(50, 3) * torch.tensor([0.5, 1.0, 2.0])
+        net.fit_gaussian_base(samples, torch.arange(50) % 4, as_tensor(make_alphas_cumprod("linear", 1000)))
     x_t, t, y, eps = torch.randn(rows, 3), torch.randint(0, 1000, (rows,)), torch.arange(rows) % 4, torch.randn(rows, 3)
     mask = (torch.rand(rows, 3) > 0.3).float() if masked else None
     expected_loss = per_sample_loss(loss, net(x_t, t, y), eps, mask=mask).mean()
