@@ -250,9 +250,10 @@ class MLPDenoiser(nn.Module):
     def _base_factors(self, t):
         """Return the gated factors ``(g a_t, g a_t sqrt(abar_t))`` (see :meth:`_ungated_base_factors`).
 
-        Without autograd they are looked up in a table of every timestep, made from the gate
-        and the base of the moment by the same operations (so the same bits): computed for
-        a scoring call's rows, they cost wine's small network a tenth of its call.
+        Without autograd they are looked up, as the time branch is, in a table of every
+        timestep made from the gate and the base of the moment by the same operations (so
+        with the same bits): a scoring call makes one lookup instead of a handful of
+        operations on its rows.
         """
         if torch.is_grad_enabled():
             on_x, on_mean = self._ungated_base_factors(t)
