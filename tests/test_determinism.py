@@ -115,6 +115,32 @@ def test_pruning_staged_or_scored_ahead_gives_the_same_bits(data, monkeypatch):
     np.testing.assert_array_equal(one_by_one, expected)
 
 
+def test_a_gaussian_base_gives_a_row_the_same_bits_whatever_rows_stand_beside_it(monkeypatch):
+    # Five smooth classes, where the default network has a base. Pruned to two classes of
+    # five or fewer, a row's pairs are scored by forward_pairs, which adds the base as
+    # forward_all does.
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=1000, n_features=6, n_informative=4, n_classes=5, n_clusters_per_class=1, random_state=0
+    )
+    clf = DiffusionClassifier(max_iter=60, n_trials=24, random_state=0).fit(X[:400], y[:400])
+    assert clf.denoiser_.gaussian_base and clf.denoiser_.base_gate.item() != 0.0
+    calls = []
+    forward_pairs = MLPDenoiser.forward_pairs
+    monkeypatch.setattr(MLPDenoiser, "forward_pairs", lambda *args: calls.append(1) or forward_pairs(*args))
+    rows = X[400:]
+    for pruning in ("t-test", None):
+        clf.set_params(pruning=pruning)
+        expected = clf.predict_proba(rows)
+        assert bool(calls) == (pruning is not None)  # the pruned pairs' path was taken
+        calls.clear()
+        one_by_one = np.vstack([clf.predict_proba(rows[i : i + 1]) for i in range(0, len(rows), 10)])
+        np.testing.assert_array_equal(one_by_one, expected[::10])
+        order = np.random.default_rng(1).permutation(len(rows))
+        np.testing.assert_array_equal(clf.predict_proba(rows[order]), expected[order])
+
+
 def test_pickle_and_clone_and_refit(fitted, data):
     name, clf = fitted
     X, y, X_test = data
