@@ -231,9 +231,9 @@ class MLPDenoiser(nn.Module):
         per_class = x0.new_zeros(self.n_classes, x0.shape[1])
         sums = per_class.index_add(0, y, kept * x0)
         counts = per_class.index_add(0, y, kept)
-        overall = sums.sum(0) / counts.sum(0).clamp(min=1e-300)
-        mean = torch.where(counts > 0, sums / counts.clamp(min=1e-300), overall)
-        spread = (kept * (x0 - mean.index_select(0, y)) ** 2).sum(0) / kept.sum(0).clamp(min=1e-300)
+        total = counts.sum(0).clamp(min=1e-300)  # each feature's kept weight over every class
+        mean = torch.where(counts > 0, sums / counts.clamp(min=1e-300), sums.sum(0) / total)
+        spread = (kept * (x0 - mean.index_select(0, y)) ** 2).sum(0) / total
         self.base_alphas_cumprod.copy_(torch.as_tensor(alphas_cumprod))
         self.base_mean.copy_(mean)
         self.base_variance.copy_(spread.clamp(min=MIN_BASE_VARIANCE))
@@ -265,12 +265,17 @@ class MLPDenoiser(nn.Module):
             table = torch.stack([gate * factor for factor in self._ungated_base_factors(steps)], dim=1)
             # One tuple, set at once: scoring threads may read it while another makes its own.
             cached = self.__dict__["_base_table"] = (*(source.clone() for source in sources), table)
-        on_x, on_mean = cached[3].index_select(0, t.reshape(-1)).unbind(1)
-        return on_x, on_mean
+        return cached[3].index_select(0, t.reshape(-1)).unbind(1)
 
     def _base(self, x_t, t, classes):
         """Return the gated Gaussian base of row ``i`` under class ``classes[i]``, shape (n, features)."""
-        on_x, on_mean = self._base_factors(t)
+        return self._base_of(*self._base_factors(t), x_t, classes)
+
+    def _base_of(self, on_x, on_mean, x_t, classes):
+        """Return ``on_x * x_t - on_mean * mu_c`` of row ``i``'s class ``classes[i]``, from factors of the rows.
+
+        Every path adds the base by these operations: the same factors give the same bits.
+        """
         return on_x * x_t - on_mean * self.base_mean.index_select(0, classes)
 
     @property
@@ -449,8 +454,7 @@ class MLPDenoiser(nn.Module):
                 weight, bias = self._own_weights(y)
                 eps_hat = eps_hat + _read_rows(weight, bias, basis)
             if self.gaussian_base:  # the base's own share: its gate's gradient is grad . (base / gate)
-                on_x, on_mean = self._ungated_base_factors(t)
-                ungated = on_x * x_t - on_mean * self.base_mean.index_select(0, y)
+                ungated = self._base_of(*self._ungated_base_factors(t), x_t, y)
                 eps_hat = eps_hat + self.base_gate * ungated
 
         def entered(grad, output_grad):
@@ -521,8 +525,8 @@ class MLPDenoiser(nn.Module):
         if not self.gaussian_base:
             return eps_hat
         # forward_all's operations on the same values: the same bits.
-        on_x, on_mean = (factor.index_select(0, rows) for factor in self._base_factors(t))
-        base = on_x * x_t.index_select(0, rows) - on_mean * self.base_mean.index_select(0, classes)
+        factors = (factor.index_select(0, rows) for factor in self._base_factors(t))
+        base = self._base_of(*factors, x_t.index_select(0, rows), classes)
         return eps_hat.add_(base) if in_place else eps_hat + base
 
     def forward_all(self, x_t, t):
