@@ -46,6 +46,31 @@ def panel_tables(names):
     return {name: real_panel.TABLES[name] for name in names}
 
 
+def seeds_and_splits(names, suite, seeds, splits):
+    """Yield ``(name, cases)`` for each data set of ``names`` in ``suite`` or the real-table panel.
+
+    A suite set keeps its split (``random_state=0``, 70/30, stratified) and takes
+    ``random_state`` 0 to ``seeds`` - 1; a panel table is split with ``random_state`` 0 to
+    ``splits`` - 1 and fitted at ``random_state=0``. Each case is ``(case, (X_train, X_test,
+    y_train, y_test), random_state)``, ``case`` the seed or the split. Panel tables need the
+    benchmark extra (see :func:`panel_tables`); names found in neither are skipped.
+    """
+    import real_panel
+
+    tables = panel_tables([name for name in names if name in real_panel.TABLES])
+    for name in names:
+        if name in suite:
+            X, y = suite[name]()
+            data = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+            yield name, [(seed, data, seed) for seed in range(seeds)]
+        elif name in tables:
+            X, y = tables[name]()
+            yield (
+                name,
+                [(s, train_test_split(X, y, test_size=0.3, random_state=s, stratify=y), 0) for s in range(splits)],
+            )
+
+
 def split(name):
     """Return ``X_train, X_test, y_train, y_test`` of a suite data set."""
     X, y = DATASETS[name]()

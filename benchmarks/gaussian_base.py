@@ -21,9 +21,8 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import DATASETS, MANY_CLASSES, panel_tables, scores, timed, write_results
+from _suite import DATASETS, MANY_CLASSES, scores, seeds_and_splits, timed, write_results
 from real_panel import TABLES
-from sklearn.model_selection import train_test_split
 
 from skdiffusion import DiffusionClassifier, _fitting
 
@@ -65,21 +64,9 @@ def default_has_base(X, y):
 def run(names, seeds, splits):
     """Return the records of every data set of ``names``, variant and seed (suite) or split (panel)."""
     records = []
-    tables = panel_tables([name for name in names if name in TABLES])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name in names:
-            if name in SUITE:
-                X, y = SUITE[name]()
-                data = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
-                cases = [(seed, data, seed) for seed in range(seeds)]
-            elif name in tables:
-                X, y = tables[name]()
-                cases = [
-                    (s, train_test_split(X, y, test_size=0.3, random_state=s, stratify=y), 0) for s in range(splits)
-                ]
-            else:
-                continue
+        for name, cases in seeds_and_splits(names, SUITE, seeds, splits):
             default = default_has_base(cases[0][1][0], cases[0][1][2])
             for case, data, seed in cases:
                 for variant in VARIANTS:

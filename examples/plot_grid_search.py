@@ -62,6 +62,6 @@ plt.show()
 # accuracy is within a point or two of its best, and from 16 on the differences are
 # within the spread of the folds. The time
 # grows with the trials, but ever more slowly: with the default ``pruning="t-test"``, a
-# point whose two classes a paired t-test tells apart (at checks after 8, 12, 18, ...
+# point whose two classes a paired t-test tells apart (at checks after 16, 24, 36, ...
 # trials) is settled and not scored any further, so only the points near the boundary
 # pay for all the trials. At few trials a fixed cost per call dominates.

@@ -157,15 +157,15 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     pruning : None, "t-test" or sequence of (int, int) pairs, default="t-test"
         Stop scoring classes that are out of the running. "t-test" drops a class once a
         paired t-test on the means of the antithetic pairs finds it worse than the best
-        class at p < 0.002 (checked after 8, 12, 18, 26, ... trials), as Clark & Jaini
-        (2023) do; a sequence of ``(trials, kept)`` keeps the ``kept`` best classes after
-        ``trials`` trials, as Li et al. (2023) do (e.g. ``((8, 3), (16, 1))``; even trial
-        counts keep the pairs whole). A dropped class's mean error is estimated from the
-        trials it was scored on, paired with a class scored on all of them (see the user
-        guide), so ``predict_proba`` still sums to one and ``predict`` is its argmax; a
-        sample left with one class is settled and scored no further. The trials'
-        timesteps are taken in an order whose every prefix is spread over the whole range,
-        so each stage is a stratified sample. For the evaluations it saves at equal
+        class at p < 0.002 (checked after 16, 24, 36 and 54 trials of 64, each count half
+        again the last), as Clark & Jaini (2023) do; a sequence of ``(trials, kept)`` keeps
+        the ``kept`` best classes after ``trials`` trials, as Li et al. (2023) do (e.g.
+        ``((8, 3), (16, 1))``; even trial counts keep the pairs whole). A dropped class's
+        mean error is estimated from the trials it was scored on, paired with a class
+        scored on all of them (see the user guide), so ``predict_proba`` still sums to one
+        and ``predict`` is its argmax; a sample left with one class is settled and scored
+        no further. The trials' timesteps are taken in an order whose every prefix is
+        spread over the whole range, so each stage is a stratified sample. For the evaluations it saves at equal
         accuracy, see ``benchmarks/results/evaluations.md``.
     timestep_range : "auto" or tuple of two floats, default="auto"
         The trials' timesteps are evenly spaced over ``[lo * T, hi * T)``, with ``T`` the
@@ -291,7 +291,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         held-out log loss of the network before the tuning is above a tenth of the log
         loss of the priors alone. True adds it to any tuning, False to none. Only a fit that
         tunes uses it, after a first training that went on past its cosine (see
-        ``max_iter``); on the tables where "auto" adds it, the whole fit took 26 to 100%
+        ``max_iter``); on the tables where "auto" adds it, the whole fit took 33 to 100%
         longer (see the user guide).
     device : str or torch.device, default="cpu"
         Torch device to train and predict on, e.g. ``"cuda"``. A pickled model is stored

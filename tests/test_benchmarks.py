@@ -17,7 +17,7 @@ def benchmarks(monkeypatch):
     """Import the benchmark scripts as their own folder does (they import ``_suite`` beside them)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     yield
-    for name in ("discriminative", "gaussian_base", "real_panel", "_suite"):
+    for name in ("discriminative", "first_check", "gaussian_base", "real_panel", "_suite"):
         sys.modules.pop(name, None)
 
 
@@ -103,3 +103,23 @@ def test_gaussian_base_benchmark_fits_the_default_without_and_with_the_base(benc
     assert without["log_loss"] != with_base["log_loss"]
     # The moons' frequencies draw their detail: no base by default.
     assert not gaussian_base.default_has_base(*make_moons(300, noise=0.2, random_state=0))
+
+
+def test_first_check_benchmark_prunes_from_its_first_check_and_restores_the_default(benchmarks):
+    import first_check
+
+    from skdiffusion import _classifier
+    from skdiffusion._scoring import PairedTTest
+
+    X, y = make_classification(n_samples=400, n_features=4, n_informative=3, n_redundant=0, random_state=0)
+    clf = DiffusionClassifier(max_iter=100, random_state=0).fit(X[:300], y[:300])
+    saved = _classifier.check_pruning, _classifier.mean_errors
+    results = first_check.evaluate(clf, X[300:], y[300:])
+    assert (_classifier.check_pruning, _classifier.mean_errors) == saved
+    # Its default setting is the user's: the default pruning's probabilities; none scores every trial.
+    expected = first_check.scores(y[300:], clf.predict_proba(X[300:]), clf.classes_)
+    assert results["16 (default)"]["log_loss"] == pytest.approx(expected["log_loss"], rel=1e-12)
+    assert PairedTTest().min_trials == first_check.FIRST_CHECKS["16 (default)"]
+    assert results["none"]["evaluations"] == clf.n_trials
+    # An earlier first check settles rows sooner: fewer evaluations per sample and class.
+    assert results["8"]["evaluations"] < results["16 (default)"]["evaluations"] < clf.n_trials

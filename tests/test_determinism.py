@@ -38,7 +38,7 @@ CONFIGS = {
         "loss": "l1",
         "batch_size": 32,
     },
-    "pruning": {"max_iter": 60, "n_trials": 12, "random_state": 6, "pruning": "t-test"},
+    "pruning": {"max_iter": 60, "n_trials": 24, "random_state": 6, "pruning": "t-test"},
     "fixed range, nothing held out": {
         "max_iter": 60,
         "n_trials": 5,
@@ -89,11 +89,11 @@ def test_batch_sizes_and_row_orders(fitted, data, monkeypatch):
 
 
 def test_pruning_staged_or_scored_ahead_gives_the_same_bits(data, monkeypatch):
-    # Calls of 768 rows: 160 rows x 32 trials (checks after 8, 12, 18 and 26) are scored
-    # stage by stage, then ahead from the third check, when the rows left fit in the calls
+    # Calls of 768 rows: 160 rows x 64 trials (checks after 16, 24, 36 and 54) are scored
+    # stage by stage, then ahead before the last check, when the rows left fit in the calls
     # of the stages left; a row alone is scored ahead at once. The same probabilities.
     X, y, X_test = data
-    clf = DiffusionClassifier(**CONFIGS["pruning"]).fit(X, y).set_params(n_trials=32)
+    clf = DiffusionClassifier(**CONFIGS["pruning"]).fit(X, y).set_params(n_trials=64)
     monkeypatch.setattr(MLPDenoiser, "eval_batch_size", property(lambda self: 768))
     rows = np.vstack([X_test, X[:120]])
     stages = []
@@ -108,7 +108,7 @@ def test_pruning_staged_or_scored_ahead_gives_the_same_bits(data, monkeypatch):
 
     monkeypatch.setattr(_scoring, "prune", counted)
     expected = clf.predict_proba(rows)
-    assert stages[0] == (0, 8) and stages[-1][1] == 32 and stages[-1][0] < 26  # scored ahead before the last check
+    assert stages[0] == (0, 16) and stages[-1][1] == 64 and stages[-1][0] < 54  # scored ahead before the last check
     stages.clear()
     one_by_one = np.vstack([clf.predict_proba(rows[i : i + 1]) for i in range(len(rows))])
     assert set(stages) == {(0, clf.n_trials)}
@@ -124,7 +124,7 @@ def test_a_gaussian_base_gives_a_row_the_same_bits_whatever_rows_stand_beside_it
     X, y = make_classification(
         n_samples=1000, n_features=6, n_informative=4, n_classes=5, n_clusters_per_class=1, random_state=0
     )
-    clf = DiffusionClassifier(max_iter=60, n_trials=24, random_state=0).fit(X[:400], y[:400])
+    clf = DiffusionClassifier(max_iter=60, n_trials=64, random_state=0).fit(X[:400], y[:400])
     assert clf.denoiser_.gaussian_base and clf.denoiser_.base_gate.item() != 0.0
     calls = []
     forward_pairs = MLPDenoiser.forward_pairs
@@ -132,9 +132,9 @@ def test_a_gaussian_base_gives_a_row_the_same_bits_whatever_rows_stand_beside_it
     rows = X[400:]
     for pruning in ("t-test", None):
         clf.set_params(pruning=pruning)
+        calls.clear()
         expected = clf.predict_proba(rows)
         assert bool(calls) == (pruning is not None)  # the pruned pairs' path was taken
-        calls.clear()
         one_by_one = np.vstack([clf.predict_proba(rows[i : i + 1]) for i in range(0, len(rows), 10)])
         np.testing.assert_array_equal(one_by_one, expected[::10])
         order = np.random.default_rng(1).permutation(len(rows))

@@ -17,11 +17,11 @@ from skdiffusion.datasets import make_spirals
 
 @pytest.fixture(scope="module")
 def fitted():
-    # Three overlapping classes in 4-D: the t-test settles half the samples after 8 or 12 of 16 trials.
+    # Three overlapping classes in 4-D: the t-test settles some samples after 16 or 24 of 32 trials.
     rng = np.random.default_rng(0)
     y = rng.integers(3, size=300)
     X = rng.normal(size=(300, 4)) + y[:, None]
-    return DiffusionClassifier(max_iter=50, n_trials=16, random_state=0).fit(X, y), X
+    return DiffusionClassifier(max_iter=50, n_trials=32, random_state=0).fit(X, y), X
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -30,8 +30,8 @@ def test_parallel_jobs_give_identical_results(fitted, pruning, monkeypatch):
     clf, X = fitted
     clf.set_params(pruning=pruning, n_jobs=None)
     expected = {name: getattr(clf, name)(X) for name in ("predict_proba", "predict_log_proba", "score_samples")}
-    # 16 trials x 3 classes: chunks of 20 rows, 15 jobs for the 300 rows.
-    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 1000)
+    # 32 trials x 3 classes: chunks of 20 rows, 15 jobs for the 300 rows.
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 2000)
     clf.set_params(n_jobs=2)
     with joblib.parallel_config(backend="loky"):
         for name, values in expected.items():
@@ -75,7 +75,7 @@ def test_fits_in_threads_draw_their_own_initial_weights():
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_parallel_progress_is_joblibs_per_job(fitted, monkeypatch, capsys):
     clf, X = fitted
-    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 1000)  # 15 jobs of one chunk of 20 rows
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 2000)  # 15 jobs of one chunk of 20 rows
     # Threads: a job's own progress lines would reach this process's stdout.
     with joblib.parallel_config(backend="threading"):
         clf.set_params(n_jobs=2, verbose=1).predict_proba(X)
@@ -105,7 +105,7 @@ def test_default_scores_on_the_usable_threads_with_the_results_of_one(fitted, pr
     expected, seen = _threads_seen(clf, X, monkeypatch)
     assert seen == [(threading.get_ident(), 300)]
     monkeypatch.setattr(_compute, "usable_threads", lambda torch_threads: 3)
-    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 16 * 3 * 40)  # chunks of 40 rows: 8 of them, then 9 pieces
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 32 * 3 * 40)  # chunks of 40 rows: 8 of them, then 9 pieces
     monkeypatch.setattr(_scoring, "PIECE_CALLS", 0)  # pieces of any size
     clf.set_params(n_jobs=None)
     probabilities, seen = _threads_seen(clf, X, monkeypatch)
@@ -116,15 +116,15 @@ def test_default_scores_on_the_usable_threads_with_the_results_of_one(fitted, pr
 
 def test_rows_are_split_over_threads_only_where_each_piece_fills_its_calls(fitted, monkeypatch):
     # Each thread's piece holds PIECE_CALLS scoring calls' worth of (row, trial) pairs for
-    # every stage of pruning (16 trials: checks after 8 and 12, three stages); fewer rows
+    # every stage of pruning (32 trials: checks after 16 and 24, three stages); fewer rows
     # are scored in the caller's thread, where padded calls would cost a second thread more
     # than it saves.
     clf, X = fitted
-    assert _scoring.PairedTTest().checkpoints(16) == [8, 12]
+    assert _scoring.PairedTTest().checkpoints(32) == [16, 24]
     monkeypatch.setattr(_compute, "usable_threads", lambda torch_threads: 2)
     for pruning, stages in ((None, 1), ("t-test", 3)):
         clf.set_params(pruning=pruning, n_jobs=None)
-        piece = -(-_scoring.PIECE_CALLS * stages * clf.denoiser_.eval_batch_size // 16)
+        piece = -(-_scoring.PIECE_CALLS * stages * clf.denoiser_.eval_batch_size // 32)
         rows = np.resize(X, (2 * piece, X.shape[1]))
         _, seen = _threads_seen(clf, rows[:-1], monkeypatch)
         assert seen == [(threading.get_ident(), 2 * piece - 1)]
@@ -176,7 +176,7 @@ def test_each_scoring_thread_runs_one_openmp_thread(monkeypatch):
 def test_threads_report_each_tenth_of_the_rows_in_order(fitted, monkeypatch, capsys):
     clf, X = fitted
     monkeypatch.setattr(_compute, "usable_threads", lambda torch_threads: 2)
-    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 16 * 3 * 40)  # 8 chunks of 40 rows: 8 pieces of 38
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 32 * 3 * 40)  # 8 chunks of 40 rows: 8 pieces of 38
     monkeypatch.setattr(_scoring, "PIECE_CALLS", 0)
     clf.set_params(n_jobs=None, verbose=1).predict_proba(X)
     clf.set_params(verbose=0)

@@ -299,8 +299,11 @@ def test_scoring_calls_counts_the_calls_of_trial_errors():
 
 
 def test_paired_t_test_checks_between_antithetic_pairs():
-    assert PairedTTest().checkpoints(64) == [8, 12, 18, 26, 38, 56]
-    assert PairedTTest(trials_per_draw=1).checkpoints(64) == [8, 12, 18, 27, 40, 60]
+    assert PairedTTest().checkpoints(64) == [16, 24, 36, 54]
+    assert PairedTTest().checkpoints(16) == []  # no check before the last trial
+    assert PairedTTest(trials_per_draw=1).checkpoints(64) == [16, 24, 36, 54]
+    assert PairedTTest(min_trials=8).checkpoints(64) == [8, 12, 18, 26, 38, 56]
+    assert PairedTTest(min_trials=8, trials_per_draw=1).checkpoints(64) == [8, 12, 18, 27, 40, 60]
     # At least two pairs (or trials) before the first test, and never fewer trials than min_trials.
     assert PairedTTest(min_trials=9).checkpoints(64)[0] == 10
     assert PairedTTest(min_trials=1).checkpoints(10) == [4, 6, 8]
