@@ -165,8 +165,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         scored on all of them (see the user guide), so ``predict_proba`` still sums to one
         and ``predict`` is its argmax; a sample left with one class is settled and scored
         no further. The trials' timesteps are taken in an order whose every prefix is
-        spread over the whole range, so each stage is a stratified sample. For the evaluations it saves at equal
-        accuracy, see ``benchmarks/results/evaluations.md``.
+        spread over the whole range, so each stage is a stratified sample. For the
+        evaluations it saves at equal accuracy, see ``benchmarks/results/evaluations.md``.
     timestep_range : "auto" or tuple of two floats, default="auto"
         The trials' timesteps are evenly spaced over ``[lo * T, hi * T)``, with ``T`` the
         number of diffusion steps. Which timesteps separate the classes depends on the
