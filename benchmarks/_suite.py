@@ -115,6 +115,19 @@ def scores(y_test, proba, classes):
     }
 
 
+def grouped(records, by="variant"):
+    """Return the records by data set and ``by``'s value, ``{(data, value): [records]}``, in their first order."""
+    groups = {}
+    for record in records:
+        groups.setdefault((record["data"], record[by]), []).append(record)
+    return groups
+
+
+def means(records, keys):
+    """Return the mean of each of ``keys`` over ``records``: ``{key: mean}``."""
+    return {key: np.mean([record[key] for record in records]) for key in keys}
+
+
 def run_variants(datasets, names, seeds, variants, evaluate):
     """Return the records of ``evaluate(data, seed, setting)`` for each of ``names`` found in ``datasets``.
 

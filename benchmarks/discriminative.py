@@ -18,7 +18,17 @@ import argparse
 
 import numpy as np
 import torch
-from _suite import DATASETS as SUITE, MANY_CLASSES, panel_tables, run_variants, scores, timed, write_results
+from _suite import (
+    DATASETS as SUITE,
+    MANY_CLASSES,
+    grouped,
+    means,
+    panel_tables,
+    run_variants,
+    scores,
+    timed,
+    write_results,
+)
 from scipy import stats
 from sklearn.model_selection import train_test_split
 
@@ -82,10 +92,10 @@ def format_table(records, seeds):
         "|---|---|---|---|---|---|---|---|---|",
     ]
     per_seed = []
+    groups = grouped(records)
     for name in dict.fromkeys(r["data"] for r in records):
-        rows = {flag: [r for r in records if r["data"] == name and r["variant"] == flag] for flag in VARIANTS}
-        keys = ("accuracy", "log_loss", "fit_s")
-        mean = {flag: {k: np.mean([r[k] for r in rs]) for k in keys} for flag, rs in rows.items()}
+        rows = {flag: groups[name, flag] for flag in VARIANTS}
+        mean = {flag: means(rs, ("accuracy", "log_loss", "fit_s")) for flag, rs in rows.items()}
         shares = [r["held_out_share"] for r in rows["without"]]
         chosen = {r["auto_term"] for r in rows["without"]}
         auto = "with" if chosen == {True} else "without" if chosen == {False} else "both"

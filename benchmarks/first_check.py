@@ -27,7 +27,7 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import DATASETS, alternated, scores, seeds_and_splits, timed, write_results
+from _suite import DATASETS, alternated, grouped, means, scores, seeds_and_splits, timed, write_results
 from real_panel import TABLES
 from sklearn.datasets import load_digits, make_classification
 
@@ -73,8 +73,9 @@ def evaluate(model, X_test, y_test):
             with _Scoring(FIRST_CHECKS[name]) as scoring:
                 proba, predict_s = timed(model.predict_proba, X_test)
             seconds[name].append(predict_s)
-            evaluations = np.concatenate(scoring.evaluations).mean() / len(model.classes_)
-            results[name] = {**scores(y_test, proba, model.classes_), "evaluations": float(evaluations)}
+            if round_ == 0:  # the same probabilities each round
+                evaluations = np.concatenate(scoring.evaluations).mean() / len(model.classes_)
+                results[name] = {**scores(y_test, proba, model.classes_), "evaluations": float(evaluations)}
     for name in FIRST_CHECKS:
         results[name]["predict_s"] = min(seconds[name])
     return results
@@ -141,24 +142,23 @@ def format_table(records, large=None):
         "| data | first check | accuracy | log loss | evaluations | predict s |",
         "|---|---|---|---|---|---|",
     ]
-    for name in dict.fromkeys(r["data"] for r in records):
+    groups = grouped(records, "first_check")
+    names = list(dict.fromkeys(r["data"] for r in records))
+    for name in names:
         for first in FIRST_CHECKS:
-            rows = [r for r in records if r["data"] == name and r["first_check"] == first]
-            mean = {k: np.mean([r[k] for r in rows]) for k in ("accuracy", "log_loss", "evaluations")}
+            rows = groups[name, first]
+            mean = means(rows, ("accuracy", "log_loss", "evaluations"))
             seconds = sum(r["predict_s"] for r in rows)
             lines.append(
                 f"| {name} | {first} | {mean['accuracy']:.4f} | {mean['log_loss']:.4f} | {mean['evaluations']:.1f} "
                 f"| {seconds:.3f} |"
             )
-    panel = [r for r in records if r["data"] in TABLES]
+    panel = [name for name in names if name in TABLES]
     if panel:
         lines += ["", "Mean over the panel's tables of the mean log loss over the splits:", ""]
         for first in FIRST_CHECKS:
-            means = [
-                np.mean([r["log_loss"] for r in panel if r["data"] == name and r["first_check"] == first])
-                for name in dict.fromkeys(r["data"] for r in panel)
-            ]
-            lines.append(f"- {first}: {np.mean(means):.4f}")
+            log_losses = [means(groups[name, first], ["log_loss"])["log_loss"] for name in panel]
+            lines.append(f"- {first}: {np.mean(log_losses):.4f}")
     if large:
         lines += ["", "Large predictions, seconds (medians of alternated rounds; every core):", ""]
         lines += ["| data | " + " | ".join(FIRST_CHECKS) + " |", "|---|" + "---|" * len(FIRST_CHECKS)]

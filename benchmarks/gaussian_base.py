@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import DATASETS, MANY_CLASSES, scores, seeds_and_splits, timed, write_results
+from _suite import DATASETS, MANY_CLASSES, grouped, means, scores, seeds_and_splits, timed, write_results
 from real_panel import TABLES
 
 from skdiffusion import DiffusionClassifier, _fitting
@@ -92,10 +92,10 @@ def format_table(records):
         "| data | default | accuracy without | with | log loss without | with | fit s without | with | gate |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    names = list(dict.fromkeys(r["data"] for r in records))
+    names, groups = list(dict.fromkeys(r["data"] for r in records)), grouped(records)
     for name in names:
-        rows = {v: [r for r in records if r["data"] == name and r["variant"] == v] for v in VARIANTS}
-        mean = {v: {k: np.mean([r[k] for r in rows[v]]) for k in ("accuracy", "log_loss", "fit_s")} for v in VARIANTS}
+        rows = {v: groups[name, v] for v in VARIANTS}
+        mean = {v: means(rows[v], ("accuracy", "log_loss", "fit_s")) for v in VARIANTS}
         gate = np.mean([r["gate"] for r in rows["with"]])
         cells = [f"{mean[v]['accuracy']:.3f}" for v in VARIANTS] + [f"{mean[v]['log_loss']:.3f}" for v in VARIANTS]
         cells += [f"{mean[v]['fit_s']:.1f}" for v in VARIANTS]
@@ -104,8 +104,7 @@ def format_table(records):
     lines += ["", "Each seed or split, accuracy / log loss:", "", "| data | variant | values |", "|---|---|---|"]
     for name in names:
         for variant in VARIANTS:
-            rows = [r for r in records if r["data"] == name and r["variant"] == variant]
-            values = ", ".join(f"{r['accuracy']:.3f} / {r['log_loss']:.3f}" for r in rows)
+            values = ", ".join(f"{r['accuracy']:.3f} / {r['log_loss']:.3f}" for r in groups[name, variant])
             lines.append(f"| {name} | {variant} | {values} |")
     return "\n".join(lines)
 

@@ -12,7 +12,7 @@ import argparse
 
 import numpy as np
 import pandas as pd
-from _suite import run_variants, scores, timed, write_results
+from _suite import grouped, means, run_variants, scores, timed, write_results
 from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 
@@ -50,11 +50,12 @@ def format_table(records):
         "| fit s with the labels | without |",
         "|---|---|---|---|---|---|---|",
     ]
+    groups = grouped(records)
     for name in dict.fromkeys(r["data"] for r in records):
         mean = {
-            (variant, key): np.mean([r[key] for r in records if r["data"] == name and r["variant"] == variant])
+            (variant, key): value
             for variant in VARIANTS
-            for key in ("accuracy", "log_loss", "fit_s")
+            for key, value in means(groups[name, variant], ("accuracy", "log_loss", "fit_s")).items()
         }
         with_, without = VARIANTS
         lines.append(

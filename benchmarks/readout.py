@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import MANY_CLASSES, panel_tables, run_variants, scores, timed, write_results
+from _suite import MANY_CLASSES, grouped, means, panel_tables, run_variants, scores, timed, write_results
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -69,12 +69,13 @@ def format_table(records, seeds):
         "| data | read-out | accuracy | log loss | fit s | predict s |",
         "|---|---|---|---|---|---|",
     ]
+    groups = grouped(records)
     for name in dict.fromkeys(r["data"] for r in records):
         for variant in VARIANTS:
-            rows = [r for r in records if r["data"] == name and r["variant"] == variant]
+            rows = groups.get((name, variant))
             if not rows:
                 continue
-            mean = {key: np.mean([r[key] for r in rows]) for key in ("accuracy", "log_loss", "fit_s", "predict_s")}
+            mean = means(rows, ("accuracy", "log_loss", "fit_s", "predict_s"))
             lines.append(
                 f"| {name} | {variant} | {mean['accuracy']:.3f} | {mean['log_loss']:.3f} "
                 f"| {mean['fit_s']:.1f} | {mean['predict_s']:.2f} |"
@@ -88,7 +89,7 @@ def format_table(records, seeds):
     ]
     for name in dict.fromkeys(r["data"] for r in records):
         for variant in VARIANTS:
-            rows = [r for r in records if r["data"] == name and r["variant"] == variant]
+            rows = groups.get((name, variant))
             if rows:
                 cells = " | ".join(f"{r['accuracy']:.3f} / {r['log_loss']:.3f}" for r in rows)
                 lines.append(f"| {name} | {variant} | {cells} |")
