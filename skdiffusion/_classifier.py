@@ -55,6 +55,7 @@ from ._validation import (
     partial_fit_classes,
     row_weights,
     standardise,
+    standardised,
     timestep_bounds,
 )
 
@@ -724,10 +725,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if previous is not None:
             return previous["scaler"], copy.deepcopy(previous["denoiser"]).to(device), None
         scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize)
-        with np.errstate(over="ignore", invalid="ignore"):  # standardise reports an overflow
+        with np.errstate(over="ignore", invalid="ignore"):  # standardised reports an overflow
             scaler = center_constant_columns(scaler.fit(rows.numeric, sample_weight=weights), rows.numeric)
-            x_standardised = scaler.transform(rows.numeric)
-        x_standardised[np.isnan(rows.numeric)] = 0.0
+        x_standardised = standardised(scaler, rows.numeric)
         if rows.categories:
             x_standardised = np.hstack([x_standardised, one_hot_of(rows.codes)])
         # The numbers are diffused; the one-hot categories after them only condition the network.

@@ -50,6 +50,8 @@ def check_table(estimator, X, y="no_validation", *, reset, is_categorical=None):
         validate_data(estimator, X, reset=False, skip_check_array=True)
         feature_names = getattr(estimator, "feature_names_in_", None)
     X_categorical, X = columns(X, is_categorical), columns(X, ~is_categorical, as_objects=False)
+    if X.shape[0] == 0:  # scikit-learn's message, with the shape of the whole table
+        check_array(np.empty((0, is_categorical.size)), estimator=estimator)
     if X.shape[1] == 0:
         raise ValueError(
             "X has only categorical columns; DiffusionClassifier needs at least one numeric column to diffuse."
@@ -280,19 +282,27 @@ def center_constant_columns(scaler, X):
     return scaler
 
 
-def standardise(scaler, X):
-    """Return ``scaler.transform(X)`` as a float32 tensor, 0 where X is NaN; raise a ValueError if it overflows."""
+def standardised(scaler, X):
+    """Return ``scaler.transform(X)``, 0 where X is NaN; raise a ValueError where it overflows float32.
+
+    A value of 1e30 in a column of ordinary numbers standardises to a few units; values
+    near float64's limits overflow the column's variance or the result, and the network
+    reads float32.
+    """
     with np.errstate(over="ignore", invalid="ignore"):
-        x0 = torch.as_tensor(scaler.transform(X), dtype=torch.float32)
-    absent = np.isnan(X)
-    if absent.any():
-        x0[torch.as_tensor(absent)] = 0.0
-    if not torch.isfinite(x0).all():
+        x = scaler.transform(X)
+    x[np.isnan(X)] = 0.0
+    if not (np.abs(x) <= np.finfo(np.float32).max).all():  # NaN, from an overflowed scale, fails too
         raise ValueError(
             "X has values too large for DiffusionClassifier: standardised with the training mean and "
             f"scale they overflow float32 (largest |X| = {np.nanmax(np.abs(X)):.3g}). Rescale the features."
         )
-    return x0
+    return x
+
+
+def standardise(scaler, X):
+    """Return :func:`standardised` ``X`` as a float32 tensor."""
+    return torch.as_tensor(standardised(scaler, X), dtype=torch.float32)
 
 
 def check_errors(errors):

@@ -100,6 +100,11 @@ def test_values_too_large_to_standardise(fitted):
     match = r"X has values too large for DiffusionClassifier: .* overflow float32 \(largest \|X\| = 2\.5\de\+160\)"
     with pytest.raises(ValueError, match=match):
         _clf().fit(X * 1e160, Y)
+    # One value near float64's limit among ordinary ones: the column's variance is NaN.
+    one_huge = X.copy()
+    one_huge[0, 0] = 1e300
+    with pytest.raises(ValueError, match=r"overflow float32 \(largest \|X\| = 1e\+300\)"):
+        _clf().fit(one_huge, Y)
     for method in PREDICT_METHODS:
         with pytest.raises(ValueError, match=r"overflow float32 \(largest \|X\| = 2\.5\de\+40\)"):
             _call(fitted, method, X * 1e40)

@@ -328,6 +328,15 @@ def test_a_column_of_dates_is_refused_by_name_unless_categorical(values):
         _clf().fit(X.assign(when=np.arange(200.0)), y).predict(X)
 
 
+def test_a_table_without_rows_is_refused_with_its_whole_shape(table):
+    X, y, fitted = table
+    match = r"Found array with 0 sample\(s\) \(shape=\(0, 3\)\) while a minimum of 1 is required"
+    with pytest.raises(ValueError, match=match):
+        _clf().fit(X.iloc[:0], y[:0])
+    with pytest.raises(ValueError, match=match):
+        fitted.predict_proba(X.iloc[:0])
+
+
 def test_only_categorical_columns_or_images_with_categories_are_refused():
     X, y = _frame()
     with pytest.raises(ValueError, match="only categorical columns"):
