@@ -31,6 +31,21 @@ def check_table(estimator, X, y="no_validation", *, reset, is_categorical=None):
     ``validate_data`` would set them at once and a fit that then fails would leave them
     behind; with ``reset=False``, ``X`` must have the features the estimator was fitted on.
     """
+    try:
+        return _checked_table(estimator, X, y, reset=reset, is_categorical=is_categorical)
+    except ValueError as exc:
+        # numpy's message names the value but not its column, nor what to do.
+        if not str(exc).startswith("could not convert"):
+            raise
+        raise ValueError(
+            f"X has values that are not numbers ({exc}) in columns that are not categorical. A DataFrame's "
+            "string, category and boolean columns are categorical by default; in an array (as meta-estimators "
+            "such as AdaBoostClassifier pass X on), name them: categorical_features=[their indices]."
+        ) from exc
+
+
+def _checked_table(estimator, X, y, *, reset, is_categorical):
+    """Return ``(X_numeric, X_categorical, y, feature_names)``: see :func:`check_table`."""
     check_no_dates(X, is_categorical)
     finite = {"dtype": DTYPES, "ensure_all_finite": "allow-nan"}
     x_only = isinstance(y, str) and y == "no_validation"

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.ensemble import AdaBoostClassifier
 
 from skdiffusion import DiffusionClassifier, load, save
 from skdiffusion._tabular import (
@@ -304,6 +305,21 @@ def test_a_list_of_rows_takes_categorical_columns_by_index():
         clf.predict_proba(X.iloc[:5].to_numpy(dtype=object).tolist()),
         clf.predict_proba(X.iloc[:5].to_numpy(dtype=object)),
     )
+
+
+def test_strings_in_an_array_ask_for_the_categorical_columns():
+    # AdaBoostClassifier passes a DataFrame on as an array of objects: no dtypes to go by.
+    X, y = _frame()
+    match = r"values that are not numbers \(could not convert string to float: '(red|blue)'\).*categorical_features"
+    with pytest.raises(ValueError, match=match):
+        _clf().fit(X.to_numpy(dtype=object), y)
+    with pytest.raises(ValueError, match=match):
+        AdaBoostClassifier(_clf(), n_estimators=2, random_state=0).fit(X, y)
+    boosted = AdaBoostClassifier(_clf(categorical_features=[1]), n_estimators=2, random_state=0).fit(X, y)
+    assert boosted.score(X, y) > 0.8
+    fitted = _clf(categorical_features=[1]).fit(X, y)
+    with pytest.raises(ValueError, match=match.replace("(red|blue)", "red")):
+        fitted.predict(X.assign(noise="red"))
 
 
 def test_a_column_that_mixes_types_is_refused():
