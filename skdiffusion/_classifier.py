@@ -196,7 +196,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         trains on in its place (see the user guide). "auto" without held-out
         samples (or with ``early_stopping``, which stops on its own): 600 steps. Not used by
         :meth:`partial_fit`, which runs one epoch's worth of steps per call. 0 trains
-        nothing, for a pretrained denoiser: ``fit`` then records the classes, priors and
+        nothing, for a pretrained denoiser (with ``denoiser=None``, it is refused, but in a
+        ``warm_start`` fit of a fitted network): ``fit`` then records the classes, priors and
         standardisation, checks the denoiser's contract on a batch of two, and chooses the
         trials' timesteps and scale on all of ``X`` (unless ``validation_fraction=None``),
         without a ``ConvergenceWarning``.
@@ -630,6 +631,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         changes none.
         """
         incremental, continuing = classes is not None, previous is not None
+        if self.max_iter == 0 and self.denoiser is None and not (incremental or continuing):
+            raise ValueError(
+                "max_iter=0 trains nothing, for a denoiser trained elsewhere (an nn.Module given as denoiser); "
+                "with denoiser=None, fit builds a new network and would classify with its random weights. "
+                "Set max_iter to 'auto' or a number of steps."
+            )
         rows, y_index, classes, weights, feature_names = self._training_data(X, y, previous, classes, sample_weight)
         device = check_device(self.device)
         added_to = previous if incremental else None  # partial_fit adds its batch's counts to the model's

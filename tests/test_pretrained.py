@@ -120,6 +120,20 @@ def test_a_denoiser_without_trainable_parameters_needs_max_iter_0(gaussians):
         _zero_shot(max_iter=10).fit(X, y)
 
 
+def test_max_iter_0_needs_a_trained_denoiser(gaussians):
+    X, y, _, _ = gaussians
+    with pytest.raises(ValueError, match=r"max_iter=0 trains nothing.*with denoiser=None, fit builds a new network"):
+        DiffusionClassifier(max_iter=0).fit(X, y)
+    # A fitted network may be fitted on, warm, without training: the trials are chosen anew.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = DiffusionClassifier(max_iter=30, n_trials=8, random_state=0).fit(X, y)
+    state = {name: value.clone() for name, value in clf.denoiser_.state_dict().items()}
+    clf.set_params(warm_start=True, max_iter=0).fit(X, y)
+    for name, value in clf.denoiser_.state_dict().items():
+        torch.testing.assert_close(value, state[name], rtol=0, atol=0)
+
+
 def test_max_iter_0_calibrates_on_every_sample(gaussians):
     X, y, _, _ = gaussians
     clf = _zero_shot().fit(X, y)
