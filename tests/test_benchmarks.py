@@ -105,6 +105,7 @@ def test_gaussian_base_benchmark_fits_the_default_without_and_with_the_base(benc
     assert not gaussian_base.default_has_base(*make_moons(300, noise=0.2, random_state=0))
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_first_check_benchmark_prunes_from_its_first_check_and_restores_the_default(benchmarks):
     import first_check
 

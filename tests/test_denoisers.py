@@ -697,6 +697,7 @@ def test_mlp_options_give_a_gaussian_base_to_smooth_networks_of_fewer_than_ten_c
     assert options["n_frequencies"] == 16 and options["gaussian_base"] == 0
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_fit_sets_the_gaussian_base_from_each_new_networks_training_rows(monkeypatch):
     from sklearn.datasets import load_iris
 
