@@ -300,14 +300,17 @@ def center_constant_columns(scaler, X):
 def standardised(scaler, X):
     """Return ``scaler.transform(X)``, 0 where X is NaN; raise a ValueError where it overflows float32.
 
-    A value of 1e30 in a column of ordinary numbers standardises to a few units; values
-    near float64's limits overflow the column's variance or the result, and the network
-    reads float32.
+    One value of 1e30 among ordinary numbers standardises to a few units (it sets the
+    column's scale); values near float64's limits overflow the column's variance or the
+    result, and the network reads float32.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         x = scaler.transform(X)
     x[np.isnan(X)] = 0.0
-    if not (np.abs(x) <= np.finfo(np.float32).max).all():  # NaN, from an overflowed scale, fails too
+    limit = np.finfo(np.float32).max
+    # Reductions, not an array of |x|: X may be as large as memory allows. NaN, from an
+    # overflowed scale, fails both comparisons.
+    if x.size and not (-limit <= x.min() and x.max() <= limit):
         raise ValueError(
             "X has values too large for DiffusionClassifier: standardised with the training mean and "
             f"scale they overflow float32 (largest |X| = {np.nanmax(np.abs(X)):.3g}). Rescale the features."
