@@ -40,6 +40,7 @@ from ._tabular import (
     table,
 )
 from ._validation import (
+    OUTLYING_SCALE,
     center_constant_columns,
     check_alphas_cumprod,
     check_device,
@@ -52,6 +53,7 @@ from ._validation import (
     class_prior,
     drop_zero_weights,
     log_prior,
+    outlying_columns,
     partial_fit_classes,
     row_weights,
     standardise,
@@ -760,12 +762,23 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if X_categorical is not None:  # dropped beside X: the rows of weight 0
             X_categorical = drop_zero_weights(X_categorical, y, sample_weight)[0]
         X, y, sample_weight = drop_zero_weights(X, y, sample_weight)
+        numeric = np.flatnonzero(~is_categorical) if is_categorical is not None else np.arange(X.shape[1])
         empty = np.flatnonzero(np.isnan(X).all(axis=0))
         if previous is None and empty.size:
-            numeric = np.flatnonzero(~is_categorical) if is_categorical is not None else np.arange(X.shape[1])
             names = ", ".join(column_name(k, feature_names) for k in numeric[empty])
             hold, them = ("hold", "them") if empty.size > 1 else ("holds", "it")
             raise ValueError(f"The numeric {names} of X {hold} no value: every entry is NaN. Drop {them}.")
+        outlying = outlying_columns(X) if previous is None and self.standardize else []
+        if len(outlying):
+            names = ", ".join(column_name(k, feature_names) for k in numeric[outlying])
+            warnings.warn(
+                f"The standard deviation of the numeric {names} of X is over {OUTLYING_SCALE} times that of "
+                "its values between the 1st and 99th percentiles: a few outlying values set its scale, and, "
+                "standardised, the others crowd together where the classifier can barely tell them apart. Check "
+                "for placeholder codes or errors, or transform the column (a logarithm, for instance).",
+                UserWarning,
+                stacklevel=5,  # the caller of fit: _training_data, _fit, fit, _fit_context
+            )
         categories = None if previous is None else previous["categories"]
         rows = table(X, X_categorical, is_categorical, categories, feature_names)
         incremental = classes is not None

@@ -110,6 +110,28 @@ def test_values_too_large_to_standardise(fitted):
             _call(fitted, method, X * 1e40)
 
 
+def test_a_column_whose_scale_a_few_values_set_is_warned_of():
+    from skdiffusion._validation import outlying_columns
+
+    far = X.copy()
+    far[0, 1] = 1e30  # standardised, the other 39 values of column 1 lie within 1e-27 of each other
+    with pytest.warns(UserWarning, match=r"standard deviation of the numeric column 1 of X is over 100 times"):
+        _clf().fit(far, Y)
+    rare = np.zeros((200, 1))
+    rare[:3] = 1.0  # a rare value among repeats is no outlier: constant between the percentiles
+    heavy = RNG.standard_t(3, size=(200, 1))
+    assert outlying_columns(far).tolist() == [1]
+    assert outlying_columns(np.hstack([X[:, :1].repeat(5, axis=0), rare, heavy])).tolist() == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _clf().fit(X, Y)
+        placeholder = X.copy()
+        placeholder[0, 1] = 1e4
+        _clf(standardize=False).fit(placeholder, Y)  # no scale to set
+    with pytest.warns(UserWarning, match="column 1 of X"):
+        _clf().fit(placeholder, Y)
+
+
 def test_samples_too_far_from_the_training_data(fitted):
     # Standardised values of 1e30 fit in float32, but their squared errors do not.
     far = X[:3].copy()
