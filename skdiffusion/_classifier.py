@@ -768,8 +768,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             names = ", ".join(column_name(k, feature_names) for k in numeric[empty])
             hold, them = ("hold", "them") if empty.size > 1 else ("holds", "it")
             raise ValueError(f"The numeric {names} of X {hold} no value: every entry is NaN. Drop {them}.")
-        outlying = outlying_columns(X) if previous is None and self.standardize else []
-        if len(outlying):
+        if previous is None and self.standardize and (outlying := outlying_columns(X)).size:
             names = ", ".join(column_name(k, feature_names) for k in numeric[outlying])
             warnings.warn(
                 f"The standard deviation of the numeric {names} of X is over {OUTLYING_SCALE} times that of "
