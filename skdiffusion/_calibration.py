@@ -22,6 +22,14 @@ SELECTION_TRIALS = 256
 # The selection's noise is seeded this far from predict's (noise_seed_): the scale is fitted
 # on draws other than those it will be applied to.
 SELECTION_SEED_OFFSET = 1
+# Held-out rows beyond which the trials are chosen on a sample of them (see choosing_sample):
+# scoring every held-out row at SELECTION_TRIALS under every class took 80% of a fit on
+# 100,000 rows (benchmarks/results/choosing_rows.md).
+CHOOSING_ROWS = 2000
+# Trials of the survey that tells the held-out rows the choice rests on from the others.
+SURVEY_TRIALS = 16
+# The survey's noise and the sample's draws are seeded this far from predict's (noise_seed_).
+SURVEY_SEED_OFFSET = 2
 # Bounds of log(scale) searched by fit_scale: scales from 3e-4 to 1.6e5, far beyond any
 # seen, so that the prior, not the bounds, keeps the scale finite.
 LOG_SCALE_BOUNDS = (-8.0, 12.0)
@@ -145,30 +153,104 @@ def choose_trials(
     it. Without held-out samples: the whole range (for "auto") and the scale of the
     uniformly weighted ELBO, the number of features. ``mask`` keeps each sample's
     diffused elements; ``category_ll`` (n, n_classes) is the samples' categorical
-    log-likelihood, whose weight is fitted with the scale. The samples are scored on
-    ``threads`` threads of one torch thread each, in pieces (see :func:`run_in_jobs`), on the CPU.
+    log-likelihood, whose weight is fitted with the scale. More than ``CHOOSING_ROWS``
+    samples are first scored at ``SURVEY_TRIALS`` trials, and the choice is made on a
+    weighted sample of ``CHOOSING_ROWS`` of them, most of them those that survey finds
+    wrong or unsure (see :func:`choosing_sample`). The samples are scored on ``threads``
+    threads of one torch thread each, in pieces (see :func:`run_in_jobs`), on the CPU.
     """
     n_features, n_steps = math.prod(x0.shape[1:]), alphas_cumprod.shape[0]
     auto = isinstance(timestep_range, str)
     if y.size == 0:
         return Trials((0.0, 1.0) if auto else timestep_range, float(n_features), 1.0)
     bounds = (0, n_steps) if auto else timestep_bounds(timestep_range, n_steps)
+    errors_at = functools.partial(
+        _held_out_errors,
+        denoiser,
+        alphas_cumprod=alphas_cumprod,
+        loss=loss,
+        n_classes=log_prior.shape[-1],
+        threads=threads,
+    )
+    if y.size > CHOOSING_ROWS:  # a sample of the rows, told apart by a survey at a few trials
+        seed = noise_seed + SURVEY_SEED_OFFSET
+        survey = errors_at(x0, mask, *trial_draws(*bounds, SURVEY_TRIALS, x0.shape[1:], seed)).mean(axis=2)
+        (scale, category_weight), _ = fit_weights(survey, y, log_prior, n_features, weights, category_ll)
+        losses = row_log_losses(survey, y, log_prior, scale, category_ll, category_weight)
+        rows, weights = choosing_sample(losses, weights, CHOOSING_ROWS, seed)
+        x0, y = x0[torch.as_tensor(rows, device=x0.device)], y[rows]
+        mask = None if mask is None else mask[torch.as_tensor(rows, device=mask.device)]
+        category_ll = None if category_ll is None else category_ll[rows]
     t, eps = trial_draws(*bounds, SELECTION_TRIALS, x0.shape[1:], noise_seed + SELECTION_SEED_OFFSET)
-    t_device, eps = torch.as_tensor(t, device=x0.device), eps.to(x0.device)
-    n_classes = log_prior.shape[-1]
-    score = functools.partial(
-        trial_errors, denoiser, t=t_device, eps=eps, n_classes=n_classes, alphas_cumprod=alphas_cumprod, loss=loss
-    )
-    (errors,) = run_in_jobs(
-        lambda x, mask, verbose: (score(x, mask=mask).cpu().double().numpy(),),
-        x0,
-        rows=chunk_rows(SELECTION_TRIALS, n_classes),
-        n_jobs=None,
-        mask=mask,
-        threads=threads if x0.device.type == "cpu" else 1,
-        min_rows=piece_rows(denoiser, SELECTION_TRIALS, n_classes),
-    )
+    errors = errors_at(x0, mask, t, eps)
     if auto:
         return select_timestep_range(errors, t, y, log_prior, n_steps, n_features, weights, category_ll)
     trials, _ = _fitted_trials(timestep_range, errors.mean(axis=2), y, log_prior, n_features, weights, category_ll)
     return trials
+
+
+def _held_out_errors(denoiser, x0, mask, t, eps, *, alphas_cumprod, loss, n_classes, threads):
+    """Return the errors of the samples ``x0`` under every class at the trials ``(t, eps)``: (n, n_classes, n_trials).
+
+    Scored on ``threads`` threads of one torch thread each, in pieces (see :func:`run_in_jobs`), on the CPU.
+    """
+    n_trials = t.shape[0]
+    score = functools.partial(
+        trial_errors,
+        denoiser,
+        t=torch.as_tensor(t, device=x0.device),
+        eps=eps.to(x0.device),
+        n_classes=n_classes,
+        alphas_cumprod=alphas_cumprod,
+        loss=loss,
+    )
+    (errors,) = run_in_jobs(
+        lambda x, mask, verbose: (score(x, mask=mask).cpu().double().numpy(),),
+        x0,
+        rows=chunk_rows(n_trials, n_classes),
+        n_jobs=None,
+        mask=mask,
+        threads=threads if x0.device.type == "cpu" else 1,
+        min_rows=piece_rows(denoiser, n_trials, n_classes),
+    )
+    return errors
+
+
+def choosing_sample(losses, weights, size, seed):
+    """Return ``(rows, weights)``: a sample of about ``size`` of the held-out rows, weighted to stand for them all.
+
+    Row ``i`` is kept with probability ``pi_i = min(1, c u_i)``, ``c`` such that the
+    ``pi_i`` sum to ``size``, independently of the others (Poisson sampling), and weighs
+    ``w_i / pi_i`` (Horvitz & Thompson, 1952): a weighted sum over the sample is an
+    unbiased estimate of the sum over all rows, ``w_i`` the rows' ``weights`` (None: 1).
+    ``u_i = w_i (mean + losses_i)``, ``losses`` each row's log loss in a survey of a few
+    trials and ``mean`` their mean weighted by ``w``: the held-out log loss of a large
+    fit rests on its few wrong or unsure rows, which a uniform sample holds too few of to
+    choose by, and the half of ``u`` that is uniform keeps every row's chance at least
+    half that of a sample in proportion to ``w``. Rows of weight 0 are never kept. The
+    draws are seeded by ``seed``, so a network that changes the losses little keeps
+    nearly the same rows.
+    """
+    weights = np.ones(losses.size) if weights is None else weights
+    u = weights * (np.dot(weights, losses) / weights.sum() + losses) if weights.any() else weights
+    if not u.any():  # all certain and right
+        u = weights.astype(float)
+    pi = inclusion_probabilities(u, size)
+    rows = np.flatnonzero(np.random.default_rng(seed).random(u.size) < pi)
+    return rows, weights[rows] / pi[rows]
+
+
+def inclusion_probabilities(u, size):
+    """Return ``min(1, c u)`` with ``c`` such that it sums to ``size`` (or ``u > 0`` where fewer are positive).
+
+    The rows whose ``c u_i`` would pass 1 are kept for sure, and ``c`` shares the rest of
+    ``size`` among the others in proportion to ``u`` (found by bisection).
+    """
+    positive = u > 0
+    if np.count_nonzero(positive) <= size:
+        return positive.astype(float)
+    lo, hi = 0.0, size / u[positive].min()
+    for _ in range(100):
+        c = 0.5 * (lo + hi)
+        lo, hi = (c, hi) if np.minimum(1.0, c * u).sum() < size else (lo, c)
+    return np.minimum(1.0, hi * u)

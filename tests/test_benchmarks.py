@@ -3,11 +3,12 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 
-from skdiffusion import DiffusionClassifier
+from skdiffusion import DiffusionClassifier, _calibration
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -17,7 +18,7 @@ def benchmarks(monkeypatch):
     """Import the benchmark scripts as their own folder does (they import ``_suite`` beside them)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     yield
-    for name in ("discriminative", "first_check", "gaussian_base", "real_panel", "_suite"):
+    for name in ("choosing_rows", "discriminative", "first_check", "gaussian_base", "real_panel", "_suite"):
         sys.modules.pop(name, None)
 
 
@@ -124,3 +125,18 @@ def test_first_check_benchmark_prunes_from_its_first_check_and_restores_the_defa
     assert results["none"]["evaluations"] == clf.n_trials
     # An earlier first check settles rows sooner: fewer evaluations per sample and class.
     assert results["8"]["evaluations"] < results["16 (default)"]["evaluations"] < clf.n_trials
+
+
+def test_choosing_rows_benchmark_variants_set_the_library_and_restore_it(benchmarks, monkeypatch):
+    import choosing_rows
+
+    # The uniform variant gives every row of one weight the same chance, whatever its loss.
+    rows, weights = choosing_rows._uniform(np.r_[np.zeros(9000), np.ones(1000)], None, 1000, 0)
+    np.testing.assert_allclose(weights, 10.0)
+    assert abs(rows.size - 1000) < 150 and np.mean(rows >= 9000) < 0.2
+    # Below 2,000 held-out rows every variant is the default fit, and the settings come back.
+    monkeypatch.setattr(choosing_rows, "N_TEST", 100)
+    data = make_classification(n_samples=400, n_features=4, random_state=0)
+    records = [choosing_rows.evaluate(data, 0, setting) for setting in choosing_rows.VARIANTS.values()]
+    assert all(record["log_loss"] == records[0]["log_loss"] for record in records)
+    assert _calibration.CHOOSING_ROWS == 2000 and _calibration.choosing_sample is not choosing_rows._uniform

@@ -1,9 +1,20 @@
 """Tests of the held-out choice of the timestep range and of the error scale."""
 
+import copy
+
 import numpy as np
 import pytest
+from sklearn.datasets import make_classification
 
-from skdiffusion._calibration import fit_scale, fit_weights, row_log_losses, select_timestep_range
+from skdiffusion import DiffusionClassifier, _calibration, _fitting
+from skdiffusion._calibration import (
+    choosing_sample,
+    fit_scale,
+    fit_weights,
+    inclusion_probabilities,
+    row_log_losses,
+    select_timestep_range,
+)
 from skdiffusion._scoring import timestep_grid
 
 
@@ -79,3 +90,73 @@ def test_row_log_losses_stay_finite_at_far_scores_and_skip_a_class_without_prior
     np.testing.assert_array_equal(losses, [0.0, 0.0])
     losses = row_log_losses(errors, np.array([1, 0]), log_prior, 1.0)
     np.testing.assert_allclose(losses, [1e6, 2e6])
+
+
+def test_inclusion_probabilities_sum_to_the_size_in_proportion_to_u_below_one():
+    rng = np.random.default_rng(0)
+    u = np.concatenate([rng.exponential(size=990), [50.0] * 10, [0.0] * 5])
+    pi = inclusion_probabilities(u, 100)
+    assert pi.sum() == pytest.approx(100, rel=1e-9)
+    assert np.all(pi[-5:] == 0) and np.all(pi[990:1000] == 1)  # weightless rows never, the largest surely
+    below = (pi > 0) & (pi < 1)
+    np.testing.assert_allclose(pi[below] / u[below], pi[below][0] / u[below][0])
+    # With fewer rows that count than the size, every one that counts.
+    np.testing.assert_array_equal(inclusion_probabilities(np.array([0.0, 2.0, 1.0]), 2), [0, 1, 1])
+
+
+def test_choosing_sample_estimates_sums_over_all_rows_and_keeps_the_unsure_rows():
+    # A held-out set as a large fit sees it: most rows right and sure, a few wrong or unsure.
+    rng = np.random.default_rng(1234)  # apart from the samples' seeds, whose draws it would match
+    n, size = 20_000, 1000
+    losses = np.where(rng.random(n) < 0.03, rng.exponential(1.0, n), rng.exponential(0.002, n))
+    weights = rng.choice([0.0, 1.0, 2.0], size=n, p=[0.1, 0.6, 0.3])
+    truth = np.sum(weights * losses), weights.sum()
+    sums, uniform = [], []
+    for seed in range(300):
+        rows, w = choosing_sample(losses, weights, size, seed)
+        assert np.all(weights[rows] > 0) and abs(rows.size - size) < 5 * np.sqrt(size)
+        sums.append((np.sum(w * losses[rows]), w.sum()))
+        kept = np.random.default_rng(seed).choice(n, size, replace=False)
+        uniform.append(np.sum(weights[kept] * losses[kept]) * n / size)
+    sums, uniform = np.array(sums), np.array(uniform)
+    # Unbiased (Horvitz-Thompson): the means over 300 samples within 4 standard errors.
+    for estimate, total in zip(sums.T, truth):
+        assert abs(estimate.mean() - total) < 4 * estimate.std() / np.sqrt(300)
+    # ... and the log loss sum spreads far less than over a uniform sample of the same size.
+    assert sums[:, 0].std() < 0.1 * uniform.std()
+    # The unsure rows are kept for sure, or nearly.
+    rows, _ = choosing_sample(losses, weights, size, 0)
+    unsure = np.flatnonzero((losses > 1.0) & (weights > 0))
+    assert np.isin(unsure, rows).mean() > 0.95
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("seed", [0, 1])
+def test_many_held_out_rows_choose_the_trials_that_all_of_them_would(monkeypatch, seed):
+    # 600 held-out rows, with missing cells and a categorical column; the choice on a
+    # sample of 150 against that on all of them, for the fitted network and its draws.
+    X, y = make_classification(n_samples=6000, n_features=6, n_informative=4, flip_y=0.02, random_state=seed)
+    rng = np.random.default_rng(seed)
+    X[:, 5] = np.where(rng.random(6000) < 0.7, y, rng.integers(2, size=6000))  # a category that says the class
+    X[:, :5][rng.random((6000, 5)) < 0.05] = np.nan
+    calls = []
+
+    def recorded(network, **kwargs):
+        calls.append((copy.deepcopy(network), kwargs))
+        return choose_trials(network, **kwargs)
+
+    choose_trials = _fitting.choose_trials
+    monkeypatch.setattr(_fitting, "choose_trials", recorded)
+    DiffusionClassifier(categorical_features=[5], max_iter=200, refit=False, random_state=seed).fit(X, y)
+    network, kwargs = calls[-1]
+    assert kwargs["y"].size == 600 and kwargs["mask"] is not None and kwargs["category_ll"] is not None
+    every = choose_trials(network, **kwargs)
+    monkeypatch.setattr(_calibration, "CHOOSING_ROWS", 150)
+    sampled = choose_trials(network, **kwargs)
+    assert sampled != every and sampled == choose_trials(network, **kwargs)  # a sample, the same again
+    assert sampled.timestep_range == every.timestep_range
+    # Over seeds 0-11 the range was the same, and the ratios 0.95-1.11 (scale), 0.80-1.05
+    # (category weight) and 0.90-1.07 (log loss).
+    assert sampled.scale == pytest.approx(every.scale, rel=0.2)
+    assert sampled.category_weight == pytest.approx(every.category_weight, rel=0.3)
+    assert sampled.held_out_loss == pytest.approx(every.held_out_loss, rel=0.2)
