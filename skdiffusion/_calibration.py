@@ -23,8 +23,8 @@ SELECTION_TRIALS = 256
 # on draws other than those it will be applied to.
 SELECTION_SEED_OFFSET = 1
 # Held-out rows beyond which the trials are chosen on a sample of them (see choosing_sample):
-# scoring every held-out row at SELECTION_TRIALS under every class took 80% of a fit on
-# 100,000 rows (benchmarks/results/choosing_rows.md).
+# scored every one at SELECTION_TRIALS under every class, a fit on 100,000 rows took 2.5
+# times as long, at the same choice (benchmarks/results/choosing_rows.md).
 CHOOSING_ROWS = 2000
 # Trials of the survey that tells the held-out rows the choice rests on from the others.
 SURVEY_TRIALS = 16
