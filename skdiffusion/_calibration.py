@@ -103,18 +103,26 @@ def fit_weights(errors, y, log_prior, prior_scale, weights=None, category_ll=Non
     return (scale, float(np.exp(log_a))), float(objective)
 
 
-def select_timestep_range(errors, t, y, log_prior, n_steps, prior_scale, weights=None, category_ll=None):
+def range_means(errors, t, n_steps):
+    """Return the mean errors over the trials of each range of ``RANGE_CANDIDATES``: (n, n_classes, n_ranges).
+
+    ``errors`` of shape (n, n_classes, n_trials) are the samples' errors at the timesteps
+    ``t``, spread evenly over ``[0, n_steps)`` in any order; range ``hi`` is
+    ``[0, hi * n_steps)``.
+    """
+    return np.stack([errors[:, :, t < hi * n_steps].mean(axis=2) for hi in RANGE_CANDIDATES], axis=2)
+
+
+def select_timestep_range(means, y, log_prior, prior_scale, weights=None, category_ll=None):
     """Choose the trials' timestep range and the weights of Bayes' rule by held-out log loss.
 
-    ``errors`` of shape (n, n_classes, n_grid) are the held-out samples' errors at the
-    timesteps ``t``, spread evenly over ``[0, n_steps)`` in any order. Each range
-    ``[0, hi * n_steps)`` of ``RANGE_CANDIDATES`` is scored by the log loss of its mean
-    errors after fitting the weights (see :func:`fit_weights`); returns the best as
-    :class:`Trials`.
+    ``means`` (n, n_classes, n_ranges) are the held-out samples' mean errors over the
+    trials of each range of ``RANGE_CANDIDATES`` (see :func:`range_means`). Each range
+    ``[0, hi * n_steps)`` is scored by the log loss of its mean errors after fitting the
+    weights (see :func:`fit_weights`); returns the best as :class:`Trials`.
     """
     best = None
-    for hi in RANGE_CANDIDATES:
-        mean = errors[:, :, t < hi * n_steps].mean(axis=2)
+    for hi, mean in zip(RANGE_CANDIDATES, np.moveaxis(means, 2, 0)):
         trials, loss = _fitted_trials((0.0, hi), mean, y, log_prior, prior_scale, weights, category_ll)
         if best is None or loss < best[0]:
             best = (loss, trials)
@@ -164,8 +172,8 @@ def choose_trials(
     if y.size == 0:
         return Trials((0.0, 1.0) if auto else timestep_range, float(n_features), 1.0)
     bounds = (0, n_steps) if auto else timestep_bounds(timestep_range, n_steps)
-    errors_at = functools.partial(
-        _held_out_errors,
+    mean_errors = functools.partial(
+        _mean_errors,
         denoiser,
         alphas_cumprod=alphas_cumprod,
         loss=loss,
@@ -174,7 +182,8 @@ def choose_trials(
     )
     if y.size > CHOOSING_ROWS:  # a sample of the rows, told apart by a survey at a few trials
         seed = noise_seed + SURVEY_SEED_OFFSET
-        survey = errors_at(x0, mask, *trial_draws(*bounds, SURVEY_TRIALS, x0.shape[1:], seed)).mean(axis=2)
+        t, eps = trial_draws(*bounds, SURVEY_TRIALS, x0.shape[1:], seed)
+        survey = mean_errors(x0, mask, t, eps, lambda errors: errors.mean(axis=2))
         (scale, category_weight), _ = fit_weights(survey, y, log_prior, n_features, weights, category_ll)
         losses = row_log_losses(survey, y, log_prior, scale, category_ll, category_weight)
         rows, weights = choosing_sample(losses, weights, CHOOSING_ROWS, seed)
@@ -182,17 +191,22 @@ def choose_trials(
         mask = None if mask is None else mask[torch.as_tensor(rows, device=mask.device)]
         category_ll = None if category_ll is None else category_ll[rows]
     t, eps = trial_draws(*bounds, SELECTION_TRIALS, x0.shape[1:], noise_seed + SELECTION_SEED_OFFSET)
-    errors = errors_at(x0, mask, t, eps)
     if auto:
-        return select_timestep_range(errors, t, y, log_prior, n_steps, n_features, weights, category_ll)
-    trials, _ = _fitted_trials(timestep_range, errors.mean(axis=2), y, log_prior, n_features, weights, category_ll)
+        means = mean_errors(x0, mask, t, eps, functools.partial(range_means, t=t, n_steps=n_steps))
+        return select_timestep_range(means, y, log_prior, n_features, weights, category_ll)
+    mean = mean_errors(x0, mask, t, eps, lambda errors: errors.mean(axis=2))
+    trials, _ = _fitted_trials(timestep_range, mean, y, log_prior, n_features, weights, category_ll)
     return trials
 
 
-def _held_out_errors(denoiser, x0, mask, t, eps, *, alphas_cumprod, loss, n_classes, threads):
-    """Return the errors of the samples ``x0`` under every class at the trials ``(t, eps)``: (n, n_classes, n_trials).
+def _mean_errors(denoiser, x0, mask, t, eps, reduce, *, alphas_cumprod, loss, n_classes, threads):
+    """Return ``reduce(errors)``, ``errors`` those of the samples ``x0`` under every class at the trials ``(t, eps)``.
 
-    Scored on ``threads`` threads of one torch thread each, in pieces (see :func:`run_in_jobs`), on the CPU.
+    ``errors`` has shape (rows, n_classes, n_trials), float64, and ``reduce`` takes the
+    means over trials that the choice needs, a piece of rows at a time: the errors of
+    every row would take ``n_trials`` times the memory (410 MB for 2,000 rows of 100
+    classes at 256 trials). The samples are scored on ``threads`` threads of one torch thread each,
+    in pieces (see :func:`run_in_jobs`), on the CPU.
     """
     n_trials = t.shape[0]
     score = functools.partial(
@@ -204,8 +218,8 @@ def _held_out_errors(denoiser, x0, mask, t, eps, *, alphas_cumprod, loss, n_clas
         alphas_cumprod=alphas_cumprod,
         loss=loss,
     )
-    (errors,) = run_in_jobs(
-        lambda x, mask, verbose: (score(x, mask=mask).cpu().double().numpy(),),
+    (means,) = run_in_jobs(
+        lambda x, mask, verbose: (reduce(score(x, mask=mask).cpu().double().numpy()),),
         x0,
         rows=chunk_rows(n_trials, n_classes),
         n_jobs=None,
@@ -213,7 +227,7 @@ def _held_out_errors(denoiser, x0, mask, t, eps, *, alphas_cumprod, loss, n_clas
         threads=threads if x0.device.type == "cpu" else 1,
         min_rows=piece_rows(denoiser, n_trials, n_classes),
     )
-    return errors
+    return means
 
 
 def choosing_sample(losses, weights, size, seed):
