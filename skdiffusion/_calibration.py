@@ -23,7 +23,7 @@ SELECTION_TRIALS = 256
 # on draws other than those it will be applied to.
 SELECTION_SEED_OFFSET = 1
 # Held-out rows beyond which the trials are chosen on a sample of them (see choosing_sample):
-# scored every one at SELECTION_TRIALS under every class, a fit on 100,000 rows took 2.5
+# scored every one at SELECTION_TRIALS under every class, a fit on 100,000 rows took 2.4
 # times as long, at the same choice (benchmarks/results/choosing_rows.md).
 CHOOSING_ROWS = 2000
 # Trials of the survey that tells the held-out rows the choice rests on from the others.
