@@ -18,7 +18,7 @@ import torch
 from scipy import stats
 from sklearn.model_selection import train_test_split
 
-from ._calibration import choose_trials
+from ._calibration import CHOOSING_ROWS, choose_trials
 from ._compute import ceil_div, seeded_torch
 from ._denoisers import MLPDenoiser, build_denoiser, mlp_options
 from ._training import (
@@ -433,7 +433,10 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     if progress is not None:
         what = f"the timestep range {trials.timestep_range} and the scale {trials.scale:.4g}"
         loss = f"log loss {trials.held_out_loss:.4g}"
-        progress.chose(f"Chose {what} on {held.size} held-out samples ({loss})", seconds)
+        rows = f"{held.size} held-out samples"
+        if held.size > CHOOSING_ROWS:
+            rows = f"a weighted sample of about {CHOOSING_ROWS} of the {rows}"
+        progress.chose(f"Chose {what} on {rows} ({loss})", seconds)
     if plan.second is None or state.interrupted:
         if state.cancelled:
             _warn("Training interrupted by the user; the model keeps the weights reached so far.")

@@ -9,7 +9,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _scoring, load, save
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _calibration, _fitting, _scoring, load, save
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -97,6 +97,16 @@ def test_verbose_prints_each_stage_with_its_steps_and_the_time_left(spirals, cap
     assert lines[0].endswith("(training 1 of 1)") and len(lines) == 5
     _clf(max_iter=120).fit(X, y)
     assert capsys.readouterr().out == ""
+
+
+def test_verbose_says_when_the_trials_are_chosen_on_a_sample(spirals, capsys, monkeypatch):
+    X, y = spirals
+    for module in (_calibration, _fitting):
+        monkeypatch.setattr(module, "CHOOSING_ROWS", 40)
+    _clf(refit=False, validation_fraction=0.5, verbose=1).fit(X, y)
+    chose = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Chose the timestep")]
+    assert len(chose) == 1
+    assert " on a weighted sample of about 40 of the 100 held-out samples (log loss " in chose[0]
 
 
 def test_verbose_prints_the_validation_loss_and_the_stop(spirals, capsys):
