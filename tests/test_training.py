@@ -14,6 +14,8 @@ from skdiffusion._losses import mean_loss_and_gradient, per_sample_loss
 from skdiffusion._schedule import add_noise, as_tensor, make_alphas_cumprod
 from skdiffusion._training import (
     CHECK_EVERY,
+    MAX_SPIKES,
+    SPIKE_FACTOR,
     Adam,
     CrossEntropyTerm,
     TrainingState,
@@ -129,6 +131,82 @@ def test_keyboard_interrupt_leaves_a_usable_model_and_warns():
         eps_hat = denoiser(x0, torch.zeros(len(x0), dtype=torch.long), y)
     assert torch.isfinite(eps_hat).all()
     assert eps_hat.abs().sum() > 0  # 30 steps moved the output layer off zero
+
+
+class _Spiking(nn.Module):
+    """Wraps a denoiser; the training forward passes (with gradients) in ``at`` come out 300 times too large."""
+
+    def __init__(self, inner, at):
+        super().__init__()
+        self.inner, self.at, self.calls = inner, set(at), 0
+
+    def forward(self, x_t, t, y):
+        eps_hat = self.inner(x_t, t, y)
+        if torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls in self.at:
+                return 300.0 * eps_hat + 30.0
+        return eps_hat
+
+
+class _Quiet:
+    """A progress report that prints nothing of the checks."""
+
+    def check(self, step, loss):
+        pass
+
+
+def test_a_spike_of_the_loss_sends_training_back_to_the_last_check_at_half_the_rate(monkeypatch, capsys):
+    rates, before = [], []  # each step's rate; the weights and moments before steps 101 and 131
+    step = training._step
+
+    def recorded(denoiser, optimizer, rate, *args, **kwargs):
+        rates.append(rate)
+        if len(rates) in (101, 131):
+            moments = [value.clone() for values in optimizer.state.values() for value in values.values()]
+            before.append(([p.detach().clone() for p in denoiser.parameters()], moments))
+        return step(denoiser, optimizer, rate, *args, **kwargs)
+
+    monkeypatch.setattr(training, "_step", recorded)
+    x0, y = _problem()
+    torch.manual_seed(0)
+    plain = _Spiking(MLPDenoiser(2, 2, hidden_size=32), at=[])  # trained by autograd, as the other
+    spiking = _Spiking(MLPDenoiser(2, 2, hidden_size=32), at=[130])
+    spiking.load_state_dict(plain.state_dict())
+    plain_curve = _train(plain, x0, y, max_iter=200).loss_curve
+    cosine = rates[:]
+    rates.clear()
+    state = _train(spiking, x0, y, max_iter=200, progress=_Quiet())
+    # Steps 1-129 as without the spike; the 130th goes back to the check after 100 steps,
+    # and the steps from 101 on are taken again, at half the rate, on other minibatches: the
+    # loss curve keeps the first 100 steps and those.
+    assert state.loss_curve[:100] == plain_curve[:100] and state.loss_curve[100] != plain_curve[100]
+    assert rates[:130] == cosine[:130] and rates[130:] == [rate / 2 for rate in cosine[100:200]]
+    assert len(state.loss_curve) == 200 and max(state.loss_curve[100:]) < 2 * max(plain_curve[100:])
+    assert spiking.calls == 230
+    # The 131st step starts from the weights and Adam moments that the 101st started from.
+    for first, again in zip(*before[-2:]):
+        assert len(first) == len(again) and all(torch.equal(a, b) for a, b in zip(first, again))
+    message = "Iteration 130: the training loss jumped to "
+    assert capsys.readouterr().out.count(message) == 1
+    assert (
+        f"over {SPIKE_FACTOR:g} times its lowest mean of 50 steps ("
+        in message + "over 20 times its lowest mean of 50 steps ("
+    )
+    with torch.no_grad():
+        assert torch.isfinite(spiking(x0, torch.zeros(len(x0), dtype=torch.long), y)).all()
+
+
+def test_spikes_that_keep_coming_end_in_the_divergence_error():
+    # From step 60 on, every step spikes: training goes back to the check after 50 steps
+    # MAX_SPIKES times, and then the spike is a loss like any other, here over 10,000 times
+    # the first, which stops the training at its 51st step.
+    x0, y = _problem()
+    torch.manual_seed(0)
+    spiking = _Spiking(MLPDenoiser(2, 2, hidden_size=32), at=range(60, 1000))
+    with pytest.raises(FloatingPointError, match=r"at step 51, over 10000 times its first value"):
+        _train(spiking, x0, y, max_iter=200)
+    assert spiking.calls == 60 + MAX_SPIKES
 
 
 def test_other_exceptions_propagate():
