@@ -1,14 +1,16 @@
 """The benchmarks that reach into the library's internals still measure what the library does."""
 
+import contextlib
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 
-from skdiffusion import DiffusionClassifier, _calibration
+from skdiffusion import DiffusionClassifier, _calibration, _compute
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -18,7 +20,15 @@ def benchmarks(monkeypatch):
     """Import the benchmark scripts as their own folder does (they import ``_suite`` beside them)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     yield
-    for name in ("choosing_rows", "discriminative", "first_check", "gaussian_base", "real_panel", "_suite"):
+    for name in (
+        "choosing_rows",
+        "denormals",
+        "discriminative",
+        "first_check",
+        "gaussian_base",
+        "real_panel",
+        "_suite",
+    ):
         sys.modules.pop(name, None)
 
 
@@ -140,3 +150,19 @@ def test_choosing_rows_benchmark_variants_set_the_library_and_restore_it(benchma
     records = [choosing_rows.evaluate(data, 0, setting) for setting in choosing_rows.VARIANTS.values()]
     assert all(record["log_loss"] == records[0]["log_loss"] for record in records)
     assert _calibration.CHOOSING_ROWS == 2000 and _calibration.choosing_sample is not choosing_rows._uniform
+
+
+def test_denormals_benchmark_leaves_the_threads_setting_alone_in_kept_only(benchmarks):
+    import denormals
+
+    def score(x, mask=None, verbose=0):
+        return (np.full(x.shape[0], _compute._flushing()),)
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    torch.set_flush_denormal(False)
+    for setting, flushes in [("kept", False), ("flushed (default)", True)]:
+        with denormals._setting(setting):
+            (flushed,) = _compute.run_in_jobs(score, torch.zeros(4, 2), rows=2, n_jobs=1)
+        assert flushed.tolist() == [flushes] * 4
+    assert _compute.denormals_flushed is not contextlib.nullcontext

@@ -11,7 +11,7 @@ import pytest
 import threadpoolctl
 import torch
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier, _compute, _scoring
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _classifier, _compute, _scoring, _training
 from skdiffusion.datasets import make_spirals
 
 
@@ -171,6 +171,54 @@ def test_each_scoring_thread_runs_one_openmp_thread(monkeypatch):
     _compute.run_in_jobs(score, torch.zeros(8, 2), rows=2, n_jobs=None)
     assert len(seen) == 4 and all(threads == [1] for threads in seen)
     assert os.cpu_count() == 1 or fresh != [1]  # what the threads would otherwise run on
+
+
+def _skip_unless_the_cpu_flushes_denormals():
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    torch.set_flush_denormal(False)
+
+
+def test_every_scoring_thread_flushes_denormals_and_the_callers_setting_comes_back(monkeypatch):
+    _skip_unless_the_cpu_flushes_denormals()
+
+    def score(x, mask=None, verbose=0):  # each row: whether its piece's thread flushed
+        return (np.full(x.shape[0], _compute._flushing()),)
+
+    monkeypatch.setattr(_compute, "usable_threads", lambda torch_threads: 2)
+    assert not _compute._flushing()  # torch's default
+    for n_jobs in (None, 1, 2):  # threads of this process, this thread, joblib's processes
+        (flushed,) = _compute.run_in_jobs(score, torch.zeros(8, 2), rows=2, n_jobs=n_jobs)
+        assert flushed.shape == (8,) and flushed.all()
+        assert not _compute._flushing()
+    # A caller that flushes already still does after.
+    torch.set_flush_denormal(True)
+    try:
+        _compute.run_in_jobs(score, torch.zeros(8, 2), rows=2, n_jobs=None)
+        assert _compute._flushing()
+    finally:
+        torch.set_flush_denormal(False)
+    # Flushed, a float below 1.2e-38 is 0: the product that tells the setting.
+    with _compute.denormals_flushed():
+        assert (torch.tensor(1e-30) * torch.tensor(1e-10)).item() == 0.0
+    assert (torch.tensor(1e-30) * torch.tensor(1e-10)).item() > 0.0
+
+
+def test_fit_and_predict_leave_the_callers_denormals_as_they_were(monkeypatch):
+    _skip_unless_the_cpu_flushes_denormals()
+    X, y = make_spirals(120, noise=0.05, random_state=0)
+    seen = []
+    step = _training._step
+
+    def recorded(*args, **kwargs):
+        seen.append(_compute._flushing())
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(_training, "_step", recorded)
+    clf = DiffusionClassifier(max_iter=20, n_trials=8, random_state=0).fit(X, y)
+    assert seen and all(seen) and not _compute._flushing()  # the training steps flushed
+    clf.predict_proba(X)
+    assert not _compute._flushing()
 
 
 def test_threads_report_each_tenth_of_the_rows_in_order(fitted, monkeypatch, capsys):
