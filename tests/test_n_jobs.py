@@ -204,6 +204,7 @@ def test_every_scoring_thread_flushes_denormals_and_the_callers_setting_comes_ba
     assert (torch.tensor(1e-30) * torch.tensor(1e-10)).item() > 0.0
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_fit_and_predict_leave_the_callers_denormals_as_they_were(monkeypatch):
     _skip_unless_the_cpu_flushes_denormals()
     X, y = make_spirals(120, noise=0.05, random_state=0)
