@@ -205,8 +205,8 @@ def _mean_errors(denoiser, x0, mask, t, eps, reduce, *, alphas_cumprod, loss, n_
     ``errors`` has shape (rows, n_classes, n_trials), float64, and ``reduce`` takes the
     means over trials that the choice needs, a piece of rows at a time: the errors of
     every row would take ``n_trials`` times the memory (410 MB for 2,000 rows of 100
-    classes at 256 trials). The samples are scored on ``threads`` threads of one torch thread each,
-    in pieces (see :func:`run_in_jobs`), on the CPU.
+    classes at 256 trials). The samples are scored on ``threads`` threads of one torch
+    thread each, in pieces (see :func:`run_in_jobs`), on the CPU.
     """
     n_trials = t.shape[0]
     score = functools.partial(

@@ -46,10 +46,11 @@ def denormals_flushed():
 
     Floats below 1.2e-38 in magnitude take the CPU a slow path, tens of times slower per
     operation: the SiLU of a unit far below zero, and the gradients through it, are such
-    floats, and a fit on 500 features (1,000 rows) spent 1.8 times as long on its steps
-    with them as without. Flushed to zero they change nothing else. The setting is the
-    thread's own (x86's MXCSR register); torch has no way to read it, so it is read from
-    a product whose exact value is such a float. Where the CPU cannot flush, nothing changes.
+    floats, and a fit on 500 features (1,000 rows) took 2.3 times as long with them
+    (benchmarks/results/denormals.md). Flushed, each moves by less than 1.2e-38, and
+    results without such floats are the same bit for bit. The setting is the thread's own
+    (x86's MXCSR register); torch has no way to read it, so it is read from a product whose
+    exact value is such a float. Where the CPU cannot flush, nothing changes.
     """
     flushing = _flushing()
     if not flushing:

@@ -427,8 +427,8 @@ class _SpikeGuard:
         """Keep the weights and moments after ``step`` steps, at a check whose interval's mean loss was ``mean``."""
         if self.count < MAX_SPIKES:
             self.lowest = min(self.lowest, mean)
-            weights = {name: value.detach().clone() for name, value in self.denoiser.state_dict().items()}
-            moments = {i: {name: value.clone() for name, value in m.items()} for i, m in self.optimizer.state.items()}
+            weights = {name: tensor.detach().clone() for name, tensor in self.denoiser.state_dict().items()}
+            moments = {i: {name: tensor.clone() for name, tensor in m.items()} for i, m in self.optimizer.state.items()}
             self.saved = (step, len(state.loss_curve), weights, moments)
 
     def spiked(self, value):
@@ -442,7 +442,7 @@ class _SpikeGuard:
         """
         step, length, weights, moments = self.saved
         self.denoiser.load_state_dict(weights)
-        self.optimizer.state = {i: {name: value.clone() for name, value in m.items()} for i, m in moments.items()}
+        self.optimizer.state = {i: {name: tensor.clone() for name, tensor in m.items()} for i, m in moments.items()}
         if self.progress is not None:
             print(
                 f"Iteration {len(state.loss_curve) + 1}: the training loss jumped to {value:.4g}, over "
