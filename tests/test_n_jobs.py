@@ -218,8 +218,16 @@ def test_fit_and_predict_leave_the_callers_denormals_as_they_were(monkeypatch):
     monkeypatch.setattr(_training, "_step", recorded)
     clf = DiffusionClassifier(max_iter=20, n_trials=8, random_state=0).fit(X, y)
     assert seen and all(seen) and not _compute._flushing()  # the training steps flushed
-    clf.predict_proba(X)
+    proba = clf.predict_proba(X)
     assert not _compute._flushing()
+    # A caller that flushes gets the same model and probabilities, and still flushes after.
+    torch.set_flush_denormal(True)
+    try:
+        again = DiffusionClassifier(max_iter=20, n_trials=8, random_state=0).fit(X, y)
+        np.testing.assert_array_equal(again.predict_proba(X), proba)
+        assert _compute._flushing()
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_threads_report_each_tenth_of_the_rows_in_order(fitted, monkeypatch, capsys):
