@@ -189,10 +189,11 @@ def train_denoiser(
     budget = max_iter + extra  # the steps after the cosine run at its final rate
     step = 0
     spikes = _SpikeGuard(denoiser, optimizer, progress)
+    went_back = False  # a spike sent the training back: the check interval goes on
     denoiser.train()
     try:
         while step < budget:
-            if callback is not None and not window and callback():
+            if callback is not None and not window and not went_back and callback():
                 state.interrupted = True
                 break
             # After the cosine's end, the rate stays at its final value.
@@ -201,13 +202,14 @@ def train_denoiser(
             if step == 0:
                 limit = DIVERGENCE_FACTOR * max(value, 1.0)
             if spikes.spiked(value):
-                step, window = spikes.go_back(state, value), []
+                step, window, went_back = spikes.go_back(state, value), [], True
                 if held_out is not None:  # the held-out losses measured since are of weights now gone
                     held_out.values = {at: loss for at, loss in held_out.values.items() if at <= step}
                 continue
             check_loss(value, limit, len(state.loss_curve) + 1, first=step == 0)
             state.loss_curve.append(value)
             window.append(value)
+            went_back = False
             step += 1
             if held_out is not None and budget - step == last:
                 held_out.at(step)

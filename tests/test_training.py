@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from skdiffusion import MLPDenoiser, _training as training
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _training as training
 from skdiffusion._losses import mean_loss_and_gradient, per_sample_loss
 from skdiffusion._schedule import add_noise, as_tensor, make_alphas_cumprod
 from skdiffusion._training import (
@@ -207,6 +207,22 @@ def test_spikes_that_keep_coming_end_in_the_divergence_error():
     with pytest.raises(FloatingPointError, match=r"at step 51, over 10000 times its first value"):
         _train(spiking, x0, y, max_iter=200)
     assert spiking.calls == 60 + MAX_SPIKES
+
+
+def _spiking_network(n_features, n_classes):
+    """A small default network whose 70th and 120th training passes spike."""
+    return _Spiking(MLPDenoiser(n_features, n_classes, hidden_size=16), at=[70, 120])
+
+
+def test_a_fit_that_goes_back_from_spikes_keeps_its_steps_and_its_callbacks_intervals(spirals):
+    # scikit-learn's callbacks (1.9 on) get one task per check interval, as many as the
+    # steps planned allow: a spike's interval goes on after going back, it is not a new one.
+    X, y = spirals
+    clf = DiffusionClassifier(_spiking_network, max_iter=150, validation_fraction=None, random_state=0).fit(X, y)
+    # The 70th pass (step 70) goes back to step 50; the 120th is step 100 again, before its
+    # check, and goes back to step 50 once more: 20 and 50 steps taken again.
+    assert len(clf.loss_curve_) == 150 and clf.denoiser_.calls == 150 + 20 + 50
+    assert max(clf.loss_curve_) < 2.0
 
 
 def test_other_exceptions_propagate():
