@@ -183,7 +183,7 @@ def choose_trials(
     if y.size > CHOOSING_ROWS:  # a sample of the rows, told apart by a survey at a few trials
         seed = noise_seed + SURVEY_SEED_OFFSET
         t, eps = trial_draws(*bounds, SURVEY_TRIALS, x0.shape[1:], seed)
-        survey = mean_errors(x0, mask, t, eps, lambda errors: errors.mean(axis=2))
+        survey = mean_errors(x0, mask, t, eps, _over_trials)
         (scale, category_weight), _ = fit_weights(survey, y, log_prior, n_features, weights, category_ll)
         losses = row_log_losses(survey, y, log_prior, scale, category_ll, category_weight)
         rows, weights = choosing_sample(losses, weights, CHOOSING_ROWS, seed)
@@ -194,9 +194,14 @@ def choose_trials(
     if auto:
         means = mean_errors(x0, mask, t, eps, functools.partial(range_means, t=t, n_steps=n_steps))
         return select_timestep_range(means, y, log_prior, n_features, weights, category_ll)
-    mean = mean_errors(x0, mask, t, eps, lambda errors: errors.mean(axis=2))
+    mean = mean_errors(x0, mask, t, eps, _over_trials)
     trials, _ = _fitted_trials(timestep_range, mean, y, log_prior, n_features, weights, category_ll)
     return trials
+
+
+def _over_trials(errors):
+    """Return the mean of ``errors`` (n, n_classes, n_trials) over the trials: (n, n_classes)."""
+    return errors.mean(axis=2)
 
 
 def _mean_errors(denoiser, x0, mask, t, eps, reduce, *, alphas_cumprod, loss, n_classes, threads):
@@ -247,8 +252,8 @@ def choosing_sample(losses, weights, size, seed):
     """
     weights = np.ones(losses.size) if weights is None else weights
     u = weights * (np.dot(weights, losses) / weights.sum() + losses) if weights.any() else weights
-    if not u.any():  # all certain and right
-        u = weights.astype(float)
+    if not u.any():  # all certain and right: in proportion to the weights
+        u = weights
     pi = inclusion_probabilities(u, size)
     rows = np.flatnonzero(np.random.default_rng(seed).random(u.size) < pi)
     return rows, weights[rows] / pi[rows]

@@ -203,8 +203,8 @@ def train_denoiser(
                 limit = DIVERGENCE_FACTOR * max(value, 1.0)
             if spikes.spiked(value):
                 step, window, went_back = spikes.go_back(state, value), [], True
-                if held_out is not None:  # the held-out losses measured since are of weights now gone
-                    held_out.values = {at: loss for at, loss in held_out.values.items() if at <= step}
+                if held_out is not None:
+                    held_out.forget_after(step)
                 continue
             check_loss(value, limit, len(state.loss_curve) + 1, first=step == 0)
             state.loss_curve.append(value)
@@ -375,6 +375,10 @@ class _HeldOutLoss:
             self.values[step] = self.measure()
             self.denoiser.train()
         return self.values[step]
+
+    def forget_after(self, step):
+        """Drop the losses measured after ``step``: training went back to it, and their weights are gone."""
+        self.values = {at: loss for at, loss in self.values.items() if at <= step}
 
     def fall(self, start, end):
         """Return how much the loss fell from step ``start`` (measured then) to ``end`` (now), relative to the first."""
