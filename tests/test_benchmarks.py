@@ -27,6 +27,7 @@ def benchmarks(monkeypatch):
         "first_check",
         "gaussian_base",
         "real_panel",
+        "zero_inflated",
         "_suite",
     ):
         sys.modules.pop(name, None)
@@ -49,6 +50,32 @@ def test_discriminative_benchmark_records_the_choice_of_auto(benchmarks):
         discriminative.scores(data[3], plain.predict_proba(data[1]), plain.classes_)["log_loss"], rel=1e-12
     )
     assert discriminative.evaluate(data, 0, True)["auto_term"] is None  # with the term, nothing is recorded
+
+
+def test_zero_inflated_benchmark_splits_the_columns_of_a_point_mass_at_their_minimum(benchmarks):
+    import pandas as pd
+    import zero_inflated
+
+    rng = np.random.RandomState(0)
+    spread = 1.0 + rng.rand(100)  # 100 values above 0
+    X = pd.DataFrame(
+        {
+            "spent": np.where(np.arange(100) < 30, 0.0, spread),  # 30% at 0, 70 values after it
+            "rare": np.where(np.arange(100) < 15, 0.0, spread),  # 15% at 0: too few
+            "counts": np.where(np.arange(100) < 30, 0.0, np.arange(100) % 10 + 1),  # 10 values after 0: too few
+            "floor": np.where(np.arange(100) < 40, 5.0, 5.0 + spread),  # a point mass at a minimum of 5
+            "plan": ["a", "b"] * 50,  # not a number
+        }
+    )
+    X.loc[99, "spent"] = np.nan
+    assert zero_inflated.zero_inflated_columns(X) == ["spent", "floor"]
+    test = pd.DataFrame({"spent": [0.0, 2.5, np.nan, -1.0], "floor": [5.0, 6.0, 5.0, 4.0]})
+    split = zero_inflated.split_off(test, ["spent", "floor"], X[["spent", "floor"]].min())
+    np.testing.assert_array_equal(split["spent"], [np.nan, 2.5, np.nan, -1.0])
+    np.testing.assert_array_equal(split["floor"], [np.nan, 6.0, np.nan, 4.0])
+    assert split["spent at its minimum"].tolist()[:2] == [True, False] and split["spent at its minimum"].isna()[2]
+    assert split["floor at its minimum"].tolist() == [True, False, True, False]
+    assert split["spent at its minimum"].dtype == object  # a categorical column to DiffusionClassifier
 
 
 def test_real_panel_means_over_splits(benchmarks):
