@@ -17,11 +17,11 @@ Prints a table and writes ``benchmarks/results/zero_inflated.md`` and ``.json``.
 """
 
 import argparse
-import warnings
+import functools
 
 import numpy as np
 import pandas as pd
-from _suite import scores, timed, write_results
+from _suite import grouped, means, run_variants, scores, timed, write_results
 from real_panel import _frame, _xy
 from sklearn.datasets import load_digits
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -68,48 +68,57 @@ def split_off(X, names, minima):
     return X
 
 
-def run(tables, seeds):
-    records = []
-    for name in tables:
-        X, y = TABLES[name]()
-        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
-        names = zero_inflated_columns(X_train)
-        minima = X_train[names].min()
-        split = split_off(X_train, names, minima), split_off(X_test, names, minima)
-        print(f"{name}: split {len(names)} columns: {', '.join(map(str, names))}", flush=True)
-        cases = {"as it is": (X_train, X_test), "split": split}
-        for seed in range(seeds):
-            for variant, (train, test) in cases.items():
-                model = DiffusionClassifier(random_state=seed)
-                _, fit_s = timed(model.fit, train, y_train)
-                record = {"table": name, "variant": variant, "seed": seed, "columns_split": len(names), "fit_s": fit_s}
-                record.update(scores(y_test, model.predict_proba(test), model.classes_))
-                records.append(record)
-                print(f"  seed {seed} {variant}: {record['accuracy']:.3f} / {record['log_loss']:.3f}", flush=True)
-        categorical = X_train.select_dtypes(exclude="number").columns.tolist()
-        hgb = HistGradientBoostingClassifier(random_state=0, categorical_features=categorical)
-        hgb_train, hgb_test = (frame.astype({c: "category" for c in categorical}) for frame in (X_train, X_test))
-        _, fit_s = timed(hgb.fit, hgb_train, y_train)
-        record = {"table": name, "variant": "HistGradientBoosting", "seed": 0, "fit_s": fit_s}
-        records.append({**record, **scores(y_test, hgb.predict_proba(hgb_test), hgb.classes_)})
-    return records
+def _cases(name):
+    """Return the table's split, ``({"as it is": (X_train, X_test), "split": ...}, y_train, y_test, columns split)``."""
+    X, y = TABLES[name]()
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    columns = zero_inflated_columns(X_train)
+    minima = X_train[columns].min()
+    split = split_off(X_train, columns, minima), split_off(X_test, columns, minima)
+    print(f"{name}: split {len(columns)} columns: {', '.join(map(str, columns))}", flush=True)
+    return {"as it is": (X_train, X_test), "split": split}, y_train, y_test, columns
+
+
+def _gradient_boosting(seed, X):
+    """Return HistGradientBoostingClassifier reading the string columns of ``X`` as categories."""
+    categorical = X.select_dtypes(exclude="number").columns.tolist()
+    return HistGradientBoostingClassifier(random_state=seed, categorical_features=categorical)
+
+
+VARIANTS = {
+    "as it is": ("as it is", lambda seed, X: DiffusionClassifier(random_state=seed)),
+    "split": ("split", lambda seed, X: DiffusionClassifier(random_state=seed)),
+    "HistGradientBoosting": ("as it is", _gradient_boosting),
+}
+
+
+def evaluate(data, seed, setting):
+    """Fit and score the variant's model on its case of the table."""
+    cases, y_train, y_test, columns = data
+    case, model_of = setting
+    train, test = cases[case]
+    model = model_of(seed, train)
+    if isinstance(model, HistGradientBoostingClassifier):  # it reads categories from the category dtype
+        categorical = train.select_dtypes(exclude="number").columns
+        train, test = (X.astype({name: "category" for name in categorical}) for X in (train, test))
+    _, fit_s = timed(model.fit, train, y_train)
+    return {"columns_split": len(columns), "fit_s": fit_s, **scores(y_test, model.predict_proba(test), model.classes_)}
 
 
 def format_table(records, seeds):
     lines = [
-        f"Accuracy / log loss / fit seconds: means over seeds 0-{seeds - 1} (HistGradientBoosting: random_state=0).",
+        f"Accuracy / log loss / fit seconds: means over seeds 0-{seeds - 1}.",
         "",
         "| table | columns split | as it is | split | HistGradientBoosting |",
         "|---|---|---|---|---|",
     ]
-    for name in dict.fromkeys(record["table"] for record in records):
+    groups = grouped(records)
+    for name in dict.fromkeys(record["data"] for record in records):
         cells = []
-        for variant in ("as it is", "split", "HistGradientBoosting"):
-            mine = [r for r in records if r["table"] == name and r["variant"] == variant]
-            accuracy, loss, fit_s = (np.mean([r[key] for r in mine]) for key in ("accuracy", "log_loss", "fit_s"))
-            cells.append(f"{accuracy:.3f} / {loss:.3f} / {fit_s:.1f} s")
-        split = next(r["columns_split"] for r in records if r["table"] == name and r["variant"] == "split")
-        lines.append(f"| {name} | {split} | {' | '.join(cells)} |")
+        for variant in VARIANTS:
+            mean = means(groups[name, variant], ["accuracy", "log_loss", "fit_s"])
+            cells.append(f"{mean['accuracy']:.3f} / {mean['log_loss']:.3f} / {mean['fit_s']:.1f} s")
+        lines.append(f"| {name} | {groups[name, 'split'][0]['columns_split']} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -118,9 +127,8 @@ def main():
     parser.add_argument("--tables", nargs="*", default=list(TABLES), choices=list(TABLES))
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        records = run(args.tables, args.seeds)
+    data = {name: functools.partial(_cases, name) for name in args.tables}
+    records = run_variants(data, args.tables, args.seeds, VARIANTS, evaluate)
     table = format_table(records, args.seeds)
     print(table)
     write_results("zero_inflated", table, {"records": records})

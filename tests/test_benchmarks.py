@@ -27,6 +27,7 @@ def benchmarks(monkeypatch):
         "first_check",
         "gaussian_base",
         "real_panel",
+        "skewed_columns",
         "zero_inflated",
         "_suite",
     ):
@@ -76,6 +77,28 @@ def test_zero_inflated_benchmark_splits_the_columns_of_a_point_mass_at_their_min
     assert split["spent at its minimum"].tolist()[:2] == [True, False] and split["spent at its minimum"].isna()[2]
     assert split["floor at its minimum"].tolist() == [True, False, True, False]
     assert split["spent at its minimum"].dtype == object  # a categorical column to DiffusionClassifier
+
+
+def test_skewed_columns_benchmark_transforms_the_positive_columns_as_box_cox_chooses(benchmarks):
+    import pandas as pd
+    import skewed_columns
+    from sklearn.preprocessing import PowerTransformer
+
+    rng = np.random.RandomState(0)
+    train = pd.DataFrame({"size": np.exp(rng.normal(size=200)), "signed": rng.normal(size=200), "plan": ["a"] * 200})
+    test = pd.DataFrame({"size": [1.0, 0.0, -2.0, np.nan], "signed": [0.5, -1.0, 2.0, 0.0], "plan": ["a"] * 4})
+    X_train, X_test = skewed_columns.box_cox(train, test)
+    chosen = PowerTransformer(method="box-cox", standardize=False).fit(train[["size"]])
+    assert abs(chosen.lambdas_[0]) < 0.2  # a lognormal column: near the logarithm
+    np.testing.assert_allclose(X_train["size"], chosen.transform(train[["size"]])[:, 0])
+    # A test value at or below 0 is taken as the smallest training value; NaN stays missing.
+    smallest = chosen.transform(train[["size"]].min().to_frame().T)[0, 0]
+    one = chosen.transform(pd.DataFrame({"size": [1.0]}))[0, 0]
+    np.testing.assert_allclose(X_test["size"][:3], [one, smallest, smallest])
+    assert np.isnan(X_test["size"][3])
+    # Columns with values at or below 0, and strings, are left as they are.
+    pd.testing.assert_frame_equal(X_train[["signed", "plan"]], train[["signed", "plan"]])
+    pd.testing.assert_frame_equal(X_test[["signed", "plan"]], test[["signed", "plan"]])
 
 
 def test_real_panel_means_over_splits(benchmarks):

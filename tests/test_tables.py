@@ -378,3 +378,40 @@ def test_a_table_is_saved_and_loaded(table, tmp_path):
     loaded = load(tmp_path / "model.safetensors")
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     np.testing.assert_array_equal(loaded.is_categorical_, clf.is_categorical_)
+
+
+def test_the_guides_pipeline_of_logarithms_keeps_string_columns_categorical(table):
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y, _ = table
+    X = X.assign(size=np.exp(3 * X["x"]))  # a lognormal column
+    logs = make_column_transformer(
+        (FunctionTransformer(np.log, feature_names_out="one-to-one"), ["size"]),
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+    pipeline = make_pipeline(logs, _clf()).fit(X, y)
+    np.testing.assert_array_equal(pipeline[-1].feature_names_in_, ["size", "x", "colour", "noise"])
+    np.testing.assert_array_equal(pipeline[-1].is_categorical_, [False, False, True, False])
+    # The model of the logarithms, fitted by hand, as the pipeline fits it.
+    by_hand = _clf().fit(X[["size", "x", "colour", "noise"]].assign(size=3 * X["x"]), y)
+    np.testing.assert_allclose(pipeline.predict_proba(X), by_hand.predict_proba(logs.transform(X)), rtol=1e-6)
+
+
+def test_a_zero_inflated_column_split_as_the_guide_shows():
+    X, y = _frame(n=300)
+    rng = np.random.RandomState(1)
+    spent = np.where(rng.rand(300) < np.where(y == 1, 0.1, 0.6), 0.0, np.exp(rng.normal(size=300)))
+    spent[:5] = np.nan
+    X["spent"] = spent
+    X = X.assign(spent=X["spent"].mask(X["spent"] == 0), spent_nothing=(X["spent"] == 0).mask(X["spent"].isna()))
+    clf = _clf().fit(X, y)
+    np.testing.assert_array_equal(clf.is_categorical_, [False, True, False, False, True])
+    assert clf.categories_[1].tolist() == [False, True]
+    # p(spent nothing | class) counts each class's rows at zero; the 5 rows without a value count in neither.
+    at_zero = spent == 0
+    np.testing.assert_array_equal(clf.category_count_[1][:, 1], [at_zero[y == 0].sum(), at_zero[y == 1].sum()])
+    assert clf.category_count_[1].sum() == 295
+    assert np.isfinite(clf.predict_proba(X)).all()
