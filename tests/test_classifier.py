@@ -183,6 +183,23 @@ def test_grid_search_over_the_number_of_trials():
     np.testing.assert_array_equal(parallel.cv_results_["split1_test_score"], search.cv_results_["split1_test_score"])
 
 
+@pytest.mark.slow
+def test_grid_search_over_how_many_columns_to_keep_as_the_guide_shows():
+    from sklearn.ensemble import ExtraTreesClassifier
+    from sklearn.feature_selection import SelectFromModel
+
+    X, y = _blobs(90, n_classes=2)
+    X = np.hstack([X, np.random.RandomState(0).normal(size=(90, 6))])  # six columns of noise after the two
+    keep = SelectFromModel(ExtraTreesClassifier(random_state=0), threshold=-np.inf)
+    pipe = make_pipeline(keep, _clf())
+    search = GridSearchCV(pipe, {"selectfrommodel__max_features": [2, 8]}, cv=2, scoring="neg_log_loss").fit(X, y)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    # Two columns kept: the two that separate the blobs.
+    two = search.best_estimator_.set_params(selectfrommodel__max_features=2).fit(X, y)
+    np.testing.assert_array_equal(np.flatnonzero(two[0].get_support()), [0, 1])
+    assert two[-1].n_features_in_ == 2
+
+
 def test_pickle_round_trip_gives_identical_probabilities(fitted_spirals, spirals_split):
     _, _, X_test, _ = spirals_split
     restored = pickle.loads(pickle.dumps(fitted_spirals))
