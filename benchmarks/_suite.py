@@ -128,6 +128,26 @@ def means(records, keys):
     return {key: np.mean([record[key] for record in records]) for key in keys}
 
 
+# How mean_cells writes the mean of each record key.
+CELL_FORMATS = {"accuracy": "{:.3f}", "log_loss": "{:.3f}", "fit_s": "{:.1f} s"}
+
+
+def mean_cells(groups, data, variants, keys=("accuracy", "log_loss")):
+    """Return a table cell per variant: the means of ``keys`` over ``groups[data, variant]``, "" where it has none.
+
+    ``groups`` is :func:`grouped`'s; the means are written by ``CELL_FORMATS``, joined by " / ".
+    """
+    cells = []
+    for variant in variants:
+        group = groups.get((data, variant))
+        if not group:
+            cells.append("")
+            continue
+        mean = means(group, keys)
+        cells.append(" / ".join(CELL_FORMATS[key].format(mean[key]) for key in keys))
+    return cells
+
+
 def run_variants(datasets, names, seeds, variants, evaluate):
     """Return the records of ``evaluate(data, seed, setting)`` for each of ``names`` found in ``datasets``.
 

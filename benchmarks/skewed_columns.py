@@ -21,7 +21,7 @@ import functools
 
 import numpy as np
 import pandas as pd
-from _suite import grouped, means, panel_tables, run_variants, scores, timed, write_results
+from _suite import grouped, mean_cells, panel_tables, run_variants, scores, timed, write_results
 from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import train_test_split
@@ -100,13 +100,7 @@ def format_table(records, seeds):
     ]
     groups = grouped(records)
     for data in dict.fromkeys(record["data"] for record in records):
-        cells = []
-        for variant in VARIANTS:
-            if (data, variant) not in groups:  # a panel table: neither logarithms nor gradient boosting
-                cells.append("")
-                continue
-            mean = means(groups[data, variant], ["accuracy", "log_loss"])
-            cells.append(f"{mean['accuracy']:.3f} / {mean['log_loss']:.3f}")
+        cells = mean_cells(groups, data, VARIANTS)  # a panel table has neither logarithms nor gradient boosting
         lines.append(f"| {data} | {' | '.join(cells)} |")
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ StandardScaler + LogisticRegression for reference. Prints a table and writes
 import argparse
 import functools
 
-from _suite import grouped, means, run_variants, scores, timed, write_results
+from _suite import grouped, mean_cells, means, run_variants, scores, timed, write_results
 from sklearn.datasets import make_classification
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier
 from sklearn.feature_selection import SelectFromModel
@@ -62,10 +62,7 @@ def format_table(records, seeds):
     ]
     groups = grouped(records)
     for data in dict.fromkeys(record["data"] for record in records):
-        cells = []
-        for variant in VARIANTS:
-            mean = means(groups[data, variant], ["accuracy", "log_loss"])
-            cells.append(f"{mean['accuracy']:.3f} / {mean['log_loss']:.3f}")
+        cells = mean_cells(groups, data, VARIANTS)
         kept = means(groups[data, "selected first"], ["columns_kept"])["columns_kept"]
         lines.append(f"| {data} | {' | '.join(cells)} | {kept:.0f} |")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ import functools
 
 import numpy as np
 import pandas as pd
-from _suite import grouped, means, run_variants, scores, timed, write_results
+from _suite import grouped, mean_cells, run_variants, scores, timed, write_results
 from real_panel import _frame, _xy
 from sklearn.datasets import load_digits
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -114,10 +114,7 @@ def format_table(records, seeds):
     ]
     groups = grouped(records)
     for name in dict.fromkeys(record["data"] for record in records):
-        cells = []
-        for variant in VARIANTS:
-            mean = means(groups[name, variant], ["accuracy", "log_loss", "fit_s"])
-            cells.append(f"{mean['accuracy']:.3f} / {mean['log_loss']:.3f} / {mean['fit_s']:.1f} s")
+        cells = mean_cells(groups, name, VARIANTS, ("accuracy", "log_loss", "fit_s"))
         lines.append(f"| {name} | {groups[name, 'split'][0]['columns_split']} | {' | '.join(cells)} |")
     return "\n".join(lines)
 

@@ -246,7 +246,7 @@ def train_denoiser(
         state.fall = (line_fall(losses)[0], window, False)
     if best_weights is not None:
         denoiser.load_state_dict(best_weights)
-    state.optimizer_state = None if anneal else _cpu_copy(optimizer.state)
+    state.optimizer_state = None if anneal else _state_copy(optimizer.state, "cpu")
     denoiser.eval()
     # The loss above is computed before each update: the last one is checked here, on the
     # weights kept, in the mode that predict uses.
@@ -434,8 +434,7 @@ class _SpikeGuard:
         if self.count < MAX_SPIKES:
             self.lowest = min(self.lowest, mean)
             weights = {name: tensor.detach().clone() for name, tensor in self.denoiser.state_dict().items()}
-            moments = {i: {name: tensor.clone() for name, tensor in m.items()} for i, m in self.optimizer.state.items()}
-            self.saved = (step, len(state.loss_curve), weights, moments)
+            self.saved = (step, len(state.loss_curve), weights, _state_copy(self.optimizer.state))
 
     def spiked(self, value):
         """Return whether the loss ``value`` of a step is a spike that training goes back from."""
@@ -448,7 +447,7 @@ class _SpikeGuard:
         """
         step, length, weights, moments = self.saved
         self.denoiser.load_state_dict(weights)
-        self.optimizer.state = {i: {name: tensor.clone() for name, tensor in m.items()} for i, m in moments.items()}
+        self.optimizer.state = _state_copy(moments)  # the saved copy stays as it was, for a later spike
         if self.progress is not None:
             print(
                 f"Iteration {len(state.loss_curve) + 1}: the training loss jumped to {value:.4g}, over "
@@ -463,10 +462,13 @@ class _SpikeGuard:
         return step
 
 
-def _cpu_copy(optimizer_state):
-    """Return a copy of an optimizer's per-parameter state with its tensors on the CPU."""
+def _state_copy(optimizer_state, device=None):
+    """Return a copy of an optimizer's per-parameter state, its tensors on ``device`` (None: where they are)."""
     return {
-        index: {name: value.detach().to("cpu", copy=True) for name, value in moments.items()}
+        index: {
+            name: value.detach().to(value.device if device is None else device, copy=True)
+            for name, value in moments.items()
+        }
         for index, moments in optimizer_state.items()
     }
 

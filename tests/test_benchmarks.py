@@ -101,6 +101,19 @@ def test_skewed_columns_benchmark_transforms_the_positive_columns_as_box_cox_cho
     pd.testing.assert_frame_equal(X_test[["signed", "plan"]], test[["signed", "plan"]])
 
 
+def test_mean_cells_write_each_variants_means_and_leave_a_missing_one_blank(benchmarks):
+    from _suite import grouped, mean_cells
+
+    records = [
+        {"data": "t", "variant": "a", "accuracy": 0.9, "log_loss": 0.2, "fit_s": 1.0},
+        {"data": "t", "variant": "a", "accuracy": 0.8, "log_loss": 0.4, "fit_s": 2.0},
+        {"data": "t", "variant": "b", "accuracy": 0.5, "log_loss": 0.7, "fit_s": 0.25},
+    ]
+    groups = grouped(records)
+    assert mean_cells(groups, "t", ["a", "c", "b"]) == ["0.850 / 0.300", "", "0.500 / 0.700"]
+    assert mean_cells(groups, "t", ["b"], ("accuracy", "fit_s")) == ["0.500 / 0.2 s"]
+
+
 def test_real_panel_means_over_splits(benchmarks):
     import real_panel
 
