@@ -73,8 +73,17 @@ def seeds_and_splits(names, suite, seeds, splits):
 
 def split(name):
     """Return ``X_train, X_test, y_train, y_test`` of a suite data set."""
-    X, y = DATASETS[name]()
-    return train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    return split_loader(DATASETS[name])()
+
+
+def split_loader(load):
+    """Return a loader of ``load()``'s ``(X, y)`` split 70/30, stratified, with ``random_state=0``."""
+
+    def loader():
+        X, y = load()
+        return train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+
+    return loader
 
 
 def timed(fn, *args):

@@ -26,27 +26,17 @@ from _suite import (
     panel_tables,
     run_variants,
     scores,
+    split_loader,
     timed,
     write_results,
 )
 from scipy import stats
-from sklearn.model_selection import train_test_split
 
 from skdiffusion import DiffusionClassifier, _fitting
 
 DATASETS = {"spirals": SUITE["spirals"], "digits": SUITE["digits"], **MANY_CLASSES}
 VARIANTS = {"without": False, "with": True}
 TABLES = ("attrition", "churn", "hmda", "leaf")
-
-
-def _split(load):
-    """Return a loader of ``load``'s data split 70/30, stratified, with ``random_state=0``."""
-
-    def loader():
-        X, y = load()
-        return train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
-
-    return loader
 
 
 def evaluate(data, seed, discriminative):
@@ -124,7 +114,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", nargs="*", default=[*DATASETS, *TABLES])
     args = parser.parse_args()
-    datasets = {name: _split(load) for name, load in {**DATASETS, **panel_tables(TABLES)}.items()}
+    datasets = {name: split_loader(load) for name, load in {**DATASETS, **panel_tables(TABLES)}.items()}
     records = run_variants(datasets, args.datasets, args.seeds, VARIANTS, evaluate)
     table = format_table(records, args.seeds)
     print(table)

@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 import skdiffusion
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _fitting
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _fitting, _training
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -833,6 +833,63 @@ def test_ctrl_c_during_the_tuning_keeps_the_tuned_steps(discriminative, tuning):
         f"Training interrupted by the user during {tuning}; the model keeps the weights reached so far."
     ]
     assert clf.n_iter_ == 11  # 10 steps, then 1 of the tuning
+    _assert_probabilities(clf.predict_proba(X), 40, 2)
+
+
+@pytest.mark.parametrize(
+    ("fault", "message", "steps"),
+    [
+        (
+            "diverges",
+            "Training diverged while tuning again (the loss is nan); the model keeps the network before it.",
+            0,
+        ),
+        (
+            "interrupted",
+            "Training interrupted by the user while tuning again; the model keeps the network before it.",
+            5,
+        ),
+    ],
+)
+def test_a_fault_while_tuning_again_keeps_the_network_before_it(monkeypatch, fault, message, steps):
+    # max_iter="auto" with the cross-entropy term: 10 steps, then tunings of 5. The first
+    # tuning lowers the held-out log loss, so it tunes again, and that tuning diverges or is
+    # interrupted: the model keeps the network of the first tuning, and says so.
+    monkeypatch.setattr(_fitting, "AUTO_STEPS", 10)
+    monkeypatch.setattr(_training._HeldOutLoss, "fall", lambda self, start, stop: 0.0)
+    monkeypatch.setattr(_fitting, "TUNE_AGAIN_ROWS", 1)  # these 40 rows hold out 4
+    losses, choose_trials = [], _fitting.choose_trials
+
+    def falling(network, **kwargs):
+        losses.append(1.0 - len(losses) / 10)
+        return choose_trials(network, **kwargs)._replace(held_out_loss=losses[-1])
+
+    monkeypatch.setattr(_fitting, "choose_trials", falling)
+    params = {"max_iter": "auto", "refit": False, "discriminative": True}
+    monkeypatch.setattr(_fitting, "AUTO_MOST_TUNINGS", 1)
+    once = _clf(**params).fit(X, Y)
+    monkeypatch.setattr(_fitting, "AUTO_MOST_TUNINGS", 10)
+    train, trainings = _fitting._train, []
+
+    def faulty(*args, **kwargs):
+        trainings.append(kwargs.get("term"))
+        if len(trainings) < 3:
+            return train(*args, **kwargs)
+        if fault == "diverges":
+            raise FloatingPointError("the loss is nan")
+        state = train(*args, **kwargs)
+        state.interrupted = state.cancelled = True
+        return state
+
+    monkeypatch.setattr(_fitting, "_train", faulty)
+    losses.clear()
+    caught = _fit_catching_warnings(clf := _clf(**params), X, Y)
+    assert [str(w.message) for w in caught if w.category is UserWarning] == [message]
+    assert len(trainings) == 3 and trainings[0] is None and None not in trainings[1:]
+    assert clf.n_iter_ == len(clf.loss_curve_) == 10 + 5 + steps
+    for name, value in clf.denoiser_.state_dict().items():
+        torch.testing.assert_close(value, once.denoiser_.state_dict()[name], rtol=0, atol=0)
+    assert clf.scale_ == once.scale_
     _assert_probabilities(clf.predict_proba(X), 40, 2)
 
 

@@ -10,7 +10,7 @@ import torch
 from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 
-from skdiffusion import DiffusionClassifier, _calibration, _compute
+from skdiffusion import DiffusionClassifier, _calibration, _compute, _fitting
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -28,6 +28,7 @@ def benchmarks(monkeypatch):
         "gaussian_base",
         "real_panel",
         "skewed_columns",
+        "tuning_again",
         "zero_inflated",
         "_suite",
     ):
@@ -229,3 +230,25 @@ def test_denormals_benchmark_leaves_the_threads_setting_alone_in_kept_only(bench
             (flushed,) = _compute.run_in_jobs(score, torch.zeros(4, 2), rows=2, n_jobs=1)
         assert flushed.tolist() == [flushes] * 4
     assert _compute.denormals_flushed is not contextlib.nullcontext
+
+
+def test_tuning_again_benchmark_sets_the_fitting_constants_for_its_fit_only(benchmarks, monkeypatch):
+    import tuning_again
+
+    seen = []
+
+    class Recording(DiffusionClassifier):
+        def fit(self, X, y):
+            seen.append((_fitting.AUTO_MOST_TUNINGS, _fitting.TUNE_AGAIN_ROWS))
+            return super().fit(X, y)
+
+    monkeypatch.setattr(tuning_again, "DiffusionClassifier", Recording)
+    X, y = make_classification(n_samples=100, n_features=4, random_state=0)
+    data = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    before = (_fitting.AUTO_MOST_TUNINGS, _fitting.TUNE_AGAIN_ROWS)
+    records = [tuning_again.evaluate(data, 0, constants) for constants in tuning_again.VARIANTS.values()]
+    assert seen == [(1, before[1]), before, (before[0], 0)]
+    assert (_fitting.AUTO_MOST_TUNINGS, _fitting.TUNE_AGAIN_ROWS) == before
+    # 70 rows refit rather than tune: the three fits are the same fit.
+    assert records[0]["n_iter"] == records[1]["n_iter"] == records[2]["n_iter"]
+    assert records[0]["log_loss"] == records[1]["log_loss"] == records[2]["log_loss"]
