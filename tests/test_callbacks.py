@@ -9,7 +9,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _calibration, _fitting, _scoring, load, save
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _calibration, _fitting, _scoring, _training, load, save
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -155,6 +155,35 @@ def test_callbacks_see_the_fit_and_each_check_interval_in_order(spirals):
     assert recorder.fitted is not clf and recorder.fitted.n_iter_ == 120
     np.testing.assert_array_equal(recorder.fitted.predict_proba(X[:5]), clf.predict_proba(X[:5]))
     assert not hasattr(clf, "_callback_fit_ctx")
+
+
+def test_callbacks_see_each_interval_of_a_tuning_run_again(spirals, monkeypatch):
+    # A fit that tunes with the cross-entropy term on its 20 held-out rows (the minimum
+    # lowered to them): 40 steps, then tunings of 20 whose held-out log losses, scripted,
+    # fall twice and then rise. One interval for the first training, one for each of the
+    # three tunings, the last undone.
+    X, y = spirals
+    monkeypatch.setattr(_fitting, "AUTO_STEPS", 40)
+    monkeypatch.setattr(_fitting, "TUNE_AGAIN_ROWS", 20)
+    monkeypatch.setattr(_training._HeldOutLoss, "fall", lambda self, start, stop: 0.0)
+    losses = iter([0.5, 0.4, 0.3, 0.35])
+    monkeypatch.setattr(
+        _fitting,
+        "choose_trials",
+        lambda network, **kwargs: _calibration.choose_trials(network, **kwargs)._replace(held_out_loss=next(losses)),
+    )
+    recorder = _recorder()
+    params = {"max_iter": "auto", "refit": False, "discriminative": True}
+    clf = _clf(**params).set_callbacks(recorder).fit(X, y)
+    assert clf.n_iter_ == 40 + 3 * 20
+    intervals = [(hook, "check-interval", i) for i in range(4) for hook in ("begin", "end")]
+    assert recorder.events == [
+        ("setup", "fit"),
+        ("begin", "fit", 0),
+        *intervals,
+        ("end", "fit", 0),
+        ("teardown", "fit"),
+    ]
 
 
 def test_callbacks_see_each_partial_fit_call(spirals):
