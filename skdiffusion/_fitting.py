@@ -28,6 +28,7 @@ from ._training import (
     train_denoiser,
     training_timestep_probs,
     validation_draws,
+    weights_copy,
 )
 from ._unet import UNetDenoiser
 from ._validation import timestep_bounds
@@ -358,10 +359,10 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         threads=threads,
     )
 
-    def chosen(network):
+    def chosen(network, timestep_range=plan.timestep_range):
         """Return the trials chosen for ``network`` on the held-out rows, and the seconds that took."""
         start = time.perf_counter()
-        return choose(network, timestep_range=plan.timestep_range), time.perf_counter() - start
+        return choose(network, timestep_range=timestep_range), time.perf_counter() - start
 
     # A tuning trains the network on, as the first training would go on after its cosine;
     # only the cross-entropy term's tuning needs those steps first (see the user guide).
@@ -389,7 +390,7 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         Once it rises, the network goes back to the weights of the stretch before (see the user guide).
         """
         choice = chosen(network)
-        stretches.append((choice, {name: value.clone() for name, value in network.state_dict().items()}))
+        stretches.append((choice, weights_copy(network)))
         if not _log_loss_rose(stretches):
             return True
         if progress is not None:
@@ -498,11 +499,11 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
     if state.cancelled:
         _warn(f"Training interrupted by the user during {stage}; the model keeps the weights reached so far.")
     if not second.afresh:  # the range stays; the weights are fitted again to the tuned network
-        start, before = time.perf_counter(), trials.held_out_loss
-        trials = choose(network, timestep_range=trials.timestep_range)
+        untuned_loss = trials.held_out_loss
+        trials, seconds = chosen(network, trials.timestep_range)
         if progress is not None:
-            progress.chose(f"Chose the scale {trials.scale:.4g} again", time.perf_counter() - start)
-        if term is not None and plan.tunings > 1 and not state.interrupted and trials.held_out_loss < before:
+            progress.chose(f"Chose the scale {trials.scale:.4g} again", seconds)
+        if term is not None and plan.tunings > 1 and not state.interrupted and trials.held_out_loss < untuned_loss:
 
             def tune(trials):
                 """Run the tuning once more, its cross-entropy term at the scale of ``trials``; return the state."""
@@ -511,17 +512,12 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
                     network, data, plan, second, state, generator, None, tasks.next_interval, progress, term=term
                 )
 
-            def rechosen(timestep_range=trials.timestep_range):
-                """Return the trials of the network as it is, on the range kept, and the seconds they took."""
-                start = time.perf_counter()
-                return choose(network, timestep_range=timestep_range), time.perf_counter() - start
-
             state, trials = _tuned_again(
                 network,
                 state,
                 trials,
                 tune=tune,
-                choose=rechosen,
+                choose=functools.partial(chosen, network, trials.timestep_range),
                 most=plan.tunings - 1,
                 steps=second.max_iter,
                 progress=progress,
@@ -539,7 +535,7 @@ def _tuned_again(network, state, trials, *, tune, choose, most, steps, progress)
     more. The first that does not lower the loss, diverges or is interrupted has its weights
     undone: ``network`` keeps those before it, with their trials.
     """
-    kept = {name: value.clone() for name, value in network.state_dict().items()}
+    kept = weights_copy(network)
     for _ in range(most):
         if progress is not None:
             then = f"the held-out log loss of the classes fell to {trials.held_out_loss:.4g}"
@@ -560,7 +556,7 @@ def _tuned_again(network, state, trials, *, tune, choose, most, steps, progress)
             if progress is not None:
                 print("The held-out log loss of the classes did not fall: back to the weights before this tuning")
             break
-        trials, kept = now, {name: value.clone() for name, value in network.state_dict().items()}
+        trials, kept = now, weights_copy(network)
     network.load_state_dict(kept)
     return state, trials
 

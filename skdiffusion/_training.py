@@ -1,6 +1,5 @@
 """The DDPM training loop: minimise ``E || eps - eps_theta(x_t, t, y) ||`` (Ho et al., 2020)."""
 
-import copy
 import functools
 import math
 import time
@@ -222,7 +221,7 @@ def train_denoiser(
             if len(window) < CHECK_EVERY and step < budget:
                 continue
             if check(window, step, progress) and validation is not None:
-                best_weights = copy.deepcopy(denoiser.state_dict())
+                best_weights = weights_copy(denoiser)
             spikes.checked(np.mean(window), step, state)
             window = []
             if validation is not None and state.n_no_improvement >= n_iter_no_change:
@@ -433,8 +432,7 @@ class _SpikeGuard:
         """Keep the weights and moments after ``step`` steps, at a check whose interval's mean loss was ``mean``."""
         if self.count < MAX_SPIKES:
             self.lowest = min(self.lowest, mean)
-            weights = {name: tensor.detach().clone() for name, tensor in self.denoiser.state_dict().items()}
-            self.saved = (step, len(state.loss_curve), weights, _state_copy(self.optimizer.state))
+            self.saved = (step, len(state.loss_curve), weights_copy(self.denoiser), _state_copy(self.optimizer.state))
 
     def spiked(self, value):
         """Return whether the loss ``value`` of a step is a spike that training goes back from."""
@@ -460,6 +458,11 @@ class _SpikeGuard:
         if self.count >= MAX_SPIKES:
             self.saved = None
         return step
+
+
+def weights_copy(network):
+    """Return a copy of ``network``'s weights (its state dict), apart from the training that goes on."""
+    return {name: value.detach().clone() for name, value in network.state_dict().items()}
 
 
 def _state_copy(optimizer_state, device=None):
