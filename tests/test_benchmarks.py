@@ -28,6 +28,7 @@ def benchmarks(monkeypatch):
         "gaussian_base",
         "real_panel",
         "skewed_columns",
+        "timestep_weights",
         "tuning_again",
         "zero_inflated",
         "_suite",
@@ -252,3 +253,34 @@ def test_tuning_again_benchmark_sets_the_fitting_constants_for_its_fit_only(benc
     # 70 rows refit rather than tune: the three fits are the same fit.
     assert records[0]["n_iter"] == records[1]["n_iter"] == records[2]["n_iter"]
     assert records[0]["log_loss"] == records[1]["log_loss"] == records[2]["log_loss"]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_timestep_weights_benchmark_scores_the_rows_as_fit_chooses_and_its_bands_start_at_the_range(benchmarks):
+    import timestep_weights
+
+    X, y = make_classification(n_samples=300, n_features=4, n_informative=3, n_redundant=0, random_state=0)
+    model = DiffusionClassifier(max_iter=50, random_state=0).fit(X[:200], y[:200])
+    errors, t, categories, width = timestep_weights.errors_of(model, X[200:])
+    assert errors.shape == (100, 2, _calibration.SELECTION_TRIALS) and categories is None and width == 4
+    # The range variant is fit's own choice: choose_trials on the same rows and noise gives the same.
+    n_steps, log_prior = model.n_diffusion_steps, np.log(model.class_prior_)
+    mine = _calibration.select_timestep_range(_calibration.range_means(errors, t, n_steps), y[200:], log_prior, width)
+    fits = _calibration.choose_trials(
+        model.denoiser_,
+        torch.as_tensor(model.scaler_.transform(X[200:]), dtype=torch.float32),
+        y[200:],
+        timestep_range="auto",
+        alphas_cumprod=torch.as_tensor(model.alphas_cumprod_, dtype=torch.float32),
+        loss=model.loss,
+        log_prior=log_prior,
+        noise_seed=timestep_weights.NOISE_SEED - _calibration.SELECTION_SEED_OFFSET,
+    )
+    assert mine == fits
+    # At their prior centre the bands give the range's errors; outside bands weigh each trial as one inside.
+    bands = timestep_weights.band_means(errors, t, n_steps)
+    in_range = t < mine.timestep_range[1] * n_steps
+    refined = bands @ timestep_weights.band_centre(t, n_steps, mine, 0.0)
+    np.testing.assert_allclose(refined, mine.scale * errors[:, :, in_range].mean(axis=2), rtol=1e-12)
+    even = bands @ timestep_weights.band_centre(t, n_steps, mine, 1.0)
+    np.testing.assert_allclose(even, mine.scale * errors.sum(axis=2) / in_range.sum(), rtol=1e-12)
