@@ -23,8 +23,8 @@ spread over the whole range, once per network, and the variants read those error
 - "exp(-7t)": the errors over the whole range weighted by ``exp(-7 t / T)``, the scale fitted.
 
 Tables' categorical columns add their log-likelihood with its weight, fitted with the
-scales. Data: the accuracy suite and the real-table panel (the benchmark extra), seeds
-0-2. Prints a table of the means and writes ``benchmarks/results/timestep_weights.md``
+scales. Data: the accuracy suite and the real-table panel but oils (the benchmark extra),
+seeds 0-2. Prints a table of the means and writes ``benchmarks/results/timestep_weights.md``
 and ``.json``.
 """
 
@@ -93,10 +93,15 @@ def errors_of(model, X):
     return errors, t, categories, x0.shape[1]
 
 
+def band_masks(t, n_steps):
+    """Return, for each band between ``BAND_EDGES``, which of the timesteps ``t`` fall in it."""
+    edges = np.asarray(BAND_EDGES) * n_steps
+    return [(t >= lo) & (t < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
 def band_means(errors, t, n_steps):
     """Return the mean errors over the trials of each band between ``BAND_EDGES``: (n, n_classes, n_bands)."""
-    edges = np.asarray(BAND_EDGES) * n_steps
-    return np.stack([errors[:, :, (t >= lo) & (t < hi)].mean(axis=2) for lo, hi in zip(edges[:-1], edges[1:])], axis=2)
+    return np.stack([errors[:, :, band].mean(axis=2) for band in band_masks(t, n_steps)], axis=2)
 
 
 def band_centre(t, n_steps, trials, outside):
@@ -107,11 +112,10 @@ def band_centre(t, n_steps, trials, outside):
     weighs the scale times its share of the range's trials, one outside ``outside`` times
     the scale over the range's count of trials per trial of its own.
     """
-    edges = np.asarray(BAND_EDGES) * n_steps
-    counts = np.array([np.count_nonzero((t >= lo) & (t < hi)) for lo, hi in zip(edges[:-1], edges[1:])])
-    in_range = t < trials.timestep_range[1] * n_steps
-    inside = edges[1:] <= trials.timestep_range[1] * n_steps
-    return trials.scale * counts / np.count_nonzero(in_range) * np.where(inside, 1.0, outside)
+    counts = np.array([np.count_nonzero(band) for band in band_masks(t, n_steps)])
+    inside = np.asarray(BAND_EDGES[1:]) <= trials.timestep_range[1]
+    in_range = np.count_nonzero(t < trials.timestep_range[1] * n_steps)
+    return trials.scale * counts / in_range * np.where(inside, 1.0, outside)
 
 
 def fit_bands(bands, y, log_prior, centre, category_ll):
