@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from _suite import DATASETS, grouped, mean_cells, means, panel_tables, scores, split_loader, timed, write_results
 from scipy.optimize import minimize
+from scipy.special import softmax
 from sklearn.model_selection import train_test_split
 
 from skdiffusion import DiffusionClassifier
@@ -50,8 +51,7 @@ from skdiffusion._calibration import (
 )
 from skdiffusion._schedule import as_tensor
 from skdiffusion._scoring import trial_draws
-from skdiffusion._tabular import category_log_likelihood, denoiser_input
-from skdiffusion._validation import standardise
+from skdiffusion._tabular import category_log_likelihood
 
 VARIANTS = ("range", "bands", "bands, even", "exp(-7t)")
 # Band edges, fractions of the diffusion steps: those of the candidate ranges, and two more
@@ -72,10 +72,7 @@ def errors_of(model, X):
     whole range; ``category_ll`` (n, n_classes) the rows' categorical log-likelihood, or
     None; ``width`` the denoiser's input width, the centre of the scale's prior in ``fit``.
     """
-    rows = model._table(X)
-    x0, mask = denoiser_input(
-        standardise(model.scaler_, rows.numeric), rows, model.network_categories_, model.category_count_
-    )
+    rows, x0, mask = model._denoiser_rows(X)  # as predict_proba scores them
     t, eps = trial_draws(0, model.n_diffusion_steps, SELECTION_TRIALS, x0.shape[1:], NOISE_SEED)
     errors = _mean_errors(
         model.denoiser_,
@@ -145,8 +142,7 @@ def probabilities(log_prior, errors, scale, category_ll, category_weight):
     logits = log_prior - scale * errors
     if category_ll is not None:
         logits = logits + category_weight * category_ll
-    odds = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return odds / odds.sum(axis=1, keepdims=True)
+    return softmax(logits, axis=1)
 
 
 def evaluate(data, seed):

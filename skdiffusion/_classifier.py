@@ -1010,11 +1010,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     def _joint_log_likelihood(self, X):
         """Return ``log p(c) + log p(x | c)`` up to a constant per row, shape (n, n_classes)."""
         check_is_fitted(self)
-        rows = self._table(X)
+        rows, x0, mask = self._denoiser_rows(X)
         device = check_device(self.device)
-        read = self.network_categories_
-        sample_shape = check_sample_shape(self.image_shape, input_width(rows.numeric.shape[1], read))
-        x0, mask = denoiser_input(standardise(self.scaler_, rows.numeric), rows, read, self.category_count_)
+        sample_shape = check_sample_shape(self.image_shape, x0.shape[1])
         x0 = x0.reshape(-1, *sample_shape)
         bounds = timestep_bounds(self.timestep_range_, self.n_diffusion_steps)
         t, eps = trial_draws(*bounds, self.n_trials, sample_shape, self.noise_seed_)
@@ -1053,6 +1051,16 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         """Return the rows of ``X`` to score, checked against the fitted features and encoded."""
         X, X_categorical, _, _ = check_table(self, X, reset=False, is_categorical=self.is_categorical_)
         return table(X, X_categorical, self.is_categorical_, self.categories_)
+
+    def _denoiser_rows(self, X):
+        """Return ``(rows, x0, mask)``: :meth:`_table`'s rows of ``X``, and the denoiser's input and mask for them.
+
+        ``x0`` (n, input width) holds the standardised numbers, then the one-hot categories
+        the network reads; ``mask`` its diffused elements, None where every element is.
+        """
+        rows = self._table(X)
+        numbers = standardise(self.scaler_, rows.numeric)
+        return (rows, *denoiser_input(numbers, rows, self.network_categories_, self.category_count_))
 
     def __sklearn_is_fitted__(self):
         # Fitted once a network is trained: a fit that failed part way leaves other attributes.
