@@ -12,6 +12,7 @@ from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wi
 from sklearn.metrics import log_loss
 from sklearn.model_selection import train_test_split
 
+from skdiffusion import DiffusionClassifier, _fitting
 from skdiffusion.datasets import make_spirals
 
 RESULTS = Path(__file__).parent / "results"
@@ -32,6 +33,13 @@ MANY_CLASSES = {
     )
     for n in (20, 50)
 }
+
+
+def gaussian_6000():
+    """Return ten Gaussian columns of two overlapping classes, 6,000 rows: ``make_classification``'s."""
+    return make_classification(
+        n_samples=6000, n_features=10, n_informative=4, class_sep=0.8, flip_y=0.02, random_state=0
+    )
 
 
 def panel_tables(names):
@@ -181,6 +189,59 @@ def run_variants(datasets, names, seeds, variants, evaluate):
                         flush=True,
                     )
     return records
+
+
+def fit_with_constants(data, seed, constants):
+    """Fit at the defaults, the fitting module's ``constants`` set for that fit only; return scores, time, steps.
+
+    ``data`` is ``(X_train, X_test, y_train, y_test)``; ``constants`` maps names in
+    ``skdiffusion._fitting`` to the values the fit runs with.
+    """
+    X_train, X_test, y_train, y_test = data
+    saved = {name: getattr(_fitting, name) for name in constants}
+    for name, value in constants.items():
+        setattr(_fitting, name, value)
+    try:
+        model = DiffusionClassifier(random_state=seed)
+        _, fit_s = timed(model.fit, X_train, y_train)
+    finally:
+        for name, value in saved.items():
+            setattr(_fitting, name, value)
+    proba = model.predict_proba(X_test)
+    return {"fit_s": fit_s, "n_iter": model.n_iter_, **scores(y_test, proba, model.classes_)}
+
+
+def compare_constants(name, loaders, variants, seeds):
+    """Run :func:`fit_with_constants` for each of ``variants`` on ``loaders``' splits; print and write the table.
+
+    ``loaders`` maps a data set's name to a function returning its ``(X, y)``, split 70/30
+    by :func:`split_loader`; the results are written as ``benchmarks/results/<name>``.
+    """
+    data = {data_name: split_loader(load) for data_name, load in loaders.items()}
+    records = run_variants(data, list(data), seeds, variants, fit_with_constants)
+    table = steps_table(records, seeds, variants)
+    print(table)
+    write_results(name, table, {"records": records})
+
+
+def steps_table(records, seeds, variants):
+    """Return the markdown table of :func:`fit_with_constants`'s ``records``: means per variant, then each seed."""
+    lines = [
+        f"Accuracy / log loss / fit seconds, and the steps trained (n_iter_): means over seeds 0-{seeds - 1}.",
+        "",
+        "| data | " + " | ".join(variants) + " | steps, " + ", ".join(variants) + " |",
+        "|---" * (len(variants) + 2) + "|",
+    ]
+    groups = grouped(records)
+    for data in dict.fromkeys(record["data"] for record in records):
+        cells = mean_cells(groups, data, variants, keys=("accuracy", "log_loss", "fit_s"))
+        steps = ", ".join(f"{means(groups[data, variant], ['n_iter'])['n_iter']:.0f}" for variant in variants)
+        lines.append(f"| {data} | {' | '.join(cells)} | {steps} |")
+    lines += ["", "Each seed, accuracy / log loss (steps):", "", "| data | variant | seeds |", "|---|---|---|"]
+    for (data, variant), group in groups.items():
+        values = ", ".join(f"{r['accuracy']:.3f} / {r['log_loss']:.3f} ({r['n_iter']})" for r in group)
+        lines.append(f"| {data} | {variant} | {values} |")
+    return "\n".join(lines)
 
 
 def parse_settings(pairs):

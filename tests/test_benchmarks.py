@@ -26,6 +26,7 @@ def benchmarks(monkeypatch):
         "discriminative",
         "first_check",
         "gaussian_base",
+        "long_training",
         "real_panel",
         "skewed_columns",
         "timestep_weights",
@@ -233,26 +234,30 @@ def test_denormals_benchmark_leaves_the_threads_setting_alone_in_kept_only(bench
     assert _compute.denormals_flushed is not contextlib.nullcontext
 
 
-def test_tuning_again_benchmark_sets_the_fitting_constants_for_its_fit_only(benchmarks, monkeypatch):
+def test_benchmarks_fit_with_the_fitting_constants_set_for_their_fit_only(benchmarks, monkeypatch):
+    import _suite
+    import long_training
     import tuning_again
 
+    names = ("AUTO_MOST_TUNINGS", "TUNE_AGAIN_ROWS", "AUTO_LONG_STEPS", "LONG_TRAINING_ROWS")
     seen = []
 
     class Recording(DiffusionClassifier):
         def fit(self, X, y):
-            seen.append((_fitting.AUTO_MOST_TUNINGS, _fitting.TUNE_AGAIN_ROWS))
+            seen.append({name: getattr(_fitting, name) for name in names})
             return super().fit(X, y)
 
-    monkeypatch.setattr(tuning_again, "DiffusionClassifier", Recording)
+    monkeypatch.setattr(_suite, "DiffusionClassifier", Recording)
     X, y = make_classification(n_samples=100, n_features=4, random_state=0)
     data = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
-    before = (_fitting.AUTO_MOST_TUNINGS, _fitting.TUNE_AGAIN_ROWS)
-    records = [tuning_again.evaluate(data, 0, constants) for constants in tuning_again.VARIANTS.values()]
-    assert seen == [(1, before[1]), before, (before[0], 0)]
-    assert (_fitting.AUTO_MOST_TUNINGS, _fitting.TUNE_AGAIN_ROWS) == before
-    # 70 rows refit rather than tune: the three fits are the same fit.
-    assert records[0]["n_iter"] == records[1]["n_iter"] == records[2]["n_iter"]
-    assert records[0]["log_loss"] == records[1]["log_loss"] == records[2]["log_loss"]
+    before = {name: getattr(_fitting, name) for name in names}
+    variants = [*tuning_again.VARIANTS.values(), *long_training.VARIANTS.values()]
+    records = [_suite.fit_with_constants(data, 0, constants) for constants in variants]
+    assert seen == [{**before, **constants} for constants in variants]
+    assert {name: getattr(_fitting, name) for name in names} == before
+    # 70 rows refit rather than tune: every fit is the same fit.
+    assert len({record["n_iter"] for record in records}) == 1
+    assert len({record["log_loss"] for record in records}) == 1
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

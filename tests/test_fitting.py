@@ -4,10 +4,19 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.datasets import make_classification
 
-from skdiffusion import DiffusionClassifier
+from skdiffusion import DiffusionClassifier, _fitting
 from skdiffusion._calibration import Trials
-from skdiffusion._fitting import REFIT_BELOW, Seeds, TrainingData, _discriminative, plan_fit
+from skdiffusion._fitting import (
+    AUTO_MOST_TUNINGS,
+    LONG_TRAINING_ROWS,
+    REFIT_BELOW,
+    Seeds,
+    TrainingData,
+    _discriminative,
+    plan_fit,
+)
 
 SEEDS = Seeds(init=1, train=2, split=3, noise=4)
 
@@ -60,6 +69,39 @@ def test_a_large_fit_holds_out_a_tenth_then_tunes_the_same_network_on_the_same_r
     # Whether it has a cross-entropy term is decided once the first network is scored.
     assert second.discriminative == 0.0 and plan.discriminative == "auto"
     assert plan.steps == [1800, 300]
+
+
+def test_auto_trains_a_longer_cosine_first_on_many_rows_where_it_tunes():
+    plan = _plan(n_rows=LONG_TRAINING_ROWS)
+    first, second = plan.first, plan.second
+    assert plan.held_out.size == 300 and not second.afresh
+    # 3,000 steps along the cosine, not going on after it; the tuning's steps stay 300.
+    assert (first.max_iter, first.extend_to, second.max_iter) == (3000, 3000, 300)
+    assert plan.steps == [3000, 300] and plan.tuning_of == 600 and plan.tunings == AUTO_MOST_TUNINGS
+    assert plan.retries == [1500, 750, 375, 187]  # afresh, for half as many steps, while the held-out loss rose
+    # One row fewer trains as before.
+    fewer = _plan(n_rows=LONG_TRAINING_ROWS - 1)
+    assert (fewer.first.max_iter, fewer.first.extend_to) == (600, 1800) and fewer.retries == [300, 150]
+    # Not where max_iter is told, nor before a refit, nor with early stopping, nor without a tuning.
+    told = _plan(n_rows=LONG_TRAINING_ROWS, max_iter=1000)
+    assert (told.first.max_iter, told.first.extend_to, told.second.max_iter, told.tuning_of) == (1000, 0, 500, 1000)
+    refit = _plan(n_rows=LONG_TRAINING_ROWS, refit=True)
+    assert (refit.first.max_iter, refit.second.max_iter, refit.second.afresh) == (600, 600, True)
+    assert _plan(n_rows=LONG_TRAINING_ROWS, early_stopping=True).first.max_iter == 600
+    explicit = _plan(n_rows=LONG_TRAINING_ROWS, timestep_range=(0.0, 0.5))  # nothing follows the first
+    assert explicit.second is None and (explicit.first.max_iter, explicit.first.extend_to) == (600, 1800)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("discriminative", [False, True])
+def test_a_tuning_after_the_longer_cosine_trains_its_share_of_max_iters_steps(monkeypatch, discriminative):
+    # The same rules at a small scale: a cosine of 80 steps on 200 rows, where "auto" is 40.
+    for name, value in {"AUTO_LONG_STEPS": 80, "LONG_TRAINING_ROWS": 200, "AUTO_STEPS": 40, "REFIT_BELOW": 200}.items():
+        monkeypatch.setattr(_fitting, name, value)
+    X, y = make_classification(n_samples=200, n_features=4, random_state=0)
+    model = DiffusionClassifier(discriminative=discriminative, random_state=0).fit(X, y)
+    # 80 steps, then a quarter of 40 (a plain tuning) or half (with the cross-entropy term), once on 20 held-out rows.
+    assert model.n_iter_ == 80 + (20 if discriminative else 10) == len(model.loss_curve_)
 
 
 def _data(log_prior):
