@@ -1,5 +1,6 @@
 """The accuracy suite: six data sets, each split 70/30 the same way."""
 
+import contextlib
 import json
 import os
 import platform
@@ -191,6 +192,19 @@ def run_variants(datasets, names, seeds, variants, evaluate):
     return records
 
 
+@contextlib.contextmanager
+def constants_set(module, constants):
+    """Set the attributes ``constants`` (name: value) of ``module`` within the block, then restore them."""
+    saved = {name: getattr(module, name) for name in constants}
+    try:
+        for name, value in constants.items():
+            setattr(module, name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)
+
+
 def fit_with_constants(data, seed, constants):
     """Fit at the defaults, the fitting module's ``constants`` set for that fit only; return scores, time, steps.
 
@@ -198,15 +212,9 @@ def fit_with_constants(data, seed, constants):
     ``skdiffusion._fitting`` to the values the fit runs with.
     """
     X_train, X_test, y_train, y_test = data
-    saved = {name: getattr(_fitting, name) for name in constants}
-    for name, value in constants.items():
-        setattr(_fitting, name, value)
-    try:
-        model = DiffusionClassifier(random_state=seed)
+    model = DiffusionClassifier(random_state=seed)
+    with constants_set(_fitting, constants):
         _, fit_s = timed(model.fit, X_train, y_train)
-    finally:
-        for name, value in saved.items():
-            setattr(_fitting, name, value)
     proba = model.predict_proba(X_test)
     return {"fit_s": fit_s, "n_iter": model.n_iter_, **scores(y_test, proba, model.classes_)}
 

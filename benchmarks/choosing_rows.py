@@ -19,7 +19,7 @@ the same generator. Fit time: wall-clock seconds with every core, one fit per va
 import argparse
 
 import numpy as np
-from _suite import grouped, means, run_variants, scores, timed, write_results
+from _suite import constants_set, grouped, means, run_variants, scores, timed, write_results
 from sklearn.datasets import make_classification
 
 from skdiffusion import DiffusionClassifier, _calibration
@@ -55,14 +55,8 @@ VARIANTS = {
 def evaluate(data, seed, setting):
     """Fit and score one variant: its module settings in place during the fit."""
     X, y = data
-    saved = {name: getattr(_calibration, name) for name in setting}
-    try:
-        for name, value in setting.items():
-            setattr(_calibration, name, value)
+    with constants_set(_calibration, setting):
         clf, fit_s = timed(DiffusionClassifier(random_state=seed).fit, X[:-N_TEST], y[:-N_TEST])
-    finally:
-        for name, value in saved.items():
-            setattr(_calibration, name, value)
     record = scores(y[-N_TEST:], clf.predict_proba(X[-N_TEST:]), clf.classes_)
     return {**record, "fit_s": fit_s, "timestep_range": list(clf.timestep_range_), "scale": clf.scale_}
 

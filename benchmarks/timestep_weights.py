@@ -44,6 +44,7 @@ from skdiffusion._calibration import (
     RANGE_CANDIDATES,
     SELECTION_TRIALS,
     _mean_errors,
+    bayes_logits,
     fit_weights,
     range_means,
     row_log_losses,
@@ -137,14 +138,6 @@ def fit_bands(bands, y, log_prior, centre, category_ll):
     return np.exp(theta[:n_bands]), float(np.exp(theta[n_bands])) if category_ll is not None else 1.0
 
 
-def probabilities(log_prior, errors, scale, category_ll, category_weight):
-    """Return ``softmax(log_prior + category_weight * category_ll - scale * errors)`` row by row."""
-    logits = log_prior - scale * errors
-    if category_ll is not None:
-        logits = logits + category_weight * category_ll
-    return softmax(logits, axis=1)
-
-
 def evaluate(data, seed):
     """Fit one network on part of the training rows; return each variant's scores on the test rows, by variant."""
     X_train, X_test, y_train, y_test = data
@@ -176,7 +169,7 @@ def evaluate(data, seed):
     }
     records = {}
     for variant, (errors, scale, weight) in variants.items():
-        proba = probabilities(log_prior, errors, scale, test_categories, weight)
+        proba = softmax(bayes_logits(errors, log_prior, scale, test_categories, weight), axis=1)
         records[variant] = {"fit_s": fit_s, **scores(y_test, proba, classes)}
     records["range"]["chosen"] = hi
     for name, (scales, _) in fitted.items():

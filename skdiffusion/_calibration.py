@@ -68,11 +68,21 @@ def fit_scale(errors, y, log_prior, prior_scale, weights=None):
     return float(np.exp(result.x)), float(result.fun)
 
 
+def bayes_logits(errors, log_prior, scale, category_ll=None, category_weight=1.0):
+    """Return Bayes' rule's logits ``log_prior + category_weight * category_ll - scale * errors``, (n, n_classes).
+
+    ``errors`` are the mean denoising errors of each sample under each class; ``category_ll``
+    the samples' categorical log-likelihood, or None without categorical columns.
+    """
+    logits = log_prior - scale * errors
+    if category_ll is not None:
+        logits = logits + category_weight * category_ll
+    return logits
+
+
 def row_log_losses(errors, y, log_prior, scale, category_ll=None, category_weight=1.0):
     """Return each sample's log loss under ``softmax(log_prior + category_weight * category_ll - scale * errors)``."""
-    scores = log_prior - scale * errors
-    if category_ll is not None:
-        scores = scores + category_weight * category_ll
+    scores = bayes_logits(errors, log_prior, scale, category_ll, category_weight)
     # The log-sum-exp written out: scipy's checks and sign handling cost 80 microseconds a
     # call on a few hundred rows, five times this, and fitting the weights makes thousands.
     top = scores.max(axis=1)

@@ -17,6 +17,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory
 
+from ._calibration import bayes_logits
 from ._callbacks import CallbackSupportMixin, FitTasks
 from ._compute import one_torch_thread, run_in_jobs, usable_threads
 from ._denoisers import MLPDenoiser, check_denoiser, mlp_arguments, mlp_from_weights
@@ -1045,10 +1046,8 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         pieces = piece_rows(self.denoiser_, self.n_trials, self.classes_.size, pruning)
         errors, _ = run_in_jobs(score, x0, rows=chunk, n_jobs=n_jobs, verbose=self.verbose, mask=mask, min_rows=pieces)
         check_errors(errors)
-        jll = log_prior(self.class_prior_) - self.scale_ * errors
-        if rows.categories:
-            jll += self.category_weight_ * category_log_likelihood(rows.codes, self.category_count_)
-        return jll
+        categories = category_log_likelihood(rows.codes, self.category_count_) if rows.categories else None
+        return bayes_logits(errors, log_prior(self.class_prior_), self.scale_, categories, self.category_weight_)
 
     def _table(self, X):
         """Return the rows of ``X`` to score, checked against the fitted features and encoded."""

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from skdiffusion import DiffusionClassifier
+from skdiffusion import DiffusionClassifier, _calibration, _fitting
 from skdiffusion.datasets import make_spirals
 
 
@@ -35,3 +35,18 @@ def fitted_spirals(spirals_split):
     """A classifier fitted once on ``spirals_split``, shared by the tests that only read it."""
     X, y, _, _ = spirals_split
     return DiffusionClassifier(max_iter=300, n_trials=16, random_state=0).fit(X, y)
+
+
+@pytest.fixture
+def scripted_losses(monkeypatch):
+    """Return ``script(losses)``, which makes the trials' held-out log losses ``losses`` in turn (then 1.0)."""
+
+    def script(losses):
+        scripted = iter(losses)
+
+        def scripted_choice(network, **kwargs):
+            return _calibration.choose_trials(network, **kwargs)._replace(held_out_loss=next(scripted, 1.0))
+
+        monkeypatch.setattr(_fitting, "choose_trials", scripted_choice)
+
+    return script

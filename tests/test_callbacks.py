@@ -157,7 +157,7 @@ def test_callbacks_see_the_fit_and_each_check_interval_in_order(spirals):
     assert not hasattr(clf, "_callback_fit_ctx")
 
 
-def test_callbacks_see_each_interval_of_a_tuning_run_again(spirals, monkeypatch):
+def test_callbacks_see_each_interval_of_a_tuning_run_again(spirals, monkeypatch, scripted_losses):
     # A fit that tunes with the cross-entropy term on its 20 held-out rows (the minimum
     # lowered to them): 40 steps, then tunings of 20 whose held-out log losses, scripted,
     # fall twice and then rise. One interval for the first training, one for each of the
@@ -166,12 +166,7 @@ def test_callbacks_see_each_interval_of_a_tuning_run_again(spirals, monkeypatch)
     monkeypatch.setattr(_fitting, "AUTO_STEPS", 40)
     monkeypatch.setattr(_fitting, "TUNE_AGAIN_ROWS", 20)
     monkeypatch.setattr(_training._HeldOutLoss, "fall", lambda self, start, stop: 0.0)
-    losses = iter([0.5, 0.4, 0.3, 0.35])
-    monkeypatch.setattr(
-        _fitting,
-        "choose_trials",
-        lambda network, **kwargs: _calibration.choose_trials(network, **kwargs)._replace(held_out_loss=next(losses)),
-    )
+    scripted_losses([0.5, 0.4, 0.3, 0.35])
     recorder = _recorder()
     params = {"max_iter": "auto", "refit": False, "discriminative": True}
     clf = _clf(**params).set_callbacks(recorder).fit(X, y)

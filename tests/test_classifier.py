@@ -20,7 +20,7 @@ from sklearn.preprocessing import MinMaxScaler
 from torch import nn
 
 import skdiffusion
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _calibration, _fitting, _scoring, _training
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _fitting, _scoring, _training
 from skdiffusion._schedule import as_tensor
 from skdiffusion._training import still_falling
 from skdiffusion._validation import timestep_bounds
@@ -628,17 +628,9 @@ def test_before_a_tuning_the_held_out_log_loss_chooses_between_the_lengths(monke
     assert DiffusionClassifier(n_trials=8, random_state=1).fit(X, y).n_iter_ == 150 and len(losses) == 1
 
 
-def _scripted_losses(monkeypatch, losses):
-    """Make the trials' held-out log losses those of ``losses``, in the order chosen (then 1.0)."""
-    scripted = iter(losses)
-
-    def scripted_choice(network, **kwargs):
-        return _calibration.choose_trials(network, **kwargs)._replace(held_out_loss=next(scripted, 1.0))
-
-    monkeypatch.setattr(_fitting, "choose_trials", scripted_choice)
-
-
-def test_auto_tunes_again_while_the_held_out_log_loss_of_the_classes_falls(monkeypatch, spirals_split, capsys):
+def test_auto_tunes_again_while_the_held_out_log_loss_of_the_classes_falls(
+    monkeypatch, spirals_split, capsys, scripted_losses
+):
     # A fit that tunes with the cross-entropy term: a first training of 40 steps (its
     # held-out loss neither falls nor rises), then tunings of 20. Given held-out log losses
     # of 0.5 for the first network, then 0.4, 0.3 and 0.35 after each tuning, it tunes three
@@ -648,7 +640,7 @@ def test_auto_tunes_again_while_the_held_out_log_loss_of_the_classes_falls(monke
     monkeypatch.setattr(_training._HeldOutLoss, "fall", lambda self, start, stop: 0.0)
     monkeypatch.setattr(_fitting, "TUNE_AGAIN_ROWS", 30)  # the 30 held-out rows of these 300
     params = {"max_iter": "auto", "refit": False, "discriminative": True}
-    _scripted_losses(monkeypatch, [0.5, 0.4, 0.3, 0.35])
+    scripted_losses([0.5, 0.4, 0.3, 0.35])
     clf = _clf(verbose=1, **params).fit(X, y)
     assert clf.n_iter_ == len(clf.loss_curve_) == 40 + 3 * 20
     lines = capsys.readouterr().out.splitlines()
@@ -662,7 +654,7 @@ def test_auto_tunes_again_while_the_held_out_log_loss_of_the_classes_falls(monke
     assert lines[-1] == "The held-out log loss of the classes did not fall: back to the weights before this tuning"
     # The same fit, at most two tunings: it stops after the second, and keeps it.
     monkeypatch.setattr(_fitting, "AUTO_MOST_TUNINGS", 2)
-    _scripted_losses(monkeypatch, [0.5, 0.4, 0.3])
+    scripted_losses([0.5, 0.4, 0.3])
     two = _clf(**params).fit(X, y)
     assert two.n_iter_ == 40 + 2 * 20 and two.loss_curve_ == clf.loss_curve_[:80]
     _assert_same_network(clf, two)
@@ -670,14 +662,14 @@ def test_auto_tunes_again_while_the_held_out_log_loss_of_the_classes_falls(monke
     # No second tuning where the first did not lower the loss, nor with an explicit max_iter,
     # nor on fewer held-out rows than TUNE_AGAIN_ROWS.
     monkeypatch.setattr(_fitting, "AUTO_MOST_TUNINGS", 10)
-    _scripted_losses(monkeypatch, [0.5, 0.6, 0.1])
+    scripted_losses([0.5, 0.6, 0.1])
     assert _clf(**params).fit(X, y).n_iter_ == 40 + 20
-    _scripted_losses(monkeypatch, [0.5, 0.4, 0.3])
+    scripted_losses([0.5, 0.4, 0.3])
     assert _clf(**{**params, "max_iter": 40}).fit(X, y).n_iter_ == 40 + 20
-    _scripted_losses(monkeypatch, [0.5, 0.4, 0.3])
+    scripted_losses([0.5, 0.4, 0.3])
     assert _clf(**{**params, "validation_fraction": 0.09}).fit(X, y).n_iter_ == 40 + 20  # 27 held out
     # Nor without the cross-entropy term: the plain tuning runs once, a quarter as long.
-    _scripted_losses(monkeypatch, [0.5, 0.4, 0.3])
+    scripted_losses([0.5, 0.4, 0.3])
     assert _clf(**{**params, "discriminative": False}).fit(X, y).n_iter_ == 40 + 10
 
 
