@@ -401,7 +401,7 @@ class MLPDenoiser(nn.Module):
 
     def _entered(self, s, classes):
         """Return ``s + e_c`` for ``classes`` (a new tensor); without class embeddings, ``s`` itself."""
-        return s if self.label is None else s + self.label(classes)
+        return s if self.label is None else s + self.label.weight.index_select(0, classes)
 
     def forward(self, x_t, t, y):
         eps_hat = self._network(x_t, t, y)
@@ -438,12 +438,12 @@ class MLPDenoiser(nn.Module):
             time_input = timestep_embedding(t, TIMESTEP_FREQUENCIES)
             time_state = _linear(self.time[0], time_input)
             s = _add_linear(F.silu(time_state), self.input, features, True)
-            saved = []  # the input and the output of each block's SiLU
-            for i, (_, linear) in enumerate(self.blocks):
+            saved, linears = [], [linear for _, linear in self.blocks]  # the input and the output of each block's SiLU
+            for i, linear in enumerate(linears):
                 if i == self.n_shared:
                     shared, s = s, self._entered(s, y)
                 saved.append((s, F.silu(s)))
-                s = _add_linear(s.clone(), linear, saved[-1][1], True)
+                s = _add_linear(s, linear, saved[-1][1], True, keep=True)
             if self.n_shared == len(self.blocks):
                 shared, s = s, self._entered(s, y)
             activated = F.silu(s)
@@ -482,7 +482,7 @@ class MLPDenoiser(nn.Module):
                     if i == self.n_shared - 1:  # the class entered after this block
                         grad = entered(grad, output_grad)
                     state, activation = saved[i]
-                    grad = _silu_backward(_linear_backward(self.blocks[i][1], activation, grad), state).add_(grad)
+                    grad = _silu_backward(_linear_backward(linears[i], activation, grad), state).add_(grad)
                 if self.n_shared == 0:  # the class entered before the first block
                     grad = entered(grad, output_grad)
                 _linear_backward(self.input, features, grad, to_input=False)
@@ -605,10 +605,11 @@ def _linear_backward(linear, x, grad, to_input=True):
 
     Returns the gradient at the input (None if not ``to_input``).
     """
-    linear.weight.grad = _product(grad.t(), x.t())
+    weight = linear.weight
+    weight.grad = _matmul(grad.t(), x)
     if linear.bias is not None:
         linear.bias.grad = grad.sum(0)
-    return _product(grad, linear.weight.t()) if to_input else None
+    return _matmul(grad, weight) if to_input else None
 
 
 def _silu_backward(grad, x):
@@ -621,31 +622,47 @@ def _embedding_backward(embedding, grad, indices):
     return torch.ops.aten.embedding_dense_backward(grad, indices, embedding.num_embeddings, -1, False)
 
 
-def _add_linear(s, linear, x, in_place):
+def _add_linear(s, linear, x, in_place, keep=False):
     """Return ``s + linear(x)``; with ``in_place`` (no autograd), and when the shapes and dtypes allow, in one product.
 
     That product is oneDNN's, which adds ``s`` as it writes its result (see :func:`_product`),
-    or else an ``addmm_`` in ``s``'s own memory.
+    or else an ``addmm_`` in ``s``'s own memory; with ``keep``, ``s`` is left as it is, and
+    the ``addmm`` writes a new tensor.
     """
     plain = type(linear) is nn.Linear and linear.bias is not None
     fits = s.is_contiguous() and s.dtype == x.dtype == linear.weight.dtype and s.shape[:-1] == x.shape[:-1]
     if not (in_place and plain and fits):
         return s + linear(x)
-    rows, state = x.reshape(-1, x.shape[-1]), s.view(-1, s.shape[-1])
+    rows, state = _matrix(x), _matrix(s)
     if _on_onednn(rows, linear.weight):
         return _ONEDNN_LINEAR.binary(rows, state, linear.weight, linear.bias, "add").view(s.shape)
+    if keep:
+        added = torch.addmm(state, rows, linear.weight.t()).add_(linear.bias)
+        return added if s.dim() == 2 else added.view(s.shape)
     state.addmm_(rows, linear.weight.t())
     return s.add_(linear.bias)
 
 
 def _linear(linear, x):
     """Return ``linear(x)`` without autograd, for ``x`` of any number of dimensions (see :func:`_product`)."""
-    rows = _product(x.reshape(-1, x.shape[-1]), linear.weight, linear.bias)
+    rows = _product(_matrix(x), linear.weight, linear.bias)
     return rows if x.dim() == 2 else rows.view(*x.shape[:-1], rows.shape[-1])
 
 
+def _matrix(x):
+    """Return ``x`` as a matrix of its last dimension's vectors: ``x`` itself if it is one (a training step's are)."""
+    return x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+
+
+def _matmul(a, b):
+    """Return ``a @ b`` for matrices, without autograd: :func:`_product` of ``a`` and ``b.T``, on the same kernel."""
+    if _ONEDNN_LINEAR is not None and _on_onednn(a, b.t()):
+        return _ONEDNN_LINEAR(a, b.t(), None, "none", [], "")
+    return torch.mm(a, b)
+
+
 def _product(x, weight, bias=None):
-    """Return ``x @ weight.T + bias`` for matrices, without autograd: on oneDNN where it runs, else ``F.linear``.
+    """Return ``x @ weight.T + bias`` for matrices, without autograd: on oneDNN where it runs, else as ``F.linear``.
 
     oneDNN is the library behind torch's compiled CPU code: on AMD CPUs with wide vector
     units it computed the float32 products of these networks' layers at up to twice the
@@ -658,7 +675,8 @@ def _product(x, weight, bias=None):
     """
     if _on_onednn(x, weight):
         return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
-    return F.linear(x, weight, bias)
+    # F.linear's own kernels for matrices, without the layers around them: a training step makes a dozen.
+    return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
 
 
 def _on_onednn(x, weight):

@@ -4,6 +4,11 @@ import math
 
 import numpy as np
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
+
+# The factors of add_noise per schedule tensor (which nothing changes in place), made once:
+# a training step would otherwise take the square roots of its minibatch's timesteps anew.
+_NOISE_FACTORS = WeakIdKeyDictionary()
 
 
 def _linear_betas(n_steps):
@@ -43,9 +48,22 @@ def add_noise(x0, eps, t, alphas_cumprod, mask=None):
     ``alphas_cumprod`` is a tensor on the device and in the dtype of ``x0``. Where
     ``mask`` (of ``x0``'s shape) is 0, ``x_t`` keeps ``x0``: conditioning values, not diffused.
     """
-    abar = append_dims(alphas_cumprod.index_select(0, t), x0.ndim)
-    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    signal, noise = noise_factors(alphas_cumprod)
+    x_t = append_dims(signal.index_select(0, t), x0.ndim) * x0 + append_dims(noise.index_select(0, t), x0.ndim) * eps
     return x_t if mask is None else x0 + mask * (x_t - x0)
+
+
+def noise_factors(alphas_cumprod):
+    """Return ``(sqrt(alphas_cumprod), sqrt(1 - alphas_cumprod))`` of the tensor ``alphas_cumprod``: new tensors.
+
+    Made once per tensor; square roots are correctly rounded, so the factors looked up for
+    any timesteps are, bit for bit, those computed from their own ``alphas_cumprod``.
+    """
+    factors = _NOISE_FACTORS.get(alphas_cumprod)
+    if factors is None:
+        with torch.inference_mode(False):  # tensors that autograd may use later
+            factors = _NOISE_FACTORS[alphas_cumprod] = (alphas_cumprod.sqrt(), (1 - alphas_cumprod).sqrt())
+    return factors
 
 
 def as_tensor(alphas_cumprod, *, dtype=torch.float32, device="cpu"):

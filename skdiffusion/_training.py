@@ -279,6 +279,11 @@ class Adam:
     takes part once it has a gradient; ``state`` holds the moments by the parameter's
     index, in ``torch.optim``'s format, so the moments saved by ``partial_fit`` continue
     from ``moments``.
+
+    The parameters of one kernel with equal step counts share one count tensor (the kernel
+    only reads it), which a step advances once rather than once per parameter; the lists
+    the kernel takes are made again only when the parameters with a gradient, or ``state``
+    (which a spike's return replaces), change.
     """
 
     def __init__(self, params, moments=None):
@@ -290,35 +295,30 @@ class Adam:
                 name: value.to(device=param.device, dtype=torch.float32 if name == "step" else param.dtype, copy=True)
                 for name, value in values.items()
             }
+        self._groups, self._made_for = [], None
 
     def step(self, rate):
         """Update every parameter that has a gradient with the rate ``rate``, then clear the gradients.
 
         One kernel per device and dtype, as ``torch.optim`` groups them.
         """
-        groups = {}
-        for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
+        with_gradient = tuple(p.grad is not None for p in self.params)
+        if self._made_for is None or self._made_for[0] != with_gradient or self._made_for[1] is not self.state:
+            self._groups, self._made_for = self._grouped(with_gradient), (with_gradient, self.state)
+        for params, exp_avgs, exp_avg_sqs, steps, counts in self._groups:
+            grads = [p.grad for p in params]
+            if any(grad.is_sparse for grad in grads):
                 raise RuntimeError("Adam does not support sparse gradients: give the denoiser dense parameters")
-            if i not in self.state:
-                self.state[i] = {
-                    "step": torch.zeros((), dtype=torch.float32, device=p.device),
-                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
-                }
-            groups.setdefault((p.device, p.dtype), []).append((p, self.state[i]))
-        for members in groups.values():
-            params, states = zip(*members)
-            steps = [state["step"] for state in states]
-            torch._foreach_add_(steps, 1)
+            if len(counts) == 1:
+                counts[0].add_(1)
+            else:
+                torch._foreach_add_(counts, 1)
             with torch.no_grad():
                 torch._fused_adam_(
                     params,
-                    [p.grad for p in params],
-                    [state["exp_avg"] for state in states],
-                    [state["exp_avg_sq"] for state in states],
+                    grads,
+                    exp_avgs,
+                    exp_avg_sqs,
                     [],
                     steps,
                     lr=rate,
@@ -331,6 +331,36 @@ class Adam:
                 )
             for p in params:
                 p.grad = None
+
+    def _grouped(self, with_gradient):
+        """Return the kernel's lists per device and dtype: the parameters with a gradient, their moments, step counts.
+
+        A parameter without state yet gets fresh moments. The parameters with a gradient
+        and an equal step count get one new tensor of it, shared: their steps advance
+        together while these lists are used, and no parameter without a gradient holds it.
+        """
+        groups, counts = {}, {}
+        for i, (p, has_gradient) in enumerate(zip(self.params, with_gradient)):
+            if not has_gradient:
+                continue
+            if i not in self.state:
+                self.state[i] = {
+                    "step": torch.zeros((), dtype=torch.float32, device=p.device),
+                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                }
+            state = self.state[i]
+            key = (p.device, p.dtype, float(state["step"]))  # one count per kernel: it advances it once
+            state["step"] = counts[key] if key in counts else counts.setdefault(key, state["step"].clone())
+            groups.setdefault((p.device, p.dtype), []).append((p, state))
+        lists = []
+        for members in groups.values():
+            params, states = zip(*members)
+            steps = [state["step"] for state in states]
+            distinct = list({id(step): step for step in steps}.values())
+            moments = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+            lists.append((list(params), *moments, steps, distinct))
+        return lists
 
 
 def _step(denoiser, optimizer, rate, draw, own_gradients=False, cross_entropy=None):
@@ -513,14 +543,16 @@ def minibatch(x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weig
     training, with fresh holes in every minibatch).
     """
     device = x0.device
-    idx = draw_rows(x0.shape[0], batch_size, generator, weights).to(device)
-    t = torch.multinomial(timestep_probs, batch_size, replacement=True, generator=generator).to(device)
-    eps = torch.randn((batch_size, *x0.shape[1:]), generator=generator).to(device)
-    x0, mask = x0[idx], None if mask is None else mask[idx]
+    idx = draw_rows(x0.shape[0], batch_size, generator, weights)
+    t = torch.multinomial(timestep_probs, batch_size, replacement=True, generator=generator)
+    eps = torch.randn((batch_size, *x0.shape[1:]), generator=generator)
+    if device.type != "cpu":  # drawn on the CPU, where the generator is
+        idx, t, eps = idx.to(device), t.to(device), eps.to(device)
+    x0, mask = x0.index_select(0, idx), None if mask is None else mask.index_select(0, idx)
     if hole_rate > 0:
         holes = mask * (torch.rand(mask.shape, generator=generator).to(device) < hole_rate)
         x0, mask = x0 * (1 - holes), mask - holes
-    return add_noise(x0, eps, t, alphas_cumprod, mask), t, y[idx], eps, mask
+    return add_noise(x0, eps, t, alphas_cumprod, mask), t, y.index_select(0, idx), eps, mask
 
 
 def draw_rows(n_samples, count, generator, weights=None):

@@ -167,10 +167,12 @@ def test_products_run_on_onednn_by_their_size_alone_with_addmms_values(rows, n_i
         assert not _denoisers._on_onednn(x.double(), weight.double())  # float32 only
         tolerance = {"rtol": 1e-5, "atol": 1e-5 * n_in}
         torch.testing.assert_close(_denoisers._product(x, weight, bias), torch.addmm(bias, x, weight.t()), **tolerance)
-        # Transposed operands, as the backward pass passes them: the weight's gradient and the input's.
+        # The backward pass's products, the weight's gradient and the input's: on the same kernel.
         grad = torch.randn(rows, n_out)
-        torch.testing.assert_close(_denoisers._product(grad.t(), x.t()), grad.t().mm(x), rtol=1e-5, atol=1e-5 * rows)
-        torch.testing.assert_close(_denoisers._product(grad, weight.t()), grad.mm(weight), **tolerance)
+        torch.testing.assert_close(_denoisers._matmul(grad.t(), x), grad.t().mm(x), rtol=1e-5, atol=1e-5 * rows)
+        torch.testing.assert_close(_denoisers._matmul(grad, weight), grad.mm(weight), **tolerance)
+        for a, b in ((grad.t(), x), (grad, weight)):
+            assert torch.equal(_denoisers._matmul(a, b), _denoisers._product(a, b.t()))
     with torch.enable_grad():  # autograd's path never meets oneDNN
         assert not _denoisers._on_onednn(x, weight)
 
@@ -186,6 +188,7 @@ def test_onednn_is_taken_only_where_it_runs(monkeypatch):
     x, weight = torch.randn(2048, 64), torch.randn(64, 64)
     with torch.no_grad():
         assert torch.equal(_denoisers._product(x, weight), torch.nn.functional.linear(x, weight))
+        assert torch.equal(_denoisers._matmul(x, weight.t()), torch.nn.functional.linear(x, weight))
 
 
 def test_intel_cpus_keep_to_mkls_addmm(monkeypatch):

@@ -105,6 +105,24 @@ def test_add_noise_broadcasts_over_sample_dimensions():
     torch.testing.assert_close(x_t[1], eps[1])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_add_noise_looks_up_the_factors_that_its_timesteps_own_values_give(dtype):
+    # The square roots are made once per schedule tensor (in inference mode too, for later
+    # use with autograd): bit for bit those of the timesteps' own alphas_cumprod.
+    alphas_cumprod = as_tensor(make_alphas_cumprod("cosine", 1000), dtype=dtype)
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.randn((500, 3), generator=generator, dtype=dtype)
+    eps = torch.randn((500, 3), generator=generator, dtype=dtype)
+    t = torch.randint(0, 1000, (500,), generator=generator)
+    abar = alphas_cumprod[t].unsqueeze(1)
+    with torch.inference_mode():
+        inferred = add_noise(x0, eps, t, alphas_cumprod)
+    assert torch.equal(inferred, abar.sqrt() * x0 + (1 - abar).sqrt() * eps)
+    weight = torch.ones(3, dtype=dtype, requires_grad=True)
+    add_noise(x0 * weight, eps, t, alphas_cumprod).sum().backward()
+    assert torch.equal(weight.grad, (abar.sqrt() * x0).sum(0))
+
+
 def test_append_dims():
     x = torch.arange(3.0)
     assert append_dims(x, 4).shape == (3, 1, 1, 1)

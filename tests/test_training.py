@@ -493,6 +493,39 @@ def test_adam_steps_each_dtype_as_torch_does_and_refuses_sparse_gradients():
         Adam(embedding.parameters()).step(1e-2)
 
 
+def test_adam_follows_parameters_that_gain_or_lose_their_gradient_as_torch_does():
+    # Which parameters have a gradient changes from step to step: each one's step count
+    # advances only when it has one, as torch.optim's do, to the same bits; the step
+    # counts that parameters share while they advance together part when they no longer do.
+    def run(optimizer_of):
+        torch.manual_seed(0)
+        params = [nn.Parameter(torch.randn(4)) for _ in range(3)]
+        step, counts = optimizer_of(params)
+        for k in range(12):
+            for i, p in enumerate(params):  # the first always, the second from step 4, the third on even steps
+                if i == 0 or (i == 1 and k >= 4) or (i == 2 and k % 2 == 0):
+                    p.grad = torch.full_like(p, 0.1 * (k + 1)) * (-1) ** i
+            step()
+        return params, counts()
+
+    def theirs(params):
+        optimizer = torch.optim.Adam(params, lr=1e-2, fused=True)
+
+        def step():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        return step, lambda: [float(optimizer.state[p]["step"]) for p in params]
+
+    def ours(params):
+        optimizer = Adam(params)
+        return functools.partial(optimizer.step, 1e-2), lambda: [float(optimizer.state[i]["step"]) for i in range(3)]
+
+    (params_ours, counts_ours), (params_theirs, counts_theirs) = run(ours), run(theirs)
+    assert all(torch.equal(a, b) for a, b in zip(params_ours, params_theirs))
+    assert counts_ours == counts_theirs == [12.0, 8.0, 6.0]
+
+
 def test_holes_are_neither_noised_nor_scored():
     x0, y = _problem()
     alphas_cumprod = as_tensor(make_alphas_cumprod("linear", N_STEPS))
