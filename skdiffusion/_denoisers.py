@@ -438,7 +438,8 @@ class MLPDenoiser(nn.Module):
             time_input = timestep_embedding(t, TIMESTEP_FREQUENCIES)
             time_state = _linear(self.time[0], time_input)
             s = _add_linear(F.silu(time_state), self.input, features, True)
-            saved, linears = [], [linear for _, linear in self.blocks]  # the input and the output of each block's SiLU
+            linears = [linear for _, linear in self.blocks]
+            saved = []  # the input and the output of each block's SiLU
             for i, linear in enumerate(linears):
                 if i == self.n_shared:
                     shared, s = s, self._entered(s, y)
@@ -656,9 +657,8 @@ def _matrix(x):
 
 def _matmul(a, b):
     """Return ``a @ b`` for matrices, without autograd: :func:`_product` of ``a`` and ``b.T``, on the same kernel."""
-    if _ONEDNN_LINEAR is not None and _on_onednn(a, b.t()):
-        return _ONEDNN_LINEAR(a, b.t(), None, "none", [], "")
-    return torch.mm(a, b)
+    # Without oneDNN, _product's mm itself: no transposed view of b to make and undo.
+    return torch.mm(a, b) if _ONEDNN_LINEAR is None else _product(a, b.t())
 
 
 def _product(x, weight, bias=None):

@@ -54,7 +54,7 @@ def add_noise(x0, eps, t, alphas_cumprod, mask=None):
 
 
 def noise_factors(alphas_cumprod):
-    """Return ``(sqrt(alphas_cumprod), sqrt(1 - alphas_cumprod))`` of the tensor ``alphas_cumprod``: new tensors.
+    """Return ``(sqrt(alphas_cumprod), sqrt(1 - alphas_cumprod))`` of the tensor ``alphas_cumprod``.
 
     Made once per tensor; square roots are correctly rounded, so the factors looked up for
     any timesteps are, bit for bit, those computed from their own ``alphas_cumprod``.

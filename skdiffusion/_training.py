@@ -295,7 +295,7 @@ class Adam:
                 name: value.to(device=param.device, dtype=torch.float32 if name == "step" else param.dtype, copy=True)
                 for name, value in values.items()
             }
-        self._groups, self._made_for = [], None
+        self._groups, self._made_for = [], (None, None)  # the lists, and the gradients and state they were made for
 
     def step(self, rate):
         """Update every parameter that has a gradient with the rate ``rate``, then clear the gradients.
@@ -303,16 +303,14 @@ class Adam:
         One kernel per device and dtype, as ``torch.optim`` groups them.
         """
         with_gradient = tuple(p.grad is not None for p in self.params)
-        if self._made_for is None or self._made_for[0] != with_gradient or self._made_for[1] is not self.state:
+        made_with, made_state = self._made_for
+        if with_gradient != made_with or self.state is not made_state:
             self._groups, self._made_for = self._grouped(with_gradient), (with_gradient, self.state)
         for params, exp_avgs, exp_avg_sqs, steps, counts in self._groups:
             grads = [p.grad for p in params]
             if any(grad.is_sparse for grad in grads):
                 raise RuntimeError("Adam does not support sparse gradients: give the denoiser dense parameters")
-            if len(counts) == 1:
-                counts[0].add_(1)
-            else:
-                torch._foreach_add_(counts, 1)
+            torch._foreach_add_(counts, 1)
             with torch.no_grad():
                 torch._fused_adam_(
                     params,
@@ -351,7 +349,9 @@ class Adam:
                 }
             state = self.state[i]
             key = (p.device, p.dtype, float(state["step"]))  # one count per kernel: it advances it once
-            state["step"] = counts[key] if key in counts else counts.setdefault(key, state["step"].clone())
+            if key not in counts:
+                counts[key] = state["step"].clone()
+            state["step"] = counts[key]
             groups.setdefault((p.device, p.dtype), []).append((p, state))
         lists = []
         for members in groups.values():
