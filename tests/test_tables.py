@@ -415,3 +415,19 @@ def test_a_zero_inflated_column_split_as_the_guide_shows():
     np.testing.assert_array_equal(clf.category_count_[1][:, 1], [at_zero[y == 0].sum(), at_zero[y == 1].sum()])
     assert clf.category_count_[1].sum() == 295
     assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_seeds_averaged_by_a_soft_vote_as_the_guide_shows(table):
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.metrics import log_loss
+
+    X, y, _ = table
+    seeds = [_clf(random_state=seed) for seed in range(3)]
+    vote = VotingClassifier([(f"seed {i}", clf) for i, clf in enumerate(seeds)], voting="soft").fit(X, y)
+    # Each fit keeps the frame's string column as a category, as a fit of its own does.
+    assert all(member.is_categorical_.tolist() == [False, True, False] for member in vote.estimators_)
+    # The vote is the mean of the probabilities of the same classifiers fitted alone.
+    alone = [clf.fit(X, y).predict_proba(X) for clf in seeds]
+    np.testing.assert_array_equal(vote.predict_proba(X), np.mean(alone, axis=0))
+    # The log loss is convex in the probabilities: the mean's is at most the mean of the fits'.
+    assert log_loss(y, vote.predict_proba(X)) <= np.mean([log_loss(y, proba) for proba in alone])

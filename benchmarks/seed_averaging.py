@@ -1,0 +1,155 @@
+"""Averaging fits of several seeds: one fit against the mean probabilities of three.
+
+Run ``python benchmarks/seed_averaging.py``. Each data set of the accuracy suite, and of
+the real-table panel with the benchmark extra, is split 70/30, stratified, with
+``random_state=0`` (the panel's protocol split), and DiffusionClassifier is fitted at its
+defaults with ``random_state`` 0 to ``--seeds`` - 1. "one fit": each fit alone. "3
+seeds": the mean of the probabilities of three consecutive seeds (0-2, 1-3, 2-4 with the
+default five), which is what ``VotingClassifier(voting="soft")`` over those three
+classifiers predicts (a test checks it); its fit time is the sum of its fits'. Then
+``VotingClassifier`` itself is fitted on the suite's breast cancer data, its three fits one
+after another (``n_jobs=None``) and in parallel (``n_jobs=3``) on joblib's processes and
+on its threads, alternated, medians of three. Prints the tables and writes
+``benchmarks/results/seed_averaging.md`` and ``.json``.
+"""
+
+import argparse
+import warnings
+
+import numpy as np
+import real_panel
+from _suite import (
+    DATASETS,
+    alternated,
+    grouped,
+    mean_cells,
+    panel_tables,
+    ratio_spread,
+    scores,
+    split,
+    split_loader,
+    timed,
+    write_results,
+)
+from joblib import parallel_config
+from sklearn.ensemble import VotingClassifier
+
+from skdiffusion import DiffusionClassifier
+
+AVERAGED = 3  # fits per average
+VARIANTS = ("one fit", f"{AVERAGED} seeds")
+
+
+def evaluate(name, data, seeds):
+    """Return the records of one fit per seed and of the averages of ``AVERAGED`` consecutive seeds."""
+    X_train, X_test, y_train, y_test = data
+    fits = []
+    for seed in range(seeds):
+        model, fit_s = timed(DiffusionClassifier(random_state=seed).fit, X_train, y_train)
+        fits.append((model.predict_proba(X_test), fit_s))
+        print(f"{name} seed {seed}: {scores(y_test, fits[-1][0], model.classes_)} in {fit_s:.1f} s", flush=True)
+    records = [
+        {"data": name, "seeds": [seed], "variant": VARIANTS[0], **scores(y_test, proba, model.classes_), "fit_s": fit_s}
+        for seed, (proba, fit_s) in enumerate(fits)
+    ]
+    for first in range(seeds - AVERAGED + 1):
+        window = fits[first : first + AVERAGED]
+        proba = np.mean([proba for proba, _ in window], axis=0)
+        records.append(
+            {
+                "data": name,
+                "seeds": list(range(first, first + AVERAGED)),
+                "variant": VARIANTS[1],
+                **scores(y_test, proba, model.classes_),
+                "fit_s": sum(fit_s for _, fit_s in window),
+            }
+        )
+    return records
+
+
+def format_table(records):
+    """Return the table of the means: accuracy / log loss and fit seconds per variant."""
+    groups = grouped(records)
+    lines = [
+        "| data | one fit | 3 seeds | fit s, one fit | 3 seeds |",
+        "|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(record["data"] for record in records):
+        cells = mean_cells(groups, name, VARIANTS) + mean_cells(groups, name, VARIANTS, keys=("fit_s",))
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def averaged(n_jobs=None):
+    """Return the soft vote of ``AVERAGED`` default classifiers of seeds 0, 1, ..."""
+    members = [(f"seed {seed}", DiffusionClassifier(random_state=seed)) for seed in range(AVERAGED)]
+    return VotingClassifier(members, voting="soft", n_jobs=n_jobs)
+
+
+def parallel_fits(rounds=3):
+    """Return the seconds of fitting :func:`averaged` on breast cancer one fit after another, and on 3 jobs."""
+    X_train, _, y_train, _ = split("breast")
+
+    def fit(n_jobs, backend):
+        with parallel_config(backend=backend):
+            averaged(n_jobs).fit(X_train, y_train)
+
+    calls = {
+        "one after another": lambda: fit(None, "loky"),
+        "3 processes": lambda: fit(3, "loky"),
+        "3 threads": lambda: fit(3, "threading"),
+    }
+    seconds = alternated(calls, rounds)
+    base = seconds["one after another"]
+    return {
+        label: {
+            "seconds": times,
+            "median_s": float(np.median(times)),
+            "against_one_after_another": ratio_spread(times, base),
+        }
+        for label, times in seconds.items()
+    }
+
+
+def parallel_table(timings):
+    """Return the table of :func:`parallel_fits`' medians and their ratios to one fit after another."""
+    lines = ["| VotingClassifier on breast cancer | fit s (median) | against one after another |", "|---|---|---|"]
+    for label, timing in timings.items():
+        ratio = timing["against_one_after_another"]
+        spread = f"{ratio['median']:.2f} ({ratio['least']:.2f} to {ratio['greatest']:.2f})"
+        lines.append(f"| {label} | {timing['median_s']:.1f} | {spread} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--data", nargs="*", help="data sets (default: the suite, then the panel)")
+    args = parser.parse_args()
+    if args.seeds < AVERAGED:
+        parser.error(f"--seeds must be at least {AVERAGED}")
+    loaders = {name: split_loader(load) for name, load in {**DATASETS, **panel_tables(list(real_panel.TABLES))}.items()}
+    records = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in args.data or loaders:
+            records += evaluate(name, loaders[name](), args.seeds)
+    table = (
+        f"Means over random_state 0-{args.seeds - 1} (one fit) and over the averages of {AVERAGED} consecutive "
+        'seeds (the mean of their probabilities, as VotingClassifier(voting="soft") predicts), on the split of '
+        "random_state 0; accuracy / log loss, fit seconds (an average's: the sum of its fits').\n\n"
+        + format_table(records)
+    )
+    print(table)
+    timings = parallel_fits()
+    table += (
+        f"\n\nVotingClassifier of {AVERAGED} default classifiers fitted on the suite's breast cancer split, its fits "
+        "one after another or on 3 of joblib's processes or threads, alternated, 3 rounds:\n\n"
+        + parallel_table(timings)
+    )
+    print(parallel_table(timings))
+    write_results("seed_averaging", table, {"records": records, "parallel_fits": timings})
+
+
+if __name__ == "__main__":
+    main()
