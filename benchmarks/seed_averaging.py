@@ -4,9 +4,10 @@ Run ``python benchmarks/seed_averaging.py``. Each data set of the accuracy suite
 the real-table panel with the benchmark extra, is split 70/30, stratified, with
 ``random_state=0`` (the panel's protocol split), and DiffusionClassifier is fitted at its
 defaults with ``random_state`` 0 to ``--seeds`` - 1. "one fit": each fit alone. "3
-seeds": the mean of the probabilities of three consecutive seeds (0-2, 1-3, 2-4 with the
-default five), which is what ``VotingClassifier(voting="soft")`` over those three
-classifiers predicts (a test checks it); its fit time is the sum of its fits'. Then
+seeds": the mean of the probabilities of each three consecutive seeds (0-2 and 3-5 with
+the default six), which is what ``VotingClassifier(voting="soft")`` over those three
+classifiers predicts (a test checks it); its fit time is the sum of its fits'. Every fit
+belongs to one average, so the two columns compare the same fits. Then
 ``VotingClassifier`` itself is fitted on the suite's breast cancer data, its three fits one
 after another (``n_jobs=None``) and in parallel (``n_jobs=3``) on joblib's processes and
 on its threads, alternated, medians of three. Prints the tables and writes
@@ -41,7 +42,7 @@ VARIANTS = ("one fit", f"{AVERAGED} seeds")
 
 
 def evaluate(name, data, seeds):
-    """Return the records of one fit per seed and of the averages of ``AVERAGED`` consecutive seeds."""
+    """Return the records of one fit per seed and of the average of each ``AVERAGED`` consecutive seeds."""
     X_train, X_test, y_train, y_test = data
     fits = []
     for seed in range(seeds):
@@ -52,7 +53,7 @@ def evaluate(name, data, seeds):
         {"data": name, "seeds": [seed], "variant": VARIANTS[0], **scores(y_test, proba, model.classes_), "fit_s": fit_s}
         for seed, (proba, fit_s) in enumerate(fits)
     ]
-    for first in range(seeds - AVERAGED + 1):
+    for first in range(0, seeds, AVERAGED):
         window = fits[first : first + AVERAGED]
         proba = np.mean([proba for proba, _ in window], axis=0)
         records.append(
@@ -123,11 +124,11 @@ def parallel_table(timings):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=2 * AVERAGED)
     parser.add_argument("--data", nargs="*", help="data sets (default: the suite, then the panel)")
     args = parser.parse_args()
-    if args.seeds < AVERAGED:
-        parser.error(f"--seeds must be at least {AVERAGED}")
+    if args.seeds < AVERAGED or args.seeds % AVERAGED:
+        parser.error(f"--seeds must be a multiple of {AVERAGED}")
     loaders = {name: split_loader(load) for name, load in {**DATASETS, **panel_tables(list(real_panel.TABLES))}.items()}
     records = []
     with warnings.catch_warnings():
@@ -135,7 +136,7 @@ def main():
         for name in args.data or loaders:
             records += evaluate(name, loaders[name](), args.seeds)
     table = (
-        f"Means over random_state 0-{args.seeds - 1} (one fit) and over the averages of {AVERAGED} consecutive "
+        f"Means over random_state 0-{args.seeds - 1} (one fit) and over the averages of each {AVERAGED} consecutive "
         'seeds (the mean of their probabilities, as VotingClassifier(voting="soft") predicts), on the split of '
         "random_state 0; accuracy / log loss, fit seconds (an average's: the sum of its fits').\n\n"
         + format_table(records)
