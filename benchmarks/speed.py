@@ -13,6 +13,9 @@ default settings unless a column says otherwise:
   than Intel's;
 - predict_proba from 16 to 4,000 rows at the defaults, with ``n_jobs=1``, and with the rows
   always split over the threads (the defaults split them only where that pays);
+- predict_proba with scoring calls of other sizes than the default network's (hidden
+  states of 1, 2 and 4 MiB): on 4,000 rows without pruning at the defaults and with
+  ``n_jobs=1``, and on 400 rows and one row at the defaults;
 - busy cores: fit and predict_proba with another process spinning on every core, at the
   default threads against one, alternated: the median, least and greatest of the rounds'
   ratios;
@@ -179,6 +182,48 @@ def small_predict_rows(clfs, sizes=(16, 128, 400, 1000, 2000, 4000), repeats=5):
             seconds = alternated(calls, repeats, warm)
             record[f"{name}, {rows:,} rows"] = {label: float(np.median(v)) for label, v in seconds.items()}
     return record
+
+
+def call_size_rows(clfs, budgets=(1, 2, 4), rounds=5):
+    """Time predict_proba with scoring calls of other sizes, alternated; return the medians.
+
+    The default network's calls keep their hidden state within a budget
+    (``_denoisers.CALL_STATE_FLOATS``, 1 MiB) and hold at most ``MAX_CALL_ROWS`` rows;
+    each budget of ``budgets`` (MiB) scales both (see :func:`_with_budget`). Timed without
+    pruning on 4,000 rows at the defaults (a thread per core) and with ``n_jobs=1``; and
+    at the defaults, with the default pruning, on 400 rows and on one row, which pay for
+    the padding of larger calls.
+    """
+    record = {}
+    for name, (clf, X) in clfs.items():
+        X = np.tile(X, (4000 // len(X) + 1, 1))[:4000]
+        default, one = clone_fitted(clf, pruning=None), clone_fitted(clf, pruning=None, n_jobs=1)
+        timings = {"default": (default, X), "n_jobs=1": (one, X), "400 rows": (clf, X[:400]), "one row": (clf, X[:1])}
+        calls, warm = {}, {}
+        for mib in budgets:
+            for label, (model, rows) in timings.items():
+                calls[mib, label] = functools.partial(_with_budget, mib, model.predict_proba, rows)
+                warm[mib, label] = functools.partial(_with_budget, mib, model.predict_proba, X[:64])
+        seconds = alternated(calls, rounds, warm)
+        for mib in budgets:
+            rows_per_call = _with_budget(mib, getattr, clf.denoiser_, "eval_batch_size")
+            medians = {label: float(np.median(seconds[mib, label])) for label in timings}
+            record[f"{name}, {mib} MiB"] = {"rows_per_call": rows_per_call, **medians}
+    return record
+
+
+def _with_budget(mib, fn, *args):
+    """Return ``fn(*args)`` with the default network's scoring calls sized for ``mib`` MiB of hidden state.
+
+    The budget and the most rows of a call scale together; both are restored after.
+    """
+    previous = _denoisers.CALL_STATE_FLOATS, _denoisers.MAX_CALL_ROWS
+    _denoisers.CALL_STATE_FLOATS = mib << 18
+    _denoisers.MAX_CALL_ROWS = int(previous[1] * (mib << 18) / previous[0])
+    try:
+        return fn(*args)
+    finally:
+        _denoisers.CALL_STATE_FLOATS, _denoisers.MAX_CALL_ROWS = previous
 
 
 def _predict_proba(clf, X, split_any=False):
@@ -442,6 +487,7 @@ def main():
         predict_row("digits", digits_clf, np.tile(X_digits, (4000 // len(X_digits) + 1, 1))[:4000]),
     ]
     small = small_predict_rows({"spirals": (spirals_clf, X_spirals), "digits": (digits_clf, X_digits)})
+    call_sizes = call_size_rows({"spirals": (spirals_clf, X_spirals), "digits": (digits_clf, X_digits)})
     busy = busy_row(X_spirals, y_spirals, np.tile(X_spirals, (3, 1)))
     classes, class_jobs = classes_row()
     conditioning = conditioning_row()
@@ -512,6 +558,20 @@ def main():
     ]
     lines += [
         "",
+        "predict_proba with scoring calls of other sizes, seconds (medians of 5, alternated): the default",
+        "network's calls keep their hidden state within 1 MiB (at most 2,048 rows); 4,000 rows without pruning",
+        "at the defaults (a thread per core) and with n_jobs=1; 400 rows and one row at the defaults",
+        "",
+        "| data, budget | rows per call | 4,000 rows, default | n_jobs=1 | n_jobs=1 / default | 400 rows | one row |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {v['rows_per_call']:,} | {v['default']:.3f} | {v['n_jobs=1']:.3f} | "
+        f"{v['n_jobs=1'] / v['default']:.2f} | {v['400 rows']:.4f} | {v['one row']:.4f} |"
+        for k, v in call_sizes.items()
+    ]
+    lines += [
+        "",
         f"busy cores (a process spinning on each), default threads / one thread, median (least to greatest) of "
         f"{busy['rounds']} alternated rounds: fit {_spread(busy['fit_ratio'])} ({busy['fit_s']['default']:.2f} s / "
         f"{busy['fit_s']['one']:.2f} s), predict {_spread(busy['predict_ratio'])} "
@@ -568,6 +628,7 @@ def main():
         {
             "predict": predict,
             "small_predictions": small,
+            "call_sizes": call_sizes,
             "busy": busy,
             "classes": classes,
             "conditioning": conditioning,

@@ -36,8 +36,10 @@ READOUT_RANK = 32
 READOUT_ALONE_CLASSES = 20
 # Rows whose read-out weights are gathered at once, outside scoring (see _own_read_out).
 OWN_READ_OUT_ROWS = 256
-# Floats of the all-class hidden state of one scoring call (1 MiB): see eval_batch_size.
+# Floats of the all-class hidden state of one scoring call (1 MiB), and the most rows of
+# one: see eval_batch_size.
 CALL_STATE_FLOATS = 1 << 18
+MAX_CALL_ROWS = 2048
 # The least variance of a Gaussian base's feature (see MLPDenoiser): a constant feature's.
 MIN_BASE_VARIANCE = 1e-6
 
@@ -283,15 +285,18 @@ class MLPDenoiser(nn.Module):
         """Rows of each scoring call: as many as keep a two-class hidden state and the predictions within 1 MiB.
 
         (rows x max(2 x width, classes x features) floats, in multiples of 16, between 16
-        and 2048 rows.) Larger
-        temporaries are handed back to the kernel after every call, and page faults then
-        cost more than the larger calls save; beyond 2048 rows, calls gain little and the
-        padding of a small prediction grows. With more classes, :meth:`forward_all` runs
-        the class-conditioned part on a slice of the rows at a time (see
-        :meth:`class_rows`), so that the class-independent part keeps its large calls.
+        and ``MAX_CALL_ROWS`` rows.) Every call is padded to this size, which a small
+        prediction pays in full. Larger calls would serve large predictions on several
+        threads better: each of a call's few dozen operations takes Python's lock (the
+        GIL) back as it ends, waiting while another thread holds it, and larger calls wait
+        fewer times per row. ``benchmarks/results/speed.md`` times calls of 1, 2 and 4 MiB:
+        with the larger ones, one row and 400 rows took longer, 4,000 rows less. With more
+        classes, :meth:`forward_all` runs the class-conditioned part on a slice of the rows
+        at a time (see :meth:`class_rows`), so that the class-independent part keeps its
+        large calls.
         """
         per_row = max(2 * self.input.out_features, self.n_classes * self.output[1].out_features)
-        return min(2048, max(16, CALL_STATE_FLOATS // per_row // 16 * 16))
+        return min(MAX_CALL_ROWS, max(16, CALL_STATE_FLOATS // per_row // 16 * 16))
 
     def class_rows(self, n_rows):
         """Return the rows of each slice that :meth:`forward_all` conditions at once, out of ``n_rows``.
@@ -495,9 +500,9 @@ class MLPDenoiser(nn.Module):
     def pair_rows(self):
         """Rows of each call of :meth:`forward_pairs`'s class-conditioned part: a hidden state of 1 MiB.
 
-        (In multiples of 16, between 16 and 2048 rows.)
+        (In multiples of 16, between 16 and ``MAX_CALL_ROWS`` rows.)
         """
-        return min(2048, max(16, CALL_STATE_FLOATS // self.input.out_features // 16 * 16))
+        return min(MAX_CALL_ROWS, max(16, CALL_STATE_FLOATS // self.input.out_features // 16 * 16))
 
     def forward_pairs(self, x_t, t, rows, classes):
         """Return eps_hat of row ``rows[i]`` of ``x_t`` under class ``classes[i]``, shape (len(rows), n_features).

@@ -10,7 +10,7 @@ import torch
 from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 
-from skdiffusion import DiffusionClassifier, _calibration, _compute, _fitting
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _calibration, _compute, _denoisers, _fitting
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -29,6 +29,7 @@ def benchmarks(monkeypatch):
         "long_training",
         "real_panel",
         "skewed_columns",
+        "speed",
         "timestep_weights",
         "tuning_again",
         "zero_inflated",
@@ -216,6 +217,23 @@ def test_choosing_rows_benchmark_variants_set_the_library_and_restore_it(benchma
     records = [choosing_rows.evaluate(data, 0, setting) for setting in choosing_rows.VARIANTS.values()]
     assert all(record["log_loss"] == records[0]["log_loss"] for record in records)
     assert _calibration.CHOOSING_ROWS == 2000 and _calibration.choosing_sample is not choosing_rows._uniform
+
+
+def test_speed_benchmark_sizes_the_scoring_calls_for_its_budget_and_restores_the_library(benchmarks):
+    import speed
+
+    spirals, digits = MLPDenoiser(2, 2, hidden_size=64), MLPDenoiser(64, 10, hidden_size=256)
+    library = (spirals.eval_batch_size, digits.eval_batch_size, digits.class_rows(400), digits.pair_rows)
+    assert library == (2048, 400, 100, 1024)
+
+    def sizes():
+        return spirals.eval_batch_size, digits.eval_batch_size, digits.class_rows(816), digits.pair_rows
+
+    # Twice the hidden state: twice the rows of each call, up to twice the most rows of one.
+    assert speed._with_budget(1, sizes)[:2] == (2048, 400)
+    assert speed._with_budget(2, sizes) == (4096, 816, 204, 2048)
+    assert speed._with_budget(4, sizes)[:2] == (8192, 1632)
+    assert (_denoisers.CALL_STATE_FLOATS, _denoisers.MAX_CALL_ROWS) == (1 << 18, 2048)
 
 
 def test_denormals_benchmark_leaves_the_threads_setting_alone_in_kept_only(benchmarks):
