@@ -44,7 +44,7 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import alternated, ratio_spread, split, timed, write_results
+from _suite import alternated, constants_set, ratio_spread, split, timed, write_results
 from sklearn.datasets import make_classification
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -215,15 +215,12 @@ def call_size_rows(clfs, budgets=(1, 2, 4), rounds=5):
 def _with_budget(mib, fn, *args):
     """Return ``fn(*args)`` with the default network's scoring calls sized for ``mib`` MiB of hidden state.
 
-    The budget and the most rows of a call scale together; both are restored after.
+    The budget and the most rows of a call scale together, for that call only.
     """
-    previous = _denoisers.CALL_STATE_FLOATS, _denoisers.MAX_CALL_ROWS
-    _denoisers.CALL_STATE_FLOATS = mib << 18
-    _denoisers.MAX_CALL_ROWS = int(previous[1] * (mib << 18) / previous[0])
-    try:
+    scale = (mib << 18) / _denoisers.CALL_STATE_FLOATS
+    budget = {"CALL_STATE_FLOATS": mib << 18, "MAX_CALL_ROWS": int(_denoisers.MAX_CALL_ROWS * scale)}
+    with constants_set(_denoisers, budget):
         return fn(*args)
-    finally:
-        _denoisers.CALL_STATE_FLOATS, _denoisers.MAX_CALL_ROWS = previous
 
 
 def _predict_proba(clf, X, split_any=False):
@@ -231,12 +228,8 @@ def _predict_proba(clf, X, split_any=False):
 
     (See :func:`small_predict_rows`.)
     """
-    previous = _scoring.PIECE_CALLS
-    _scoring.PIECE_CALLS = 0 if split_any else previous
-    try:
+    with constants_set(_scoring, {"PIECE_CALLS": 0} if split_any else {}):
         return clf.predict_proba(X)
-    finally:
-        _scoring.PIECE_CALLS = previous
 
 
 def _spin(stop):
