@@ -27,6 +27,7 @@ def benchmarks(monkeypatch):
         "first_check",
         "gaussian_base",
         "long_training",
+        "range_choice",
         "real_panel",
         "skewed_columns",
         "speed",
@@ -307,3 +308,30 @@ def test_timestep_weights_benchmark_scores_the_rows_as_fit_chooses_and_its_bands
     np.testing.assert_allclose(refined, mine.scale * errors[:, :, in_range].mean(axis=2), rtol=1e-12)
     even = bands @ timestep_weights.band_centre(t, n_steps, mine, 1.0)
     np.testing.assert_allclose(even, mine.scale * errors.sum(axis=2) / in_range.sum(), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_range_choice_benchmark_searches_the_library_candidates_and_records_the_range_predicted_with(
+    benchmarks, monkeypatch
+):
+    import range_choice
+
+    # The grid holds "auto" and each range that "auto" chooses among, as fixed ranges.
+    assert range_choice.GRID == {"timestep_range": ["auto", *((0.0, hi) for hi in _calibration.RANGE_CANDIDATES)]}
+    monkeypatch.setattr(range_choice, "GRID", {"timestep_range": ["auto", (0.0, 0.2)]})
+    monkeypatch.setattr(range_choice, "FOLDS", 2)
+    X, y = make_classification(n_samples=80, n_features=3, n_informative=2, n_redundant=0, random_state=0)
+    data = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    default = range_choice.evaluate(data, 0, range_choice.default)
+    plain = DiffusionClassifier(random_state=0).fit(data[0], data[2])
+    assert default["range"] == f"auto: {plain.timestep_range_[1]:g}"
+    search = range_choice.grid_search(0).fit(data[0], data[2])
+    record = range_choice.evaluate(data, 0, range_choice.grid_search)
+    best = search.best_params_["timestep_range"]
+    assert record["range"] == (f"auto: {plain.timestep_range_[1]:g}" if best == "auto" else f"{best[1]:g}")
+    # The search predicts as a default fit with the range it chose, refitted on all the training rows.
+    refit = DiffusionClassifier(random_state=0, timestep_range=best).fit(data[0], data[2])
+    np.testing.assert_array_equal(search.predict_proba(data[1]), refit.predict_proba(data[1]))
+    assert record["log_loss"] == pytest.approx(
+        range_choice.scores(data[3], refit.predict_proba(data[1]), refit.classes_)["log_loss"], rel=1e-12
+    )
