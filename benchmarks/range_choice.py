@@ -43,11 +43,11 @@ def evaluate(data, seed, make):
     X_train, X_test, y_train, y_test = data
     model = make(seed)
     _, fit_s = timed(model.fit, X_train, y_train)
-    fitted = getattr(model, "best_estimator_", model)
-    chosen = model.best_params_["timestep_range"] if hasattr(model, "best_params_") else "auto"
+    fitted = getattr(model, "best_estimator_", model)  # the search's refit, or the fit itself
+    hi = f"{fitted.timestep_range_[1]:g}"
     return {
         "fit_s": fit_s,
-        "range": f"{chosen}: {fitted.timestep_range_[1]:g}" if chosen == "auto" else f"{chosen[1]:g}",
+        "range": f"auto: {hi}" if fitted.timestep_range == "auto" else hi,
         **scores(y_test, model.predict_proba(X_test), model.classes_),
     }
 
