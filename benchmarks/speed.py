@@ -421,7 +421,7 @@ def conditioning_row(seeds=(0, 1, 2)):
 # (rows, in, out) of products the default networks make: spirals' scoring calls, digits'
 # (512 rows of 256 units), a training step of 256 rows at widths 128 and 256, and the
 # class head of 50 classes of 20 features (64 rows x 50 classes).
-KERNEL_SHAPES = [(2048, 66, 64), (2048, 64, 64), (512, 256, 256), (256, 128, 128), (256, 256, 256), (3200, 256, 20)]
+KERNEL_SHAPES = [(2016, 66, 64), (2016, 64, 64), (512, 256, 256), (256, 128, 128), (256, 256, 256), (3200, 256, 20)]
 
 
 def kernel_rows(jobs, repeats=20):
@@ -552,7 +552,7 @@ def main():
     lines += [
         "",
         "predict_proba with scoring calls of other sizes, seconds (medians of 5, alternated): the default",
-        "network's calls keep their hidden state within 1 MiB (at most 2,048 rows); 4,000 rows without pruning",
+        "network's calls keep their hidden state within 1 MiB (at most 2,016 rows); 4,000 rows without pruning",
         "at the defaults (a thread per core) and with n_jobs=1; 400 rows and one row at the defaults",
         "",
         "| data, budget | rows per call | 4,000 rows, default | n_jobs=1 | n_jobs=1 / default | 400 rows | one row |",

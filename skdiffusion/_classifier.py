@@ -325,10 +325,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         calling thread alone.
         Neither uses joblib. ``fit`` scores its held-out samples, to choose the trials, on
         the same threads for None and in the calling thread otherwise; it trains on one torch
-        thread. The results are bit for bit those of one thread (on MKL's kernels for CPUs
-        without AVX-512, with ``MKL_CBWR=AUTO,STRICT`` set; see the user guide). With
-        ``verbose``, joblib reports the jobs as they finish. Jobs are meant for the CPU: on
-        a GPU, leave it None.
+        thread. The results are bit for bit those of one thread (see the user guide's
+        reproducibility page). With ``verbose``, joblib reports the jobs as they finish.
+        Jobs are meant for the CPU: on a GPU, leave it None.
     memory : str, object with the joblib.Memory interface, or None, default=None
         Caches the trained network: the path of a folder, or a :class:`joblib.Memory`.
         ``fit`` then looks up a network trained before on the same data with the same

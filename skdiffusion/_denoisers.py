@@ -39,7 +39,13 @@ OWN_READ_OUT_ROWS = 256
 # Floats of the all-class hidden state of one scoring call (1 MiB), and the most rows of
 # one: see eval_batch_size.
 CALL_STATE_FLOATS = 1 << 18
-MAX_CALL_ROWS = 2048
+MAX_CALL_ROWS = 2016
+# Every product of a scoring call has a multiple of this many rows: then each row comes out
+# the same bits wherever it falls in the product, on MKL's AVX-512 kernels (any product of
+# 16 rows or more does) and on its kernels for CPUs without AVX-512, which round a
+# product's last rows their own way when its rows are not a multiple of 48 (see the user
+# guide's reproducibility page).
+CALL_ROW_MULTIPLE = 48
 # The least variance of a Gaussian base's feature (see MLPDenoiser): a constant feature's.
 MIN_BASE_VARIANCE = 1e-6
 
@@ -284,30 +290,35 @@ class MLPDenoiser(nn.Module):
     def eval_batch_size(self):
         """Rows of each scoring call: as many as keep a two-class hidden state and the predictions within 1 MiB.
 
-        (rows x max(2 x width, classes x features) floats, in multiples of 16, between 16
-        and ``MAX_CALL_ROWS`` rows.) Every call is padded to this size, which a small
-        prediction pays in full. Larger calls would serve large predictions on several
-        threads better: each of a call's few dozen operations takes Python's lock (the
-        GIL) back as it ends, waiting while another thread holds it, and larger calls wait
-        fewer times per row. ``benchmarks/results/speed.md`` times calls of 1, 2 and 4 MiB:
-        with the larger ones, one row and 400 rows took longer, 4,000 rows less. With more
-        classes, :meth:`forward_all` runs the class-conditioned part on a slice of the rows
-        at a time (see :meth:`class_rows`), so that the class-independent part keeps its
+        (rows x max(2 x width, classes x features) floats, in multiples of
+        ``CALL_ROW_MULTIPLE``, between one multiple and ``MAX_CALL_ROWS`` rows.) Every call is
+        padded to this size, which a small prediction pays in full. Larger calls would serve
+        large predictions on several threads better: each of a call's few dozen operations takes
+        Python's lock (the GIL) back as it ends, waiting while another thread holds it, and
+        larger calls wait fewer times per row. ``benchmarks/results/speed.md`` times calls of 1,
+        2 and 4 MiB: with the larger ones, one row and 400 rows took longer, 4,000 rows less.
+        With more classes, :meth:`forward_all` runs the class-conditioned part on a slice of the
+        rows at a time (see :meth:`class_rows`), so that the class-independent part keeps its
         large calls.
         """
         per_row = max(2 * self.input.out_features, self.n_classes * self.output[1].out_features)
-        return min(MAX_CALL_ROWS, max(16, CALL_STATE_FLOATS // per_row // 16 * 16))
+        return min(MAX_CALL_ROWS, rows_within(CALL_STATE_FLOATS // per_row))
 
     def class_rows(self, n_rows):
         """Return the rows of each slice that :meth:`forward_all` conditions at once, out of ``n_rows``.
 
-        The largest divisor of ``n_rows`` whose all-class hidden state (rows x classes x
-        width floats) fits in 1 MiB, or 1: slices of one size, so that a row's result does
-        not depend on which slice it falls in.
+        Slices of one size, a divisor of ``n_rows``, so that a row's result does not depend
+        on which slice it falls in, whose all-class hidden state (rows x classes x width
+        floats) fits in 1 MiB (or of one row): the largest whose products (rows x classes)
+        have a multiple of ``CALL_ROW_MULTIPLE`` rows, else the largest.
         """
         budget = CALL_STATE_FLOATS // (self.n_classes * self.input.out_features)
         # From the top: with few classes the budget holds every row, and the first try does.
-        return next((d for d in range(min(budget, n_rows), 0, -1) if n_rows % d == 0), 1)
+        divisors = (rows for rows in range(min(budget, n_rows), 0, -1) if n_rows % rows == 0)
+        largest = next(divisors, 1)
+        if largest * self.n_classes % CALL_ROW_MULTIPLE == 0:
+            return largest
+        return next((rows for rows in divisors if rows * self.n_classes % CALL_ROW_MULTIPLE == 0), largest)
 
     # Every block adds the same conditioning c (time, then time + class) to its input:
     # h' = h + block(h + c). The network carries s = h + c instead, so that a block is
@@ -500,9 +511,9 @@ class MLPDenoiser(nn.Module):
     def pair_rows(self):
         """Rows of each call of :meth:`forward_pairs`'s class-conditioned part: a hidden state of 1 MiB.
 
-        (In multiples of 16, between 16 and ``MAX_CALL_ROWS`` rows.)
+        (In multiples of ``CALL_ROW_MULTIPLE``, between one multiple and ``MAX_CALL_ROWS`` rows.)
         """
-        return min(MAX_CALL_ROWS, max(16, CALL_STATE_FLOATS // self.input.out_features // 16 * 16))
+        return min(MAX_CALL_ROWS, rows_within(CALL_STATE_FLOATS // self.input.out_features))
 
     def forward_pairs(self, x_t, t, rows, classes):
         """Return eps_hat of row ``rows[i]`` of ``x_t`` under class ``classes[i]``, shape (len(rows), n_features).
@@ -564,6 +575,11 @@ class MLPDenoiser(nn.Module):
             return eps_hat
         read_out = self._read_out(F.silu(s), in_place)
         return eps_hat.add_(read_out) if in_place else eps_hat + read_out
+
+
+def rows_within(budget):
+    """Return the most rows of a scoring call within ``budget``: a multiple of ``CALL_ROW_MULTIPLE``, at least one."""
+    return max(CALL_ROW_MULTIPLE, budget // CALL_ROW_MULTIPLE * CALL_ROW_MULTIPLE)
 
 
 def _made_from(cached, size, linear):

@@ -7,16 +7,15 @@ import torch
 from scipy import stats
 
 from ._compute import ceil_div, report_progress
-from ._denoisers import without_autograd
+from ._denoisers import rows_within, without_autograd
 from ._losses import per_sample_loss
 from ._schedule import add_noise
 
 # (sample, trial, class) evaluations per denoiser call, for a denoiser that does not set
 # its own eval_batch_size (MLPDenoiser does, from its width). A model's calls always have
 # the same number of rows, call_rows(...) (the last block is padded), so float32 GEMM
-# results do not depend on how many rows were passed or which rows stand beside a sample:
-# on MKL's AVX-512 kernels and oneDNN's. MKL's kernels for CPUs without AVX-512 also round a
-# few rows by their place in the call (the user guide's reproducibility page: MKL_CBWR).
+# results do not depend on how many rows were passed or which rows stand beside a sample
+# (on MKL's kernels, given rows in multiples of CALL_ROW_MULTIPLE, and on oneDNN's).
 # Not more: pruning scores ever fewer pairs, and padding is then wasted work; and the
 # all-class intermediates of a larger block (rows x classes x width floats) were freed back
 # to the kernel after every call, which doubled digits' predict time in page faults.
@@ -93,12 +92,12 @@ def spread_order(n_trials):
 def block_rows(n_classes):
     """Return the rows of every denoiser call that scores ``n_classes`` classes at once.
 
-    A multiple of 16, at least 16: a row's result can depend on how many rows a call
-    has (with torch 2.13's CPU kernels here, calls of 1 to 3 rows round differently from
-    larger ones, by ~1e-7), and one fixed, round size keeps every call on one path
-    (but see ``EVAL_BLOCK`` on MKL's kernels for CPUs without AVX-512).
+    A multiple of ``CALL_ROW_MULTIPLE``, at least one: a row's result can depend on how
+    many rows a call has (with torch 2.13's CPU kernels here, calls of 1 to 3 rows round
+    differently from larger ones, by ~1e-7) and on where it falls in them (see
+    ``_denoisers.CALL_ROW_MULTIPLE``), and one fixed, round size keeps every call on one path.
     """
-    return max(16, EVAL_BLOCK // n_classes // 16 * 16)
+    return rows_within(EVAL_BLOCK // n_classes)
 
 
 def call_rows(denoiser, n_classes):

@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 import skdiffusion
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _fitting, _training
+from skdiffusion import DiffusionClassifier, MLPDenoiser, _fitting, _scoring, _training
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -938,9 +938,10 @@ class _Faulty(nn.Module):
 
 def _interrupt_the_selection(clf, monkeypatch):
     # Training has run (and changed the network, with warm_start) when this raises: the
-    # choice of the trials scores the held-out rows in calls of 1024 rows, without grad.
+    # choice of the trials scores the held-out rows in calls of block_rows(1) rows (1008),
+    # without grad.
     def interrupt(x_t):
-        if not torch.is_grad_enabled() and x_t.shape[0] >= 1024:
+        if not torch.is_grad_enabled() and x_t.shape[0] >= _scoring.block_rows(1):
             raise KeyboardInterrupt
 
     monkeypatch.setitem(FAULT, "raise", interrupt)

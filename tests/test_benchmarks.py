@@ -224,17 +224,18 @@ def test_speed_benchmark_sizes_the_scoring_calls_for_its_budget_and_restores_the
     import speed
 
     spirals, digits = MLPDenoiser(2, 2, hidden_size=64), MLPDenoiser(64, 10, hidden_size=256)
-    library = (spirals.eval_batch_size, digits.eval_batch_size, digits.class_rows(400), digits.pair_rows)
-    assert library == (2048, 400, 100, 1024)
+    library = (spirals.eval_batch_size, digits.eval_batch_size, digits.class_rows(384), digits.pair_rows)
+    assert library == (2016, 384, 96, 1008)
 
     def sizes():
         return spirals.eval_batch_size, digits.eval_batch_size, digits.class_rows(816), digits.pair_rows
 
-    # Twice the hidden state: twice the rows of each call, up to twice the most rows of one.
-    assert speed._with_budget(1, sizes)[:2] == (2048, 400)
-    assert speed._with_budget(2, sizes) == (4096, 816, 204, 2048)
-    assert speed._with_budget(4, sizes)[:2] == (8192, 1632)
-    assert (_denoisers.CALL_STATE_FLOATS, _denoisers.MAX_CALL_ROWS) == (1 << 18, 2048)
+    # Twice the hidden state: twice the rows of each call, up to twice the most rows of one
+    # (in multiples of 48: 816 rows of 10 classes are conditioned 48 at a time, 480 products).
+    assert speed._with_budget(1, sizes)[:2] == (2016, 384)
+    assert speed._with_budget(2, sizes) == (4032, 816, 48, 2016)
+    assert speed._with_budget(4, sizes)[:2] == (8064, 1632)
+    assert (_denoisers.CALL_STATE_FLOATS, _denoisers.MAX_CALL_ROWS) == (1 << 18, 2016)
 
 
 def test_denormals_benchmark_leaves_the_threads_setting_alone_in_kept_only(benchmarks):

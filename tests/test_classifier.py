@@ -237,18 +237,18 @@ class _CountingMLP(MLPDenoiser):
 def test_predict_proba_on_ten_thousand_rows_runs_in_bounded_chunks(monkeypatch):
     X, y = _blobs(100, n_classes=2)
     clf = _clf(denoiser=functools.partial(_CountingMLP, hidden_size=16, n_blocks=1), max_iter=20).fit(X, y)
-    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 8 * 4096)  # 4096 samples of 8 trials a chunk
+    monkeypatch.setattr(_scoring, "CHUNK_PAIRS", 8 * 4096)  # 2048 samples of 8 trials x 2 classes a chunk
     _CountingMLP.batch_sizes = []
     grid = np.random.default_rng(0).uniform(-5, 5, size=(10_000, 2))
-    proba = clf.predict_proba(grid)
+    proba = clf.set_params(n_jobs=1).predict_proba(grid)  # one piece, whatever the cores
     assert proba.shape == (10_000, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     # Every denoiser call has the network's eval_batch_size rows and scores both classes at
-    # once; chunks of 4096, 4096 and 1808 samples.
+    # once; four chunks of 2048 samples and one of 1808.
     block = clf.denoiser_.eval_batch_size
-    assert block == 2048  # 16 units x 2 classes: the 1 MiB budget allows more, the cap holds
+    assert block == 2016  # 16 units x 2 classes: the 1 MiB budget allows more, the cap holds
     assert set(_CountingMLP.batch_sizes) == {block}
-    blocks = sum(-(-n * 8 // block) for n in (4096, 4096, 1808))
+    blocks = sum(-(-n * 8 // block) for n in (2048, 2048, 2048, 2048, 1808))
     assert len(_CountingMLP.batch_sizes) == blocks
     np.testing.assert_array_equal(proba[4000:4200], clf.predict_proba(grid[4000:4200]))
 

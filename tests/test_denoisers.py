@@ -234,19 +234,23 @@ def test_the_scoring_path_on_onednn_agrees_with_addmms(class_blocks, monkeypatch
 
 def test_scoring_calls_keep_their_hidden_state_within_a_mebibyte():
     # Shared calls: rows x max(2 x width, classes x features) floats <= 2**18, in multiples
-    # of 16, between 16 and 2048 rows.
-    assert MLPDenoiser(2, 2, hidden_size=64).eval_batch_size == 2048  # spirals
-    assert MLPDenoiser(64, 10, hidden_size=256).eval_batch_size == 400  # digits: 640 floats a row
-    assert MLPDenoiser(20, 50, hidden_size=256).eval_batch_size == 256  # 1000 floats a row
-    assert MLPDenoiser(2, 2, hidden_size=16).eval_batch_size == 2048  # the cap
-    assert MLPDenoiser(2, 2, hidden_size=8192).eval_batch_size == 16  # the floor
-    # Class slices of forward_all: the largest divisor of the rows within rows x classes x width <= 2**18.
+    # of 48, between 48 and 2016 rows.
+    assert MLPDenoiser(2, 2, hidden_size=64).eval_batch_size == 2016  # spirals
+    assert MLPDenoiser(64, 10, hidden_size=256).eval_batch_size == 384  # digits: 640 floats a row
+    assert MLPDenoiser(20, 50, hidden_size=256).eval_batch_size == 240  # 1000 floats a row
+    assert MLPDenoiser(2, 2, hidden_size=16).eval_batch_size == 2016  # the cap
+    assert MLPDenoiser(2, 2, hidden_size=8192).eval_batch_size == 48  # the floor
+    # Class slices of forward_all: divisors of the rows within rows x classes x width <= 2**18,
+    # the largest whose products (rows x classes) are a multiple of 48, else the largest.
     digits = MLPDenoiser(64, 10, hidden_size=256)
-    assert digits.class_rows(400) == 100 and digits.class_rows(97) == 97 and digits.class_rows(101) == 101
+    assert digits.class_rows(384) == 96  # 960 rows a product
+    assert digits.class_rows(400) == 100  # no divisor of 400 within 102 is a multiple of 24
+    assert digits.class_rows(816) == 48  # not 102, whose products of 1020 rows are not
+    assert digits.class_rows(97) == 97 and digits.class_rows(101) == 101
     assert MLPDenoiser(20, 50, hidden_size=256).class_rows(256) == 16  # 20 fit: 16 divides 256
     assert MLPDenoiser(2, 1000, hidden_size=512).class_rows(512) == 1
-    # Calls of forward_pairs: rows x width floats <= 2**18.
-    assert digits.pair_rows == 1024 and MLPDenoiser(2, 2, hidden_size=64).pair_rows == 2048
+    # Calls of forward_pairs: rows x width floats <= 2**18, in multiples of 48.
+    assert digits.pair_rows == 1008 and MLPDenoiser(2, 2, hidden_size=64).pair_rows == 2016
 
 
 @pytest.mark.parametrize("class_readout, class_embedding", [(0, True), (6, True), (6, False)])

@@ -210,4 +210,4 @@ def test_a_denoiser_can_set_the_rows_of_its_scoring_calls(gaussians):
     clf_7 = _zero_shot(CountingDenoiser(), validation_fraction=None).fit(X, y)
     clf_7.denoiser_.rows.clear()
     np.testing.assert_allclose(clf_7.predict_proba(X_test[:5]), clf.predict_proba(X_test[:5]), rtol=1e-5)
-    assert set(clf_7.denoiser_.rows) == {7}  # padded to 7, instead of the default 1024 rows
+    assert set(clf_7.denoiser_.rows) == {7}  # padded to 7, instead of the default 1008 rows
