@@ -310,15 +310,22 @@ class MLPDenoiser(nn.Module):
         Slices of one size, a divisor of ``n_rows``, so that a row's result does not depend
         on which slice it falls in, whose all-class hidden state (rows x classes x width
         floats) fits in 1 MiB (or of one row): the largest whose products (rows x classes)
-        have a multiple of ``CALL_ROW_MULTIPLE`` rows, else the largest.
+        have a multiple of ``CALL_ROW_MULTIPLE`` rows; else the smallest such within 2 MiB
+        (50 classes of 256 units: 24 rows, not 20); else the largest.
         """
         budget = CALL_STATE_FLOATS // (self.n_classes * self.input.out_features)
-        # From the top: with few classes the budget holds every row, and the first try does.
-        divisors = (rows for rows in range(min(budget, n_rows), 0, -1) if n_rows % rows == 0)
-        largest = next(divisors, 1)
-        if largest * self.n_classes % CALL_ROW_MULTIPLE == 0:
+
+        def aligned(rows):
+            return n_rows % rows == 0 and rows * self.n_classes % CALL_ROW_MULTIPLE == 0
+
+        # From the top, lazily: with few classes the budget holds every row, and the first try does.
+        top = min(budget, n_rows)
+        within = (rows for rows in range(top, 0, -1) if n_rows % rows == 0)
+        largest = next(within, 1)
+        if aligned(largest):
             return largest
-        return next((rows for rows in divisors if rows * self.n_classes % CALL_ROW_MULTIPLE == 0), largest)
+        beyond = range(top + 1, min(2 * budget, n_rows) + 1)
+        return next(filter(aligned, within), None) or next(filter(aligned, beyond), largest)
 
     # Every block adds the same conditioning c (time, then time + class) to its input:
     # h' = h + block(h + c). The network carries s = h + c instead, so that a block is

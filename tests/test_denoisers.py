@@ -241,13 +241,15 @@ def test_scoring_calls_keep_their_hidden_state_within_a_mebibyte():
     assert MLPDenoiser(2, 2, hidden_size=16).eval_batch_size == 2016  # the cap
     assert MLPDenoiser(2, 2, hidden_size=8192).eval_batch_size == 48  # the floor
     # Class slices of forward_all: divisors of the rows within rows x classes x width <= 2**18,
-    # the largest whose products (rows x classes) are a multiple of 48, else the largest.
+    # the largest whose products (rows x classes) are a multiple of 48; else the smallest
+    # such within twice that; else the largest.
     digits = MLPDenoiser(64, 10, hidden_size=256)
     assert digits.class_rows(384) == 96  # 960 rows a product
     assert digits.class_rows(400) == 100  # no divisor of 400 within 102 is a multiple of 24
     assert digits.class_rows(816) == 48  # not 102, whose products of 1020 rows are not
     assert digits.class_rows(97) == 97 and digits.class_rows(101) == 101
-    assert MLPDenoiser(20, 50, hidden_size=256).class_rows(256) == 16  # 20 fit: 16 divides 256
+    assert MLPDenoiser(20, 50, hidden_size=256).class_rows(240) == 24  # 20 fit; 1,200 rows a product
+    assert MLPDenoiser(20, 50, hidden_size=256).class_rows(256) == 16  # 20 fit: 16 divides 256; 32 is no better
     assert MLPDenoiser(2, 1000, hidden_size=512).class_rows(512) == 1
     # Calls of forward_pairs: rows x width floats <= 2**18, in multiples of 48.
     assert digits.pair_rows == 1008 and MLPDenoiser(2, 2, hidden_size=64).pair_rows == 2016
