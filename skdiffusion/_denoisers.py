@@ -302,7 +302,7 @@ class MLPDenoiser(nn.Module):
         large calls.
         """
         per_row = max(2 * self.input.out_features, self.n_classes * self.output[1].out_features)
-        return min(MAX_CALL_ROWS, rows_within(CALL_STATE_FLOATS // per_row))
+        return rows_within(CALL_STATE_FLOATS // per_row)
 
     def class_rows(self, n_rows):
         """Return the rows of each slice that :meth:`forward_all` conditions at once, out of ``n_rows``.
@@ -320,12 +320,9 @@ class MLPDenoiser(nn.Module):
 
         # From the top, lazily: with few classes the budget holds every row, and the first try does.
         top = min(budget, n_rows)
-        within = (rows for rows in range(top, 0, -1) if n_rows % rows == 0)
-        largest = next(within, 1)
-        if aligned(largest):
-            return largest
-        beyond = range(top + 1, min(2 * budget, n_rows) + 1)
-        return next(filter(aligned, within), None) or next(filter(aligned, beyond), largest)
+        largest = next((rows for rows in range(top, 0, -1) if n_rows % rows == 0), 1)
+        candidates = itertools.chain(range(largest, 0, -1), range(top + 1, min(2 * budget, n_rows) + 1))
+        return next(filter(aligned, candidates), largest)
 
     # Every block adds the same conditioning c (time, then time + class) to its input:
     # h' = h + block(h + c). The network carries s = h + c instead, so that a block is
@@ -520,7 +517,7 @@ class MLPDenoiser(nn.Module):
 
         (In multiples of ``CALL_ROW_MULTIPLE``, between one multiple and ``MAX_CALL_ROWS`` rows.)
         """
-        return min(MAX_CALL_ROWS, rows_within(CALL_STATE_FLOATS // self.input.out_features))
+        return rows_within(CALL_STATE_FLOATS // self.input.out_features)
 
     def forward_pairs(self, x_t, t, rows, classes):
         """Return eps_hat of row ``rows[i]`` of ``x_t`` under class ``classes[i]``, shape (len(rows), n_features).
@@ -585,8 +582,11 @@ class MLPDenoiser(nn.Module):
 
 
 def rows_within(budget):
-    """Return the most rows of a scoring call within ``budget``: a multiple of ``CALL_ROW_MULTIPLE``, at least one."""
-    return max(CALL_ROW_MULTIPLE, budget // CALL_ROW_MULTIPLE * CALL_ROW_MULTIPLE)
+    """Return the most rows of a scoring call within ``budget`` and ``MAX_CALL_ROWS``.
+
+    A multiple of ``CALL_ROW_MULTIPLE``, at least one.
+    """
+    return max(CALL_ROW_MULTIPLE, min(budget, MAX_CALL_ROWS) // CALL_ROW_MULTIPLE * CALL_ROW_MULTIPLE)
 
 
 def _made_from(cached, size, linear):
