@@ -6,6 +6,7 @@ import inspect
 import itertools
 import math
 import platform
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -55,7 +56,8 @@ def sinusoidal_embedding(x, n_frequencies, max_period=10_000.0):
 
     ``x`` of shape (...,) becomes shape (..., 2 * n_frequencies).
     """
-    angles = x.to(torch.float32).unsqueeze(-1) * _frequencies(n_frequencies, max_period, x.device)
+    x = x if x.dtype == torch.float32 else x.to(torch.float32)
+    angles = x.unsqueeze(-1) * _frequencies(n_frequencies, max_period, x.device)
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
@@ -266,18 +268,18 @@ class MLPDenoiser(nn.Module):
         if torch.is_grad_enabled():
             on_x, on_mean = self._ungated_base_factors(t)
             return self.base_gate * on_x, self.base_gate * on_mean
+        return self._base_factor_table(t.device).index_select(0, t.reshape(-1)).unbind(1)
+
+    def _base_factor_table(self, device):
+        """Return the table of :meth:`_base_factors`, shape (steps, 2, features), made again if the base changed."""
         gate, cached = self.base_gate.detach(), self.__dict__.get("_base_table")
         sources = (gate, self.base_variance, self.base_alphas_cumprod)
         if cached is None or not all(torch.equal(a, b) for a, b in zip(cached[:3], sources)):
-            steps = torch.arange(self.gaussian_base, device=t.device)
+            steps = torch.arange(self.gaussian_base, device=device)
             table = torch.stack([gate * factor for factor in self._ungated_base_factors(steps)], dim=1)
             # One tuple, set at once: scoring threads may read it while another makes its own.
             cached = self.__dict__["_base_table"] = (*(source.clone() for source in sources), table)
-        return cached[3].index_select(0, t.reshape(-1)).unbind(1)
-
-    def _base(self, x_t, t, classes):
-        """Return the gated Gaussian base of row ``i`` under class ``classes[i]``, shape (n, features)."""
-        return self._base_of(*self._base_factors(t), x_t, classes)
+        return cached[3]
 
     def _base_of(self, on_x, on_mean, x_t, classes):
         """Return ``on_x * x_t - on_mean * mu_c`` of row ``i``'s class ``classes[i]``, from factors of the rows.
@@ -327,50 +329,36 @@ class MLPDenoiser(nn.Module):
     # Every block adds the same conditioning c (time, then time + class) to its input:
     # h' = h + block(h + c). The network carries s = h + c instead, so that a block is
     # s' = s + block(s), one addition fewer per block, and entering the class is s + label.
-    # Without autograd, the products run on oneDNN where it runs (see _product), which adds
-    # s as it writes; elsewhere the sums are made in s's own memory (see _add_linear). Both
-    # round differently from autograd's path, by ~1e-7.
+    # The forward passes below are written once over the operations of a layers object:
+    # autograd's (_Layers, which calls the layers) or, without autograd, a Prepared one,
+    # whose products run on oneDNN where it runs (see _product), which adds s as it writes,
+    # and elsewhere sum in s's own memory (see _Layer.added). Both round differently from
+    # autograd's path, by ~1e-7.
 
-    def _in_place(self):
-        """Return True if the forward pass may sum in place: autograd is off and no hook sees a tensor."""
-        return not torch.is_grad_enabled() and not _hooked(self)
+    def _layers(self, timesteps=None):
+        """Return the layers as a forward pass runs them.
+
+        A :class:`Prepared` where autograd is off and no hook must see the layers' tensors
+        (``timesteps``: see there), else a :class:`_Layers`.
+        """
+        return _Layers(self) if torch.is_grad_enabled() or _hooked(self) else Prepared(self, timesteps)
 
     def _features(self, x_t):
         """Return the input layer's input: ``x_t``, then its sinusoidal features if any."""
-        features = [x_t]
-        if self.n_frequencies:
-            features.append(sinusoidal_embedding(self.input_scale * x_t, self.n_frequencies).flatten(1))
-        return torch.cat(features, dim=1)
+        if not self.n_frequencies:
+            return x_t
+        features = sinusoidal_embedding(self.input_scale * x_t, self.n_frequencies)
+        return torch.cat([x_t, features.view(x_t.shape[0], -1)], dim=1)
 
-    def _shared(self, x_t, t, in_place):
-        """Return ``s = h + time``, the state before the class enters: shape (n, hidden)."""
-        time = self._time(t) if in_place else self.time(timestep_embedding(t, TIMESTEP_FREQUENCIES))
-        s = _add_linear(time, self.input, self._features(x_t), in_place)
-        for activation, linear in itertools.islice(self.blocks, self.n_shared):
-            s = _add_linear(s, linear, F.silu(s) if in_place else activation(s), in_place)
-        return s
-
-    def _time(self, t):
-        """Return the time branch ``silu(W emb(t) + b)`` without autograd: a new tensor, shape (n, hidden).
-
-        Where the timesteps are looked up (see :func:`timestep_table_size`), the branch's
-        output is too, in a table of every timestep made from the weights of the moment:
-        a scoring call's rows take a few dozen timesteps, and the branch's product and SiLU
-        cost a tenth of the spirals network's call. The table is made again whenever the
-        weights differ from those it was made from (a comparison of a few thousand floats),
-        and from them alone, so a row's value does not depend on the calls before it. Under
-        autocast, the branch is computed for the rows, in autocast's precision.
-        """
-        size = timestep_table_size(t)
-        if size is None or torch.is_autocast_enabled(t.device.type):
-            return F.silu(_linear(self.time[0], timestep_embedding(t, TIMESTEP_FREQUENCIES)), inplace=True)
+    def _time_branch_table(self, size):
+        """Return the time branch of timesteps ``0 .. size - 1`` (see :meth:`Prepared.time`), remade if it changed."""
         linear, cached = self.time[0], self.__dict__.get("_time_table")
         if cached is None or not _made_from(cached, size, linear):
-            table = F.silu(_linear(linear, _timestep_table(size, TIMESTEP_FREQUENCIES)), inplace=True)
+            table = F.silu(_Layer.of(linear)(_timestep_table(size, TIMESTEP_FREQUENCIES)), inplace=True)
             # One tuple, set at once: scoring threads may read it while another makes its own.
             weights = linear.weight.detach().clone(), linear.bias.detach().clone()
             cached = self.__dict__["_time_table"] = (*weights, table)
-        return cached[2].index_select(0, t.reshape(-1)).reshape(*t.shape, -1)
+        return cached[2]
 
     def __getstate__(self):
         # A pickle or a copy makes its table again from its weights.
@@ -378,29 +366,6 @@ class MLPDenoiser(nn.Module):
         state.pop("_time_table", None)
         state.pop("_base_table", None)
         return state
-
-    def _conditioned(self, s, in_place):
-        """Run the class-conditioned blocks and the output layer on ``s = h + time + label``."""
-        for activation, linear in itertools.islice(self.blocks, self.n_shared, None):
-            s = _add_linear(s, linear, F.silu(s) if in_place else activation(s), in_place)
-        return _linear(self.output[1], F.silu(s, inplace=True)) if in_place else self.output(s)
-
-    def _unconditioned(self, s, in_place):
-        """Without class embeddings: return the output layer's prediction from ``s`` and ``silu(s)``, its input.
-
-        The read-out reads the same ``silu(s)``.
-        """
-        read = F.silu(s)
-        return (_linear(self.output[1], read) if in_place else self.output(s)), read
-
-    def _read_out(self, read, in_place):
-        """Return every class's read-out from ``read = silu(s)``, ``s`` the state before the class enters.
-
-        Shape (n, classes, features).
-        """
-        basis, readout = self.readout
-        every = _linear(readout, _linear(basis, read)) if in_place else self.readout(read)
-        return every.view(read.shape[0], self.n_classes, -1)
 
     def _own_weights(self, y):
         """Return the read-out weights and biases of row ``i``'s class ``y[i]``: (n, features, rank), (n, features)."""
@@ -424,21 +389,17 @@ class MLPDenoiser(nn.Module):
         return s if self.label is None else s + self.label.weight.index_select(0, classes)
 
     def forward(self, x_t, t, y):
-        eps_hat = self._network(x_t, t, y)
-        return eps_hat + self._base(x_t, t, y) if self.gaussian_base else eps_hat
-
-    def _network(self, x_t, t, y):
-        """Return :meth:`forward`'s prediction without the Gaussian base."""
-        in_place = self._in_place()
-        s = self._shared(x_t, t, in_place)
+        layers = self._layers()
+        s = layers.shared(x_t, t)
         if self.readout is None:
-            return self._conditioned(s + self.label(y), in_place)
-        if self.label is None:
-            eps_hat, read = self._unconditioned(s, in_place)
+            eps_hat = layers.conditioned(s + self.label(y))
         else:
-            eps_hat, read = self._conditioned(s + self.label(y), in_place), F.silu(s)
-        basis = _linear(self.readout[0], read) if in_place else self.readout[0](read)
-        return eps_hat + self._own_read_out(basis, y)
+            if self.label is None:
+                eps_hat, read = layers.unconditioned(s)
+            else:
+                eps_hat, read = layers.conditioned(s + self.label(y)), F.silu(s)
+            eps_hat = eps_hat + self._own_read_out(layers.basis(read), y)
+        return eps_hat + self._base_of(*layers.base_factors(t), x_t, y) if self.gaussian_base else eps_hat
 
     def forward_backward(self, x_t, t, y):
         """Return ``(eps_hat, backward)``: :meth:`forward`'s value, computed without autograd, and its backward pass.
@@ -456,22 +417,22 @@ class MLPDenoiser(nn.Module):
         with torch.no_grad():
             features = self._features(x_t)
             time_input = timestep_embedding(t, TIMESTEP_FREQUENCIES)
-            time_state = _linear(self.time[0], time_input)
-            s = _add_linear(F.silu(time_state), self.input, features, True)
+            time_state = _Layer.of(self.time[0])(time_input)
+            s = _Layer.of(self.input).added(F.silu(time_state), features)
             linears = [linear for _, linear in self.blocks]
             saved = []  # the input and the output of each block's SiLU
             for i, linear in enumerate(linears):
                 if i == self.n_shared:
                     shared, s = s, self._entered(s, y)
                 saved.append((s, F.silu(s)))
-                s = _add_linear(s, linear, saved[-1][1], True, keep=True)
+                s = _Layer.of(linear).added(s, saved[-1][1], keep=True)
             if self.n_shared == len(self.blocks):
                 shared, s = s, self._entered(s, y)
             activated = F.silu(s)
-            eps_hat = _linear(self.output[1], activated)
+            eps_hat = _Layer.of(self.output[1])(activated)
             if self.readout is not None:  # as forward computes it, the rows' weights gathered once
                 read = activated if self.label is None else F.silu(shared)
-                basis = _linear(self.readout[0], read)
+                basis = _Layer.of(self.readout[0])(read)
                 weight, bias = self._own_weights(y)
                 eps_hat = eps_hat + _read_rows(weight, bias, basis)
             if self.gaussian_base:  # the base's own share: its gate's gradient is grad . (base / gate)
@@ -530,25 +491,27 @@ class MLPDenoiser(nn.Module):
         class's costs less than gathering the pairs' weights would, and the pairs are picked
         from :meth:`forward_all`'s result.
         """
+        return self._forward_pairs(x_t, t, rows, classes, self._layers())
+
+    def _forward_pairs(self, x_t, t, rows, classes, layers):
+        """:meth:`forward_pairs` over ``layers`` (see :meth:`_layers`)."""
         if self.label is None:
-            return self.forward_all(x_t, t)[rows, classes]
-        in_place = self._in_place()
-        s = self._shared(x_t, t, in_place)
+            return self._forward_all(x_t, t, layers)[rows, classes]
+        s = layers.shared(x_t, t)
         n, size = rows.numel(), self.pair_rows
         padded = torch.arange(ceil_div(n, size) * size, device=rows.device).clamp_(max=n - 1)
         parts = [
-            self._conditioned(s.index_select(0, r) + self.label.weight.index_select(0, c), in_place)
+            layers.conditioned(s.index_select(0, r) + self.label.weight.index_select(0, c))
             for r, c in zip(rows[padded].split(size), classes[padded].split(size))
         ]
         eps_hat = torch.cat(parts)[:n]
         if self.readout is not None:
-            eps_hat = eps_hat + self._read_out(F.silu(s), in_place)[rows, classes]
+            eps_hat = eps_hat + layers.read_out(F.silu(s))[rows, classes]
         if not self.gaussian_base:
             return eps_hat
         # forward_all's operations on the same values: the same bits.
-        factors = (factor.index_select(0, rows) for factor in self._base_factors(t))
-        base = self._base_of(*factors, x_t.index_select(0, rows), classes)
-        return eps_hat.add_(base) if in_place else eps_hat + base
+        factors = (factor.index_select(0, rows) for factor in layers.base_factors(t))
+        return layers.add(eps_hat, self._base_of(*factors, x_t.index_select(0, rows), classes))
 
     def forward_all(self, x_t, t):
         """Return eps_hat under every class, shape (n, n_classes, n_features): a new tensor.
@@ -557,28 +520,25 @@ class MLPDenoiser(nn.Module):
         read-out is likewise summed into one of the call's own temporaries: a scoring
         call's are a megabyte or so, which a new tensor would take in fresh pages.
         """
-        in_place = self._in_place()
-        eps_hat = self._network_all(x_t, t, in_place)
+        return self._forward_all(x_t, t, self._layers())
+
+    def _forward_all(self, x_t, t, layers):
+        """:meth:`forward_all` over ``layers`` (see :meth:`_layers`)."""
+        s = layers.shared(x_t, t)
+        if self.label is None:  # the read-out alone tells the classes apart
+            eps_hat, read = layers.unconditioned(s)
+            eps_hat = layers.add(layers.read_out(read), eps_hat.unsqueeze(1))
+        else:
+            step = self.class_rows(s.shape[0])
+            parts = s.split(step) if step < s.shape[0] else [s]
+            parts = [layers.conditioned(part.unsqueeze(1) + self.label.weight) for part in parts]
+            eps_hat = parts[0] if len(parts) == 1 else torch.cat(parts)
+            if self.readout is not None:
+                eps_hat = layers.add(eps_hat, layers.read_out(F.silu(s)))
         if not self.gaussian_base:
             return eps_hat
-        on_x, on_mean = self._base_factors(t)
-        base = (on_x * x_t).unsqueeze(1) - on_mean.unsqueeze(1) * self.base_mean
-        return eps_hat.add_(base) if in_place else eps_hat + base
-
-    def _network_all(self, x_t, t, in_place):
-        """Return :meth:`forward_all`'s predictions without the Gaussian base."""
-        s = self._shared(x_t, t, in_place)
-        if self.label is None:  # the read-out alone tells the classes apart
-            eps_hat, read = self._unconditioned(s, in_place)
-            read_out = self._read_out(read, in_place)
-            return read_out.add_(eps_hat.unsqueeze(1)) if in_place else read_out + eps_hat.unsqueeze(1)
-        step = self.class_rows(s.shape[0])
-        parts = [self._conditioned(part.unsqueeze(1) + self.label.weight, in_place) for part in s.split(step)]
-        eps_hat = parts[0] if len(parts) == 1 else torch.cat(parts)
-        if self.readout is None:
-            return eps_hat
-        read_out = self._read_out(F.silu(s), in_place)
-        return eps_hat.add_(read_out) if in_place else eps_hat + read_out
+        on_x, on_mean = layers.base_factors(t)
+        return layers.add(eps_hat, (on_x * x_t).unsqueeze(1) - on_mean.unsqueeze(1) * self.base_mean)
 
 
 def rows_within(budget):
@@ -589,8 +549,196 @@ def rows_within(budget):
     return max(CALL_ROW_MULTIPLE, min(budget, MAX_CALL_ROWS) // CALL_ROW_MULTIPLE * CALL_ROW_MULTIPLE)
 
 
+class _Layers:
+    """The default network's operations as autograd's forward pass runs them: each layer called on its input.
+
+    :class:`MLPDenoiser`'s forward passes are written over these operations, which
+    :class:`Prepared` runs without autograd.
+    """
+
+    def __init__(self, module):
+        self.module = module
+
+    @staticmethod
+    def add(a, b):
+        """Return ``a + b``."""
+        return a + b
+
+    def shared(self, x_t, t):
+        """Return ``s = h + time``, the state before the class enters: shape (n, hidden)."""
+        module = self.module
+        s = module.time(timestep_embedding(t, TIMESTEP_FREQUENCIES)) + module.input(module._features(x_t))
+        for block in itertools.islice(module.blocks, module.n_shared):
+            s = s + block(s)
+        return s
+
+    def conditioned(self, s):
+        """Run the class-conditioned blocks and the output layer on ``s = h + time + label``."""
+        module = self.module
+        for block in itertools.islice(module.blocks, module.n_shared, None):
+            s = s + block(s)
+        return module.output(s)
+
+    def unconditioned(self, s):
+        """Without class embeddings: return the output layer's prediction from ``s`` and ``silu(s)``, its input.
+
+        The read-out reads the same ``silu(s)``.
+        """
+        return self.module.output(s), F.silu(s)
+
+    def basis(self, read):
+        """Return the read-out's shared features of ``read = silu(s)``."""
+        return self.module.readout[0](read)
+
+    def read_out(self, read):
+        """Return every class's read-out from ``read = silu(s)``, shape (n, classes, features)."""
+        return self.module.readout(read).view(read.shape[0], self.module.n_classes, -1)
+
+    def base_factors(self, t):
+        """Return the Gaussian base's gated factors at timesteps ``t`` (see :meth:`MLPDenoiser._base_factors`)."""
+        return self.module._base_factors(t)
+
+
+class Prepared(_Layers):
+    """The default network's operations without autograd, its weights read once for many forward passes.
+
+    Each call into torch gives Python's lock (the GIL) up while its operation runs and
+    takes it back afterwards, and the threads scoring beside it wait for the lock while
+    it runs Python between its operations (see the cost guide). So each linear layer's
+    weight, its transpose (as the products read it) and its bias are read here once, and
+    the tables of the time branch and of the Gaussian base are checked against the
+    weights of the moment (and made again if they changed) once: per forward pass, or, in
+    scoring, for all the calls on a piece of rows (see :func:`scoring_passes`), during
+    which the weights do not change. The products run on oneDNN where it runs (see
+    :func:`_product`), and the sums are made in the call's own tensors. ``timesteps``: all
+    those the passes will be given, if known (scoring's trials): the time branch's table
+    is then chosen once, not from each pass's timesteps.
+    """
+
+    def __init__(self, module, timesteps=None):
+        super().__init__(module)
+        blocks = [_Layer.of(linear) for _, linear in module.blocks]
+        self.shared_blocks, self.class_blocks = blocks[: module.n_shared], blocks[module.n_shared :]
+        self.input, self.output = _Layer.of(module.input), _Layer.of(module.output[1])
+        self.readout = None if module.readout is None else [_Layer.of(linear) for linear in module.readout]
+        self._time_tables = {}  # size: the time branch's table
+        self._base_table = None
+        size = None if timesteps is None else timestep_table_size(timesteps)
+        self._time_table = None if size is None else self._time_branch_table(size)
+
+    @staticmethod
+    def add(a, b):
+        """Return ``a + b``, in ``a``'s memory."""
+        return a.add_(b)
+
+    def time(self, t):
+        """Return the time branch ``silu(W emb(t) + b)``: a new tensor, shape (n, hidden).
+
+        Where the timesteps are looked up (see :func:`timestep_table_size`), the branch's
+        output is too, in a table of every timestep made from the weights of the moment:
+        a scoring call's rows take a few dozen timesteps, and the branch's product and SiLU
+        cost a tenth of the spirals network's call. The table is made again whenever the
+        weights differ from those it was made from (a comparison of a few thousand floats),
+        and from them alone, so a row's value does not depend on the calls before it. Under
+        autocast, the branch is computed for the rows, in autocast's precision.
+        """
+        autocast = torch.is_autocast_enabled(t.device.type)
+        table = None if autocast else self._time_table
+        if table is None:
+            size = None if autocast else timestep_table_size(t)
+            if size is None:
+                return F.silu(_Layer.of(self.module.time[0])(timestep_embedding(t, TIMESTEP_FREQUENCIES)), inplace=True)
+            table = self._time_branch_table(size)
+        return table.index_select(0, t) if t.dim() == 1 else table.index_select(0, t.reshape(-1)).view(*t.shape, -1)
+
+    def _time_branch_table(self, size):
+        table = self._time_tables.get(size)
+        if table is None:
+            table = self._time_tables[size] = self.module._time_branch_table(size)
+        return table
+
+    def shared(self, x_t, t):
+        s = self.input.added(self.time(t), self.module._features(x_t))
+        for block in self.shared_blocks:
+            s = block.added(s, F.silu(s))
+        return s
+
+    def conditioned(self, s):
+        for block in self.class_blocks:
+            s = block.added(s, F.silu(s))
+        return self.output(F.silu(s, inplace=True))
+
+    def unconditioned(self, s):
+        read = F.silu(s)
+        return self.output(read), read
+
+    def basis(self, read):
+        return self.readout[0](read)
+
+    def read_out(self, read):
+        basis, readout = self.readout
+        return readout(basis(read)).view(read.shape[0], self.module.n_classes, -1)
+
+    def base_factors(self, t):
+        if self._base_table is None:
+            self._base_table = self.module._base_factor_table(t.device)
+        return self._base_table.index_select(0, t.reshape(-1)).unbind(1)
+
+
+class _Layer(NamedTuple):
+    """A linear layer as the products without autograd read it: its weight, that weight transposed, its bias."""
+
+    module: nn.Module
+    weight: torch.Tensor
+    weight_t: torch.Tensor
+    bias: torch.Tensor | None
+
+    @classmethod
+    def of(cls, linear):
+        weight = linear.weight
+        return cls(linear, weight, weight.t(), linear.bias)
+
+    def __call__(self, x):
+        """Return ``linear(x)``, for ``x`` of any number of dimensions (see :func:`_product`)."""
+        rows = _product(_matrix(x), self.weight, self.bias, self.weight_t)
+        return rows if x.dim() == 2 else rows.view(*x.shape[:-1], rows.shape[-1])
+
+    def added(self, s, x, keep=False):
+        """Return ``s + linear(x)``: in one product where the shapes and dtypes allow.
+
+        That product is oneDNN's, which adds ``s`` as it writes its result (see
+        :func:`_product`), or else an ``addmm_`` in ``s``'s own memory; with ``keep``, ``s``
+        is left as it is, and the ``addmm`` writes a new tensor.
+        """
+        weight, bias = self.weight, self.bias
+        plain = type(self.module) is nn.Linear and bias is not None
+        if not (plain and s.is_contiguous() and s.dtype == x.dtype == weight.dtype and s.shape[:-1] == x.shape[:-1]):
+            return s + self.module(x)
+        rows, state = _matrix(x), _matrix(s)
+        if _on_onednn(rows, weight):
+            return _ONEDNN_LINEAR.binary(rows, state, weight, bias, "add").view(s.shape)
+        if keep:
+            added = torch.addmm(state, rows, self.weight_t).add_(bias)
+            return added if s.dim() == 2 else added.view(s.shape)
+        state.addmm_(rows, self.weight_t)
+        return s.add_(bias)
+
+
+def scoring_passes(denoiser, timesteps):
+    """Return ``denoiser``'s ``forward_all`` and ``forward_pairs`` (None if it has none) for calls on the same weights.
+
+    The default network's read its weights once for all the calls (see :class:`Prepared`),
+    each of whose timesteps is one of ``timesteps``; any other network's are its own.
+    """
+    if type(denoiser) is not MLPDenoiser:
+        return getattr(denoiser, "forward_all", None), getattr(denoiser, "forward_pairs", None)
+    layers = denoiser._layers(timesteps)
+    forward_all = functools.partial(denoiser._forward_all, layers=layers)
+    return forward_all, functools.partial(denoiser._forward_pairs, layers=layers)
+
+
 def _made_from(cached, size, linear):
-    """Return True if ``(weight, bias, table)``, from :meth:`MLPDenoiser._time`, has ``size`` rows of ``linear``'s."""
+    """Return True if the time branch's ``(weight, bias, table)`` has ``size`` rows of ``linear``'s."""
     weight, bias, table = cached
     return table.shape[0] == size and torch.equal(weight, linear.weight) and torch.equal(bias, linear.bias)
 
@@ -651,33 +799,6 @@ def _embedding_backward(embedding, grad, indices):
     return torch.ops.aten.embedding_dense_backward(grad, indices, embedding.num_embeddings, -1, False)
 
 
-def _add_linear(s, linear, x, in_place, keep=False):
-    """Return ``s + linear(x)``; with ``in_place`` (no autograd), and when the shapes and dtypes allow, in one product.
-
-    That product is oneDNN's, which adds ``s`` as it writes its result (see :func:`_product`),
-    or else an ``addmm_`` in ``s``'s own memory; with ``keep``, ``s`` is left as it is, and
-    the ``addmm`` writes a new tensor.
-    """
-    plain = type(linear) is nn.Linear and linear.bias is not None
-    fits = s.is_contiguous() and s.dtype == x.dtype == linear.weight.dtype and s.shape[:-1] == x.shape[:-1]
-    if not (in_place and plain and fits):
-        return s + linear(x)
-    rows, state = _matrix(x), _matrix(s)
-    if _on_onednn(rows, linear.weight):
-        return _ONEDNN_LINEAR.binary(rows, state, linear.weight, linear.bias, "add").view(s.shape)
-    if keep:
-        added = torch.addmm(state, rows, linear.weight.t()).add_(linear.bias)
-        return added if s.dim() == 2 else added.view(s.shape)
-    state.addmm_(rows, linear.weight.t())
-    return s.add_(linear.bias)
-
-
-def _linear(linear, x):
-    """Return ``linear(x)`` without autograd, for ``x`` of any number of dimensions (see :func:`_product`)."""
-    rows = _product(_matrix(x), linear.weight, linear.bias)
-    return rows if x.dim() == 2 else rows.view(*x.shape[:-1], rows.shape[-1])
-
-
 def _matrix(x):
     """Return ``x`` as a matrix of its last dimension's vectors: ``x`` itself if it is one (a training step's are)."""
     return x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
@@ -689,7 +810,7 @@ def _matmul(a, b):
     return torch.mm(a, b) if _ONEDNN_LINEAR is None else _product(a, b.t())
 
 
-def _product(x, weight, bias=None):
+def _product(x, weight, bias=None, weight_t=None):
     """Return ``x @ weight.T + bias`` for matrices, without autograd: on oneDNN where it runs, else as ``F.linear``.
 
     oneDNN is the library behind torch's compiled CPU code: on AMD CPUs with wide vector
@@ -699,12 +820,13 @@ def _product(x, weight, bias=None):
     :func:`_intel_mkl`). Its calls cost more around the product, so one of fewer than
     ``ONEDNN_MIN_PRODUCT`` multiply-adds stays on ``addmm``: which kernel runs depends on
     the shapes alone, and a model's scoring calls have one size, so a sample's result does
-    not depend on the others scored with it.
+    not depend on the others scored with it. ``weight_t``: ``weight.t()``, if made already.
     """
     if _on_onednn(x, weight):
         return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
     # F.linear's own kernels for matrices, without the layers around them: a training step makes a dozen.
-    return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
+    weight_t = weight.t() if weight_t is None else weight_t
+    return torch.mm(x, weight_t) if bias is None else torch.addmm(bias, x, weight_t)
 
 
 def _on_onednn(x, weight):

@@ -56,9 +56,9 @@ def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None, mask=None, overwrit
     """
     sample_ndim = eps.ndim - 1 if sample_ndim is None else sample_ndim
     elements = LOSSES[loss](eps_hat, eps, overwrite)
-    if mask is None:
-        return elements.flatten(-sample_ndim).mean(-1)
-    return (elements * mask).flatten(-sample_ndim).mean(-1)
+    if mask is not None:
+        elements = elements * mask
+    return (elements if sample_ndim == 1 else elements.flatten(-sample_ndim)).mean(-1)
 
 
 def mean_loss_and_gradient(loss, eps_hat, eps, *, mask=None):

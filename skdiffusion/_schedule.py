@@ -48,8 +48,22 @@ def add_noise(x0, eps, t, alphas_cumprod, mask=None):
     ``alphas_cumprod`` is a tensor on the device and in the dtype of ``x0``. Where
     ``mask`` (of ``x0``'s shape) is 0, ``x_t`` keeps ``x0``: conditioning values, not diffused.
     """
+    signal, noise = noise_terms(eps, t, alphas_cumprod, x0.ndim)
+    return noised(x0, signal, noise, mask)
+
+
+def noise_terms(eps, t, alphas_cumprod, n_dims):
+    """Return ``sqrt(abar_t)`` and ``sqrt(1 - abar_t) eps`` of :func:`add_noise`, shaped to ``n_dims`` dimensions.
+
+    Scoring makes them once per trial, and gathers them for the samples each call noises.
+    """
     signal, noise = noise_factors(alphas_cumprod)
-    x_t = append_dims(signal.index_select(0, t), x0.ndim) * x0 + append_dims(noise.index_select(0, t), x0.ndim) * eps
+    return append_dims(signal.index_select(0, t), n_dims), append_dims(noise.index_select(0, t), n_dims) * eps
+
+
+def noised(x0, signal, noise, mask=None):
+    """Return ``signal * x0 + noise``, ``x0`` kept where ``mask`` is 0 (see :func:`add_noise`)."""
+    x_t = signal * x0 + noise
     return x_t if mask is None else x0 + mask * (x_t - x0)
 
 

@@ -17,6 +17,8 @@ from skdiffusion._denoisers import (
     MIN_BASE_VARIANCE,
     ONEDNN_MIN_PRODUCT,
     TIMESTEP_FREQUENCIES,
+    Prepared,
+    _Layers,
     build_denoiser,
     check_denoiser,
     class_spacing,
@@ -295,14 +297,14 @@ def test_the_time_branch_is_looked_up_in_a_table_of_the_weights_of_the_moment():
         return net.time(timestep_embedding(t, TIMESTEP_FREQUENCIES)).detach()
 
     with torch.no_grad():
-        torch.testing.assert_close(net._time(t), plain(), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(Prepared(net).time(t), plain(), rtol=1e-6, atol=1e-7)
         before = net(x_t, t, y)
     # A training step changes the weights in place, as fit's optimizer does.
     optimizer = torch.optim.Adam(net.parameters(), lr=0.1, fused=True)
     net(x_t, t, y).square().mean().backward()
     optimizer.step()
     with torch.no_grad():
-        torch.testing.assert_close(net._time(t), plain(), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(Prepared(net).time(t), plain(), rtol=1e-6, atol=1e-7)
         after = net(x_t, t, y)
     assert (after - before).abs().max() > 0.01
     torch.testing.assert_close(after, net(x_t, t, y).detach(), rtol=1e-5, atol=1e-6)
@@ -313,16 +315,16 @@ def test_a_rows_time_branch_does_not_depend_on_the_timesteps_looked_up_before():
     net = MLPDenoiser(3, 2, hidden_size=32, n_blocks=2)
     x_t, t, y = _inputs(16, 3, 2)
     with torch.no_grad():
-        first = net._time(t)
-        assert net._time(torch.tensor([5000, 3])).shape == (2, 32)  # a table of 8192 timesteps
-        assert torch.equal(net._time(t), first)
-        assert torch.equal(net._time(t[3]), first[3])  # a 0-d timestep
+        first = Prepared(net).time(t)
+        assert Prepared(net).time(torch.tensor([5000, 3])).shape == (2, 32)  # a table of 8192 timesteps
+        assert torch.equal(Prepared(net).time(t), first)
+        assert torch.equal(Prepared(net).time(t[3]), first[3])  # a 0-d timestep
         # Off the table (float or from 2**16 on) the branch is computed for the rows alone.
-        torch.testing.assert_close(net._time(t.double()), first, rtol=1e-6, atol=1e-7)
-        assert net._time(torch.tensor([70_000])).shape == (1, 32)
+        torch.testing.assert_close(Prepared(net).time(t.double()), first, rtol=1e-6, atol=1e-7)
+        assert Prepared(net).time(torch.tensor([70_000])).shape == (1, 32)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # in autocast's precision, and not kept
-            assert net._time(t).dtype == torch.bfloat16
-        assert torch.equal(net._time(t), first)
+            assert Prepared(net).time(t).dtype == torch.bfloat16
+        assert torch.equal(Prepared(net).time(t), first)
 
 
 def test_a_copy_or_a_pickle_of_the_network_makes_its_own_time_table():
@@ -504,7 +506,7 @@ def test_class_readouts_start_at_zero_and_read_each_class_its_own_way():
         assert read.readout[1].weight.shape == (36, 4)
         nn.init.normal_(read.readout[1].weight)
         added = read.forward_all(x_t, t) - plain.forward_all(x_t, t)
-        basis = read.readout[0](nn.functional.silu(read._shared(x_t, t, False)))
+        basis = read.readout[0](nn.functional.silu(_Layers(read).shared(x_t, t)))
         expected = (basis @ read.readout[1].weight.t() + read.readout[1].bias).view(10, 12, 3)
         torch.testing.assert_close(added, expected, rtol=1e-4, atol=1e-5)
 
@@ -518,7 +520,8 @@ def test_the_read_out_alone_tells_the_classes_apart_without_a_class_embedding():
     with torch.no_grad():
         every = net.forward_all(x_t, t)
         # Between two classes, only their read-outs differ: the rest is the same for all.
-        read = net._read_out(nn.functional.silu(net._shared(x_t, t, False)), False)
+        layers = _Layers(net)
+        read = layers.read_out(nn.functional.silu(layers.shared(x_t, t)))
         torch.testing.assert_close(every - every[:, :1], read - read[:, :1], rtol=1e-5, atol=1e-5)
     for bad in ({"class_readout": 0}, {"class_readout": 4, "class_blocks": 1}):
         with pytest.raises(ValueError, match="class_embedding=False needs a read-out"):

@@ -507,3 +507,43 @@ def test_the_default_network_scores_and_samples_in_inference_mode_to_the_same_bi
     assert not trial_errors(caching, x0, t, eps, 3, **arguments).is_inference()
     (caching(x0, t[:1].expand(40), None) ** 2).mean().backward()
     assert caching.scale.grad is not None
+
+
+def test_scoring_reads_the_default_networks_weights_once_per_piece_with_the_same_bits(monkeypatch):
+    # 40 samples x 64 trials in calls of 48 rows: 54 calls (and the pruned pairs' calls),
+    # one Prepared for all of them; each row's errors are those of forward_all called alone.
+    from skdiffusion import _denoisers
+
+    mlp = _random_mlp(2, 3)
+    monkeypatch.setattr(MLPDenoiser, "eval_batch_size", property(lambda self: 48))
+    made, prepared = [], _denoisers.Prepared.__init__
+    monkeypatch.setattr(_denoisers.Prepared, "__init__", lambda *a, **k: made.append(1) or prepared(*a, **k))
+    x0, t, eps = torch.randn(40, 2), torch.as_tensor(timestep_grid(0, 1000, 64)), trial_noise(64, (2,), 0)
+    errors = trial_errors(mlp, x0, t, eps, 3, alphas_cumprod=ALPHAS_CUMPROD, loss="l2")
+    assert len(made) == 1
+    with torch.inference_mode():
+        for i in (0, 17, 39):
+            x_t = ALPHAS_CUMPROD[t][:, None].sqrt() * x0[i] + (1 - ALPHAS_CUMPROD[t][:, None]).sqrt() * eps
+            eps_hat = torch.cat([mlp.forward_all(x_t[j : j + 48], t[j : j + 48]) for j in range(0, 64, 48)])
+            expected = (eps_hat - eps.unsqueeze(1)).square().mean(-1).T
+            assert torch.equal(errors[i], expected)
+
+
+def test_each_forward_pass_and_each_scoring_prepares_the_weights_of_the_moment():
+    # Weights changed in place, as fit's optimizer changes them: the next pass and the next
+    # scoring's Prepared (its time table made again) compute with the new ones.
+    from skdiffusion._denoisers import Prepared
+
+    mlp = _random_mlp(2, 3)
+    x_t, t = torch.randn(16, 2), torch.randint(0, 1000, (16,))
+    with torch.inference_mode():
+        before = mlp.forward_all(x_t, t)
+    with torch.no_grad():
+        for p in mlp.parameters():
+            p.mul_(1.5)
+    with torch.inference_mode():
+        after = mlp.forward_all(x_t, t)
+        assert (after - before).abs().max() > 0.1
+        assert torch.equal(mlp._forward_all(x_t, t, Prepared(mlp, t)), after)
+    with torch.enable_grad():  # autograd's path, to float rounding
+        torch.testing.assert_close(mlp.forward_all(x_t, t).detach(), after, rtol=1e-5, atol=1e-6)
