@@ -529,10 +529,7 @@ class MLPDenoiser(nn.Module):
             eps_hat, read = layers.unconditioned(s)
             eps_hat = layers.add(layers.read_out(read), eps_hat.unsqueeze(1))
         else:
-            step = self.class_rows(s.shape[0])
-            parts = s.split(step) if step < s.shape[0] else [s]
-            parts = [layers.conditioned(part.unsqueeze(1) + self.label.weight) for part in parts]
-            eps_hat = parts[0] if len(parts) == 1 else torch.cat(parts)
+            eps_hat = layers.every_class(s)
             if self.readout is not None:
                 eps_hat = layers.add(eps_hat, layers.read_out(F.silu(s)))
         if not self.gaussian_base:
@@ -558,11 +555,26 @@ class _Layers:
 
     def __init__(self, module):
         self.module = module
+        self.label_weight = None if module.label is None else module.label.weight
+        self._class_rows = {}  # rows of a call: those of its class slices (see MLPDenoiser.class_rows)
 
     @staticmethod
     def add(a, b):
         """Return ``a + b``."""
         return a + b
+
+    def every_class(self, s):
+        """Return the class-conditioned part under every class, shape (n, classes, features), from ``s`` (n, hidden).
+
+        On slices of the rows at a time (see :meth:`MLPDenoiser.class_rows`).
+        """
+        n_rows = s.shape[0]
+        step = self._class_rows.get(n_rows)
+        if step is None:
+            step = self._class_rows[n_rows] = self.module.class_rows(n_rows)
+        slices = s.split(step) if step < n_rows else [s]
+        parts = [self.conditioned(part.unsqueeze(1) + self.label_weight) for part in slices]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def shared(self, x_t, t):
         """Return ``s = h + time``, the state before the class enters: shape (n, hidden)."""
@@ -692,11 +704,12 @@ class _Layer(NamedTuple):
     weight: torch.Tensor
     weight_t: torch.Tensor
     bias: torch.Tensor | None
+    plain: bool  # an nn.Linear with a bias: its sum with a state can be made in one product
 
     @classmethod
     def of(cls, linear):
-        weight = linear.weight
-        return cls(linear, weight, weight.t(), linear.bias)
+        weight, bias = linear.weight, linear.bias
+        return cls(linear, weight, weight.t(), bias, type(linear) is nn.Linear and bias is not None)
 
     def __call__(self, x):
         """Return ``linear(x)``, for ``x`` of any number of dimensions (see :func:`_product`)."""
@@ -711,8 +724,8 @@ class _Layer(NamedTuple):
         is left as it is, and the ``addmm`` writes a new tensor.
         """
         weight, bias = self.weight, self.bias
-        plain = type(self.module) is nn.Linear and bias is not None
-        if not (plain and s.is_contiguous() and s.dtype == x.dtype == weight.dtype and s.shape[:-1] == x.shape[:-1]):
+        fits = s.is_contiguous() and s.dtype is x.dtype is weight.dtype and s.shape[:-1] == x.shape[:-1]
+        if not (self.plain and fits):
             return s + self.module(x)
         rows, state = _matrix(x), _matrix(s)
         if _on_onednn(rows, weight):
