@@ -501,7 +501,7 @@ class MLPDenoiser(nn.Module):
         n, size = rows.numel(), self.pair_rows
         padded = torch.arange(ceil_div(n, size) * size, device=rows.device).clamp_(max=n - 1)
         parts = [
-            layers.conditioned(s.index_select(0, r) + self.label.weight.index_select(0, c))
+            layers.conditioned(s.index_select(0, r) + layers.label_weight.index_select(0, c))
             for r, c in zip(rows[padded].split(size), classes[padded].split(size))
         ]
         eps_hat = torch.cat(parts)[:n]
@@ -636,7 +636,7 @@ class Prepared(_Layers):
         self._time_tables = {}  # size: the time branch's table
         self._base_table = None
         size = None if timesteps is None else timestep_table_size(timesteps)
-        self._time_table = None if size is None else self._time_branch_table(size)
+        self._time_table = None if size is None else self._time_table_of(size)
 
     @staticmethod
     def add(a, b):
@@ -654,16 +654,17 @@ class Prepared(_Layers):
         and from them alone, so a row's value does not depend on the calls before it. Under
         autocast, the branch is computed for the rows, in autocast's precision.
         """
-        autocast = torch.is_autocast_enabled(t.device.type)
-        table = None if autocast else self._time_table
-        if table is None:
-            size = None if autocast else timestep_table_size(t)
-            if size is None:
-                return F.silu(_Layer.of(self.module.time[0])(timestep_embedding(t, TIMESTEP_FREQUENCIES)), inplace=True)
-            table = self._time_branch_table(size)
+        table = None
+        if not torch.is_autocast_enabled(t.device.type):
+            table = self._time_table
+            if table is None and (size := timestep_table_size(t)) is not None:
+                table = self._time_table_of(size)
+        if table is None:  # under autocast, or timesteps that are not looked up
+            return F.silu(_Layer.of(self.module.time[0])(timestep_embedding(t, TIMESTEP_FREQUENCIES)), inplace=True)
         return table.index_select(0, t) if t.dim() == 1 else table.index_select(0, t.reshape(-1)).view(*t.shape, -1)
 
-    def _time_branch_table(self, size):
+    def _time_table_of(self, size):
+        """Return the time branch's table of ``size`` rows, checked against the weights once per object."""
         table = self._time_tables.get(size)
         if table is None:
             table = self._time_tables[size] = self.module._time_branch_table(size)
