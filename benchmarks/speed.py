@@ -13,9 +13,10 @@ default settings unless a column says otherwise:
   than Intel's;
 - predict_proba from 16 to 4,000 rows at the defaults, with ``n_jobs=1``, and with the rows
   always split over the threads (the defaults split them only where that pays);
-- predict_proba with scoring calls of other sizes than the default network's (hidden
-  states of 1, 2 and 4 MiB): on 4,000 rows without pruning at the defaults and with
-  ``n_jobs=1``, and on 400 rows and one row at the defaults;
+- predict_proba with the default network's scoring calls, which grow with the rows to
+  score, against calls of one size (hidden states of 1, 2 and 4 MiB): on 4,000 rows
+  without pruning at the defaults and with ``n_jobs=1``, and on 400 rows and one row at
+  the defaults;
 - busy cores: fit and predict_proba with another process spinning on every core, at the
   default threads against one, alternated: the median, least and greatest of the rounds'
   ratios;
@@ -188,37 +189,45 @@ def call_size_rows(clfs, budgets=(1, 2, 4), rounds=5):
     """Time predict_proba with scoring calls of other sizes, alternated; return the medians.
 
     The default network's calls keep their hidden state within a budget
-    (``_denoisers.CALL_STATE_FLOATS``, 1 MiB) and hold at most ``MAX_CALL_ROWS`` rows;
-    each budget of ``budgets`` (MiB) scales both (see :func:`_with_budget`). Timed without
-    pruning on 4,000 rows at the defaults (a thread per core) and with ``n_jobs=1``; and
-    at the defaults, with the default pruning, on 400 rows and on one row, which pay for
-    the padding of larger calls.
+    (``_denoisers.CALL_STATE_FLOATS``, 1 MiB) and hold at most ``MAX_CALL_ROWS`` rows, and
+    grow up to ``CALL_GROWTH`` times where the pairs to score fill enough calls of the
+    larger size (see ``MLPDenoiser.scoring_rows``). Against it, calls of one size: each
+    budget of ``budgets`` (MiB), scaling both, without growth (see :func:`_with_budget`).
+    Timed without pruning on 4,000 rows at the defaults (a thread per core) and with
+    ``n_jobs=1``; and at the defaults, with the default pruning, on 400 rows and on one
+    row, which pay for the padding of larger calls.
     """
     record = {}
+    sizes = {"default (growing)": None, **{f"{mib} MiB": mib for mib in budgets}}
     for name, (clf, X) in clfs.items():
         X = np.tile(X, (4000 // len(X) + 1, 1))[:4000]
         default, one = clone_fitted(clf, pruning=None), clone_fitted(clf, pruning=None, n_jobs=1)
         timings = {"default": (default, X), "n_jobs=1": (one, X), "400 rows": (clf, X[:400]), "one row": (clf, X[:1])}
         calls, warm = {}, {}
-        for mib in budgets:
+        for size, mib in sizes.items():
             for label, (model, rows) in timings.items():
-                calls[mib, label] = functools.partial(_with_budget, mib, model.predict_proba, rows)
-                warm[mib, label] = functools.partial(_with_budget, mib, model.predict_proba, X[:64])
+                calls[size, label] = functools.partial(_with_budget, mib, model.predict_proba, rows)
+                warm[size, label] = functools.partial(_with_budget, mib, model.predict_proba, X[:64])
         seconds = alternated(calls, rounds, warm)
-        for mib in budgets:
-            rows_per_call = _with_budget(mib, getattr, clf.denoiser_, "eval_batch_size")
-            medians = {label: float(np.median(seconds[mib, label])) for label in timings}
-            record[f"{name}, {mib} MiB"] = {"rows_per_call": rows_per_call, **medians}
+        for size, mib in sizes.items():
+            denoiser = clf.denoiser_
+            least = _with_budget(mib, denoiser.scoring_rows, 0)
+            most = _with_budget(mib, denoiser.scoring_rows, 1 << 40)
+            medians = {label: float(np.median(seconds[size, label])) for label in timings}
+            record[f"{name}, {size}"] = {"rows_per_call": [least, most], **medians}
     return record
 
 
 def _with_budget(mib, fn, *args):
-    """Return ``fn(*args)`` with the default network's scoring calls sized for ``mib`` MiB of hidden state.
+    """Return ``fn(*args)`` with the default network's scoring calls of one size, for ``mib`` MiB of hidden state.
 
-    The budget and the most rows of a call scale together, for that call only.
+    The budget and the most rows of a call scale together, and the calls do not grow, for
+    that call only; ``mib`` None: the defaults.
     """
+    if mib is None:
+        return fn(*args)
     scale = (mib << 18) / _denoisers.CALL_STATE_FLOATS
-    budget = {"CALL_STATE_FLOATS": mib << 18, "MAX_CALL_ROWS": int(_denoisers.MAX_CALL_ROWS * scale)}
+    budget = {"CALL_STATE_FLOATS": mib << 18, "MAX_CALL_ROWS": int(_denoisers.MAX_CALL_ROWS * scale), "CALL_GROWTH": 1}
     with constants_set(_denoisers, budget):
         return fn(*args)
 
@@ -552,14 +561,17 @@ def main():
     lines += [
         "",
         "predict_proba with scoring calls of other sizes, seconds (medians of 5, alternated): the default",
-        "network's calls keep their hidden state within 1 MiB (at most 2,016 rows); 4,000 rows without pruning",
-        "at the defaults (a thread per core) and with n_jobs=1; 400 rows and one row at the defaults",
+        "network's calls keep their hidden state within 1 MiB (at most 2,016 rows), and grow up to 4 times where",
+        "the pairs to score fill 8 calls of the larger size; against calls of one size, of 1, 2 and 4 MiB.",
+        "4,000 rows without pruning at the defaults (a thread per core) and with n_jobs=1; 400 rows and one row",
+        "at the defaults",
         "",
-        "| data, budget | rows per call | 4,000 rows, default | n_jobs=1 | n_jobs=1 / default | 400 rows | one row |",
+        "| data, calls | rows per call | 4,000 rows, default | n_jobs=1 | n_jobs=1 / default | 400 rows | one row |",
         "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {k} | {v['rows_per_call']:,} | {v['default']:.3f} | {v['n_jobs=1']:.3f} | "
+        f"| {k} | {' to '.join(f'{n:,}' for n in sorted(set(v['rows_per_call'])))} | {v['default']:.3f} | "
+        f"{v['n_jobs=1']:.3f} | "
         f"{v['n_jobs=1'] / v['default']:.2f} | {v['400 rows']:.4f} | {v['one row']:.4f} |"
         for k, v in call_sizes.items()
     ]

@@ -68,7 +68,7 @@ from ._validation import (
 MAX_TRIALS = 100_000
 MAX_DIFFUSION_STEPS = 100_000
 # (trial, class) evaluations of one row that predict_proba holds at once: chunks of rows
-# keep to 2**20 (4 MiB of errors), but a row is not split (16x that: 64 MiB).
+# keep to 2**22 (16 MiB of errors), but a row is not split (4x that: 64 MiB).
 MAX_ROW_EVALUATIONS = 1 << 24
 # Optimizer steps below which partial_fit warns: on spirals and moons, fewer left the
 # accuracy several points below fit's (benchmarks/results/partial_fit.md).
@@ -313,7 +313,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     n_jobs : int, default=None
         Number of jobs that score the rows of ``predict_proba``, ``predict_log_proba``,
         ``predict`` and ``score_samples`` in parallel, each on one torch thread, in chunks of
-        ``2**20 // (n_trials * n_classes)`` rows (at least one) run by joblib's backend of
+        ``2**22 // (n_trials * n_classes)`` rows (at least one) run by joblib's backend of
         the moment (e.g. ``"dask"`` in a :func:`joblib.parallel_config` context); -1 means
         all processors. None scores in the calling process: on the CPU, on as many threads
         as torch may use (``torch.get_num_threads()``, which follows

@@ -41,6 +41,10 @@ OWN_READ_OUT_ROWS = 256
 # one: see eval_batch_size.
 CALL_STATE_FLOATS = 1 << 18
 MAX_CALL_ROWS = 2016
+# A scoring call grows, by doublings up to CALL_GROWTH times eval_batch_size, while the
+# (sample, trial) pairs to score fill GROWN_CALLS calls of the grown size: see scoring_rows.
+CALL_GROWTH = 4
+GROWN_CALLS = 8
 # Every product of a scoring call has a multiple of this many rows: then each row comes out
 # the same bits wherever it falls in the product, on MKL's AVX-512 kernels (any product of
 # 16 rows or more does) and on its kernels for CPUs without AVX-512, which round a
@@ -294,17 +298,33 @@ class MLPDenoiser(nn.Module):
 
         (rows x max(2 x width, classes x features) floats, in multiples of
         ``CALL_ROW_MULTIPLE``, between one multiple and ``MAX_CALL_ROWS`` rows.) Every call is
-        padded to this size, which a small prediction pays in full. Larger calls would serve
-        large predictions on several threads better: each of a call's few dozen operations takes
-        Python's lock (the GIL) back as it ends, waiting while another thread holds it, and
-        larger calls wait fewer times per row. ``benchmarks/results/speed.md`` times calls of 1,
-        2 and 4 MiB: with the larger ones, one row and 400 rows took longer, 4,000 rows less.
-        With more classes, :meth:`forward_all` runs the class-conditioned part on a slice of the
-        rows at a time (see :meth:`class_rows`), so that the class-independent part keeps its
-        large calls.
+        padded to this size, which a small prediction pays in full; a large one makes larger
+        calls (see :meth:`scoring_rows`). With more classes, :meth:`forward_all` runs the
+        class-conditioned part on a slice of the rows at a time (see :meth:`class_rows`), so
+        that the class-independent part keeps its large calls.
         """
         per_row = max(2 * self.input.out_features, self.n_classes * self.output[1].out_features)
         return rows_within(CALL_STATE_FLOATS // per_row)
+
+    def scoring_rows(self, pairs):
+        """Return the rows of each scoring call of ``pairs`` (sample, trial) pairs: :attr:`eval_batch_size` or more.
+
+        Each of a call's operations takes Python's lock back as it ends, and a scoring
+        thread waits there while another runs Python: in calls of 2,016 rows, two threads
+        scored the spirals 1.41 times as fast as one (``benchmarks/results/speed.md``),
+        1.78 times in calls that grow. So where the pairs fill
+        ``GROWN_CALLS`` calls of twice the size, the calls double, up to ``CALL_GROWTH``
+        times :attr:`eval_batch_size`: a large prediction makes a quarter of the calls, and
+        a small one pads no more than before. A row's result is the same in a call of any
+        of these sizes (see ``CALL_ROW_MULTIPLE``). Not where the products run on oneDNN
+        from a size on (see :func:`_product`): a larger call could take a row's product
+        onto the other kernel.
+        """
+        rows = base = self.eval_batch_size
+        if _ONEDNN_LINEAR is None:
+            while 2 * rows <= CALL_GROWTH * base and pairs >= GROWN_CALLS * 2 * rows:
+                rows *= 2
+        return rows
 
     def class_rows(self, n_rows):
         """Return the rows of each slice that :meth:`forward_all` conditions at once, out of ``n_rows``.

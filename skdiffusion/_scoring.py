@@ -7,24 +7,27 @@ import torch
 from scipy import stats
 
 from ._compute import ceil_div, report_progress
-from ._denoisers import rows_within, scoring_passes, without_autograd
+from ._denoisers import MLPDenoiser, rows_within, scoring_passes, without_autograd
 from ._losses import per_sample_loss
 from ._schedule import noise_terms, noised
 
 # (sample, trial, class) evaluations per denoiser call, for a denoiser that does not set
-# its own eval_batch_size (MLPDenoiser does, from its width). A model's calls always have
-# the same number of rows, call_rows(...) (the last block is padded), so float32 GEMM
-# results do not depend on how many rows were passed or which rows stand beside a sample
-# (on MKL's kernels, given rows in multiples of CALL_ROW_MULTIPLE, and on oneDNN's).
+# its own eval_batch_size (MLPDenoiser does, from its width). A model's calls have the
+# same number of rows, call_rows(...) (the last block is padded; the default network's,
+# one of a few multiples of it), so float32 GEMM results do not depend on how many rows
+# were passed or which rows stand beside a sample (on MKL's kernels, given rows in
+# multiples of CALL_ROW_MULTIPLE, and on oneDNN's).
 # Not more: pruning scores ever fewer pairs, and padding is then wasted work; and the
 # all-class intermediates of a larger block (rows x classes x width floats) were freed back
 # to the kernel after every call, which doubled digits' predict time in page faults.
 EVAL_BLOCK = 1024
 # (sample, trial, class) evaluations per chunk of samples: bounds the memory of
-# predict_proba (4 MiB of errors), and makes a chunk long enough that the padding of its
-# pruning stages' last calls costs little (at 2**18, digits' pruned predictions were 1.3x
-# slower with the shared calls of 400 rows that eval_batch_size now makes).
-CHUNK_PAIRS = 1 << 20
+# predict_proba (16 MiB of errors a thread), and makes a chunk long enough that the padding
+# of its pruning stages' last calls costs little and that they grow (see
+# MLPDenoiser.scoring_rows): at 2**18, digits' pruned predictions were 1.3x slower with the
+# shared calls of 400 rows that eval_batch_size now makes, and at 2**20, with the calls
+# that grow, 50 classes' took 1.11 to 1.15 times as long as without pruning (0.99 at 2**22).
+CHUNK_PAIRS = 1 << 22
 
 
 # A thread's piece of the rows to score holds at least this many scoring calls' worth of
@@ -100,13 +103,16 @@ def block_rows(n_classes):
     return rows_within(EVAL_BLOCK // n_classes)
 
 
-def call_rows(denoiser, n_classes):
-    """Return the rows of each scoring call: the denoiser's ``eval_batch_size``, else :func:`block_rows`.
+def call_rows(denoiser, n_classes, pairs=0):
+    """Return the rows of each call scoring ``pairs`` (sample, trial) pairs: ``eval_batch_size``, or block_rows.
 
     ``n_classes`` is the number of classes one call scores: all of them with
     ``forward_all``, one without. A large model scoring few (sample, trial) pairs at a
     time sets its own rows, or it would mostly evaluate the padding of ``block_rows(1)``.
+    The default network's calls grow with ``pairs`` (see :meth:`MLPDenoiser.scoring_rows`).
     """
+    if type(denoiser) is MLPDenoiser:
+        return denoiser.scoring_rows(pairs)
     return getattr(denoiser, "eval_batch_size", None) or block_rows(n_classes)
 
 
@@ -150,7 +156,7 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
     forward_all, forward_pairs = scoring_passes(denoiser, t)
     if forward_all is not None:  # the class-independent part of the network runs once
         rows = active.any(dim=1).nonzero().squeeze(1)
-        block = call_rows(denoiser, n_classes)
+        block = call_rows(denoiser, n_classes, rows.numel() * n_trials)
         # Each trial's noise, repeated for every class, gathered per block: subtracting a
         # broadcast eps from few features is 2x slower (spirals' 2 classes of 2). The
         # repeats are made once, when they are no more than one block's predictions. Every
@@ -356,7 +362,8 @@ def prune(score, n_samples, n_classes, n_trials, *, rule, log_prior, scale, devi
 def scoring_calls(denoiser, active, n_trials):
     """Return the calls of ``denoiser`` that :func:`trial_errors` makes to score ``n_trials`` trials of ``active``."""
     if hasattr(denoiser, "forward_all"):
-        return ceil_div(int(active.any(dim=1).sum()) * n_trials, call_rows(denoiser, active.shape[1]))
+        pairs = int(active.any(dim=1).sum()) * n_trials
+        return ceil_div(pairs, call_rows(denoiser, active.shape[1], pairs))
     block = call_rows(denoiser, 1)
     return sum(ceil_div(rows * n_trials, block) for rows in active.sum(dim=0).tolist())
 

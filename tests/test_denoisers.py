@@ -234,6 +234,26 @@ def test_the_scoring_path_on_onednn_agrees_with_addmms(class_blocks, monkeypatch
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
+def test_scoring_calls_grow_with_the_pairs_to_score(monkeypatch):
+    # Doublings of eval_batch_size, up to 4 times, while the pairs fill 8 calls of the grown size.
+    from skdiffusion import _denoisers
+
+    monkeypatch.setattr(_denoisers, "_ONEDNN_LINEAR", None)
+    spirals = MLPDenoiser(2, 2, hidden_size=64)
+    assert [spirals.scoring_rows(pairs) for pairs in (0, 8 * 4032 - 1, 8 * 4032, 8 * 8064 - 1, 8 * 8064, 10**9)] == [
+        2016,
+        2016,
+        4032,
+        4032,
+        8064,
+        8064,
+    ]
+    assert MLPDenoiser(64, 10, hidden_size=256).scoring_rows(10**9) == 4 * 384
+    # Where products run on oneDNN from a size on, the calls keep one size.
+    monkeypatch.setattr(_denoisers, "_ONEDNN_LINEAR", object())
+    assert spirals.scoring_rows(10**9) == 2016
+
+
 def test_scoring_calls_keep_their_hidden_state_within_a_mebibyte():
     # Shared calls: rows x max(2 x width, classes x features) floats <= 2**18, in multiples
     # of 48, between 48 and 2016 rows.

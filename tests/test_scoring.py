@@ -283,6 +283,30 @@ def test_pruning_that_scores_ahead_drops_the_same_classes_with_the_same_errors(r
     assert stages == [(0, n_trials)]  # 40 rows x 32 trials fit in one call of the network
 
 
+def test_grown_scoring_calls_give_each_row_the_same_bits(monkeypatch):
+    # 600 rows x 64 trials fill 8 calls of 4 x 1,008 rows: a quarter as many calls, each
+    # row's errors the same bits as in calls of 1,008 rows.
+    from skdiffusion import _denoisers
+
+    monkeypatch.setattr(_denoisers, "_ONEDNN_LINEAR", None)
+    monkeypatch.setattr(MLPDenoiser, "eval_batch_size", property(lambda self: 1008))
+    mlp, sizes = _random_mlp(2, 3), []
+    forward_all = MLPDenoiser._forward_all
+    monkeypatch.setattr(
+        MLPDenoiser,
+        "_forward_all",
+        lambda self, x_t, *a, **k: sizes.append(len(x_t)) or forward_all(self, x_t, *a, **k),
+    )
+    x0, t, eps = torch.randn(600, 2), torch.as_tensor(timestep_grid(0, 1000, 64)), trial_noise(64, (2,), 0)
+    grown = trial_errors(mlp, x0, t, eps, 3, alphas_cumprod=ALPHAS_CUMPROD, loss="l2")
+    assert sizes == [4032] * 10  # 38,400 pairs
+    assert _scoring.scoring_calls(mlp, torch.ones(600, 3, dtype=torch.bool), 64) == 10
+    sizes.clear()
+    monkeypatch.setattr(_denoisers, "CALL_GROWTH", 1)
+    assert torch.equal(trial_errors(mlp, x0, t, eps, 3, alphas_cumprod=ALPHAS_CUMPROD, loss="l2"), grown)
+    assert sizes == [1008] * 39
+
+
 def test_scoring_calls_counts_the_calls_of_trial_errors():
     mlp, per_class = _random_mlp(2, 3), _ClassBias()
     active = torch.tensor([[True, False, True]] * 5 + [[False] * 3] * 2)
