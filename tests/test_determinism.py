@@ -255,6 +255,7 @@ clf = DiffusionClassifier(max_iter=60, random_state=3).fit(X[:200], y[:200])
 # 120 rows of 64 trials: pairs at every place of the calls of 2,016 rows.
 shifted("spirals", clf, X[200:320])
 rows = X[200:]  # 2,000 rows: a piece per thread, and per job
+# Calls that grow: up to 4,032 rows on a piece of 1,000 rows of 64 trials, 8,064 on all 2,000.
 expected = clf.predict_proba(rows)
 torch.set_num_threads(1)
 changed["spirals, one thread"] = int((clf.predict_proba(rows) != expected).any(axis=1).sum())
