@@ -316,12 +316,14 @@ class MLPDenoiser(nn.Module):
         ``GROWN_CALLS`` calls of twice the size, the calls double, up to ``CALL_GROWTH``
         times :attr:`eval_batch_size`: a large prediction makes a quarter of the calls, and
         a small one pads no more than before. A row's result is the same in a call of any
-        of these sizes (see ``CALL_ROW_MULTIPLE``). Not where the products run on oneDNN
-        from a size on (see :func:`_product`): a larger call could take a row's product
-        onto the other kernel.
+        of these sizes on MKL's kernels (see ``CALL_ROW_MULTIPLE``): so on the CPU where
+        the products run on MKL alone (see :func:`_intel_mkl`), and nowhere else: where
+        they run on oneDNN from a size on (see :func:`_product`), a larger call could take
+        a row's product onto the other kernel, and a GPU's or another library's kernels
+        may round a row by the size of its product.
         """
         rows = base = self.eval_batch_size
-        if _ONEDNN_LINEAR is None:
+        if _MKL_PRODUCTS and self.input.weight.device.type == "cpu":
             while 2 * rows <= CALL_GROWTH * base and pairs >= GROWN_CALLS * 2 * rows:
                 rows *= 2
         return rows
@@ -913,8 +915,10 @@ def _intel_mkl():
     return "GenuineIntel" in maker
 
 
-# The kernel of _product, or None: decided once, when the module loads.
-_ONEDNN_LINEAR = None if _intel_mkl() else _onednn_linear()
+# Whether the products run on MKL alone, and else the kernel of _product, or None: decided
+# once, when the module loads.
+_MKL_PRODUCTS = _intel_mkl()
+_ONEDNN_LINEAR = None if _MKL_PRODUCTS else _onednn_linear()
 # The fewest multiply-adds of a product that runs on oneDNN (see _product): the 256 x 64 x 64
 # products of the 64-unit network's training steps gain nothing there (benchmarks/speed.py).
 ONEDNN_MIN_PRODUCT = 1 << 21

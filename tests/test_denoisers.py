@@ -238,7 +238,7 @@ def test_scoring_calls_grow_with_the_pairs_to_score(monkeypatch):
     # Doublings of eval_batch_size, up to 4 times, while the pairs fill 8 calls of the grown size.
     from skdiffusion import _denoisers
 
-    monkeypatch.setattr(_denoisers, "_ONEDNN_LINEAR", None)
+    monkeypatch.setattr(_denoisers, "_MKL_PRODUCTS", True)
     spirals = MLPDenoiser(2, 2, hidden_size=64)
     assert [spirals.scoring_rows(pairs) for pairs in (0, 8 * 4032 - 1, 8 * 4032, 8 * 8064 - 1, 8 * 8064, 10**9)] == [
         2016,
@@ -249,8 +249,9 @@ def test_scoring_calls_grow_with_the_pairs_to_score(monkeypatch):
         8064,
     ]
     assert MLPDenoiser(64, 10, hidden_size=256).scoring_rows(10**9) == 4 * 384
-    # Where products run on oneDNN from a size on, the calls keep one size.
-    monkeypatch.setattr(_denoisers, "_ONEDNN_LINEAR", object())
+    # Elsewhere (oneDNN from a size on, other libraries), and off the CPU, the calls keep one size.
+    assert MLPDenoiser(2, 2, hidden_size=64).to("meta").scoring_rows(10**9) == 2016
+    monkeypatch.setattr(_denoisers, "_MKL_PRODUCTS", False)
     assert spirals.scoring_rows(10**9) == 2016
 
 

@@ -288,6 +288,7 @@ def test_grown_scoring_calls_give_each_row_the_same_bits(monkeypatch):
     # row's errors the same bits as in calls of 1,008 rows.
     from skdiffusion import _denoisers
 
+    monkeypatch.setattr(_denoisers, "_MKL_PRODUCTS", True)
     monkeypatch.setattr(_denoisers, "_ONEDNN_LINEAR", None)
     monkeypatch.setattr(MLPDenoiser, "eval_batch_size", property(lambda self: 1008))
     mlp, sizes = _random_mlp(2, 3), []
