@@ -311,16 +311,16 @@ class MLPDenoiser(nn.Module):
 
         Each of a call's operations takes Python's lock back as it ends, and a scoring
         thread waits there while another runs Python: in calls of 2,016 rows, two threads
-        scored the spirals 1.41 times as fast as one (``benchmarks/results/speed.md``),
-        1.78 times in calls that grow. So where the pairs fill
-        ``GROWN_CALLS`` calls of twice the size, the calls double, up to ``CALL_GROWTH``
-        times :attr:`eval_batch_size`: a large prediction makes a quarter of the calls, and
-        a small one pads no more than before. A row's result is the same in a call of any
-        of these sizes on MKL's kernels (see ``CALL_ROW_MULTIPLE``): so on the CPU where
-        the products run on MKL alone (see :func:`_intel_mkl`), and nowhere else: where
-        they run on oneDNN from a size on (see :func:`_product`), a larger call could take
-        a row's product onto the other kernel, and a GPU's or another library's kernels
-        may round a row by the size of its product.
+        scored the spirals 1.41 times as fast as one, and 1.78 times in calls that grow
+        (``benchmarks/results/speed.md``). So where the pairs fill ``GROWN_CALLS`` calls of
+        twice the size, the calls double, up to ``CALL_GROWTH`` times
+        :attr:`eval_batch_size`: a large prediction makes a quarter of the calls, and a
+        small one pads no more than before. A row's result is the same in a call of any of
+        these sizes on MKL's kernels (see ``CALL_ROW_MULTIPLE``): so the calls grow on the
+        CPU where the products run on MKL alone (see :func:`_intel_mkl`), and nowhere
+        else: where they run on oneDNN from a size on (see :func:`_product`), a larger call
+        could take a row's product onto the other kernel, and a GPU's or another library's
+        kernels may round a row by the size of its product.
         """
         rows = base = self.eval_batch_size
         if _MKL_PRODUCTS and self.input.weight.device.type == "cpu":
