@@ -855,8 +855,9 @@ def _product(x, weight, bias=None, weight_t=None):
     an Intel CPU, where ``addmm`` is MKL's, it was the slower, and is not used there (see
     :func:`_intel_mkl`). Its calls cost more around the product, so one of fewer than
     ``ONEDNN_MIN_PRODUCT`` multiply-adds stays on ``addmm``: which kernel runs depends on
-    the shapes alone, and a model's scoring calls have one size, so a sample's result does
-    not depend on the others scored with it. ``weight_t``: ``weight.t()``, if made already.
+    the shapes alone, and where it runs a model's scoring calls have one size (see
+    :meth:`MLPDenoiser.scoring_rows`), so a sample's result does not depend on the others
+    scored with it. ``weight_t``: ``weight.t()``, if made already.
     """
     if _on_onednn(x, weight):
         return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
