@@ -22,6 +22,7 @@ def benchmarks(monkeypatch):
     yield
     for name in (
         "choosing_rows",
+        "compile",
         "denormals",
         "discriminative",
         "first_check",
@@ -56,6 +57,22 @@ def test_discriminative_benchmark_records_the_choice_of_auto(benchmarks):
         discriminative.scores(data[3], plain.predict_proba(data[1]), plain.classes_)["log_loss"], rel=1e-12
     )
     assert discriminative.evaluate(data, 0, True)["auto_term"] is None  # with the term, nothing is recorded
+
+
+def test_compile_benchmark_times_the_library_s_scoring_call_and_its_plain_layers(benchmarks, monkeypatch):
+    import compile as compile_benchmark
+
+    monkeypatch.setattr(torch, "compile", lambda function, **options: function)  # the calls, without compiling
+    clf, x0, y = compile_benchmark.network("spirals")
+    assert x0.shape == (len(y), 2) and abs(float(x0.mean())) < 1e-6  # the fit's standardised rows
+    records = {r["variant"]: r for r in compile_benchmark.scoring(clf, rounds=1, repeats=1)}
+    assert records["library"]["part"] == f"scoring call, {clf.denoiser_.scoring_rows(1 << 30)} rows"
+    assert records["library"]["difference"] == 0.0 == records["library, compiled"]["difference"]
+    # The plain layers compute the time branch rather than look it up: the same to float rounding.
+    assert 0.0 < records["plain layers"]["difference"] < 1e-5
+    steps = compile_benchmark.training(clf, x0, y, rounds=1, repeats=1)
+    assert [r["variant"] for r in steps] == ["library (own backward pass)", "autograd", "autograd, loss compiled"]
+    assert all(r["ms"] > 0 and r["difference"] is None for r in steps)
 
 
 def test_zero_inflated_benchmark_splits_the_columns_of_a_point_mass_at_their_minimum(benchmarks):
