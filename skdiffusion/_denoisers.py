@@ -35,8 +35,10 @@ READOUT_CLASSES = 10
 READOUT_RANK = 32
 # ... and from this many classes, the class enters through its read-out alone.
 READOUT_ALONE_CLASSES = 20
-# Rows whose read-out weights are gathered at once, outside scoring (see _own_read_out).
+# Rows whose read-outs are computed at once, outside scoring (see _own_read_out).
 OWN_READ_OUT_ROWS = 256
+# Below this many classes, a row's own read-out is picked from every class's (see _own_read_out).
+EVERY_READ_OUT_BELOW = 20
 # Floats of the all-class hidden state of one scoring call (1 MiB), and the most rows of
 # one: see eval_batch_size.
 CALL_STATE_FLOATS = 1 << 18
@@ -398,12 +400,16 @@ class MLPDenoiser(nn.Module):
     def _own_read_out(self, basis, y):
         """Return the read-out of row ``i``'s own class ``y[i]`` from its ``basis`` features, shape (n, features).
 
-        Only the row's class is computed (a training step's products and gradients for
-        every class would cost more than the rest of the read-out), from its weights
-        gathered ``OWN_READ_OUT_ROWS`` rows at a time: ancestral sampling asks for
-        thousands of rows at once.
+        ``OWN_READ_OUT_ROWS`` rows at a time (ancestral sampling asks for thousands at
+        once). Below ``EVERY_READ_OUT_BELOW`` classes, every class's read-out is computed in
+        one product and each row's own picked from it (a training step on digits' 10
+        classes took 9% less time so, see the cost guide); from there on, only the row's
+        own, from its class's weights gathered for each row, whose cost does not grow with
+        the classes. :meth:`forward_backward` computes it the same way.
         """
         pieces = zip(basis.split(OWN_READ_OUT_ROWS), y.split(OWN_READ_OUT_ROWS))
+        if self.n_classes < EVERY_READ_OUT_BELOW:
+            return torch.cat([_picked(self.readout[1](rows), classes, self.n_classes) for rows, classes in pieces])
         return torch.cat([_read_rows(*self._own_weights(classes), rows) for rows, classes in pieces])
 
     def _entered(self, s, classes):
@@ -452,11 +458,15 @@ class MLPDenoiser(nn.Module):
                 shared, s = s, self._entered(s, y)
             activated = F.silu(s)
             eps_hat = _Layer.of(self.output[1])(activated)
-            if self.readout is not None:  # as forward computes it, the rows' weights gathered once
+            every_read_out = self.readout is not None and self.n_classes < EVERY_READ_OUT_BELOW
+            if self.readout is not None:  # as forward computes it, all the rows at once
                 read = activated if self.label is None else F.silu(shared)
                 basis = _Layer.of(self.readout[0])(read)
-                weight, bias = self._own_weights(y)
-                eps_hat = eps_hat + _read_rows(weight, bias, basis)
+                if every_read_out:
+                    eps_hat = eps_hat + _picked(_Layer.of(self.readout[1])(basis), y, self.n_classes)
+                else:
+                    weight, bias = self._own_weights(y)
+                    eps_hat = eps_hat + _read_rows(weight, bias, basis)
             if self.gaussian_base:  # the base's own share: its gate's gradient is grad . (base / gate)
                 ungated = self._base_of(*self._ungated_base_factors(t), x_t, y)
                 eps_hat = eps_hat + self.base_gate * ungated
@@ -467,13 +477,16 @@ class MLPDenoiser(nn.Module):
                 self.label.weight.grad = _embedding_backward(self.label, grad, y)
             if self.readout is None:
                 return grad
-            # Each row's gradient reaches its own class's read-out only: summed per class.
-            readout, n_classes = self.readout[1], self.n_classes
-            outer = output_grad.unsqueeze(2) * basis.unsqueeze(1)  # (n, features, rank)
-            readout.weight.grad = outer.new_zeros(n_classes, *outer.shape[1:]).index_add_(0, y, outer).flatten(0, 1)
-            by_class = output_grad.new_zeros(n_classes, output_grad.shape[1]).index_add_(0, y, output_grad)
-            readout.bias.grad = by_class.flatten()
-            to_basis = torch.bmm(output_grad.unsqueeze(1), weight).squeeze(1)
+            readout, (n_rows, n_features), n_classes = self.readout[1], output_grad.shape, self.n_classes
+            if every_read_out:  # each row's gradient at its own class's read-out, 0 at the others'
+                every = output_grad.new_zeros(n_rows, n_classes, n_features)
+                every.scatter_(1, _class_index(y, n_features), output_grad.unsqueeze(1))
+                to_basis = _linear_backward(readout, basis, every.flatten(1))
+            else:  # each row's gradient reaches its own class's read-out only: summed per class
+                outer = output_grad.unsqueeze(2) * basis.unsqueeze(1)  # (n, features, rank)
+                readout.weight.grad = outer.new_zeros(n_classes, *outer.shape[1:]).index_add_(0, y, outer).flatten(0, 1)
+                readout.bias.grad = output_grad.new_zeros(n_classes, n_features).index_add_(0, y, output_grad).flatten()
+                to_basis = torch.bmm(output_grad.unsqueeze(1), weight).squeeze(1)
             return grad + _silu_backward(_linear_backward(self.readout[0], read, to_basis), shared)
 
         def backward(grad):
@@ -777,6 +790,17 @@ def _made_from(cached, size, linear):
     """Return True if the time branch's ``(weight, bias, table)`` has ``size`` rows of ``linear``'s."""
     weight, bias, table = cached
     return table.shape[0] == size and torch.equal(weight, linear.weight) and torch.equal(bias, linear.bias)
+
+
+def _picked(every, y, n_classes):
+    """Return row ``i``'s read-out of class ``y[i]``, (n, features), from every class's, (n, classes * features)."""
+    every = every.view(y.shape[0], n_classes, -1)
+    return every.gather(1, _class_index(y, every.shape[2])).squeeze(1)
+
+
+def _class_index(y, n_features):
+    """Return the index of row ``i``'s class ``y[i]`` in a tensor of shape (n, classes, ``n_features``), along dim 1."""
+    return y.view(-1, 1, 1).expand(-1, 1, n_features)
 
 
 def _read_rows(weight, bias, basis):

@@ -613,15 +613,17 @@ def test_classifier_default_network_reads_each_class_out_from_ten_classes():
             assert readout[1].out_features == n_classes * 3
 
 
-def test_the_read_out_of_each_rows_own_class_is_gathered_in_pieces_with_the_same_values():
+# Picked from every class's read-out, and computed from each row's own class's weights.
+@pytest.mark.parametrize("n_classes", [12, _denoisers.EVERY_READ_OUT_BELOW])
+def test_the_read_out_of_each_rows_own_class_is_computed_in_pieces_with_the_same_values(n_classes):
     torch.manual_seed(0)
-    net = MLPDenoiser(3, 12, hidden_size=32, class_readout=4)
+    net = MLPDenoiser(3, n_classes, hidden_size=32, class_readout=4)
     nn.init.normal_(net.readout[1].weight), nn.init.normal_(net.readout[1].bias)
     n = 2 * _denoisers.OWN_READ_OUT_ROWS + 7  # three pieces
-    basis, y = torch.randn(n, 4), torch.randint(12, (n,))
+    basis, y = torch.randn(n, 4), torch.randint(n_classes, (n,))
     with torch.no_grad():
         own = net._own_read_out(basis, y)
-        every = (basis @ net.readout[1].weight.t() + net.readout[1].bias).view(n, 12, 3)
+        every = (basis @ net.readout[1].weight.t() + net.readout[1].bias).view(n, n_classes, 3)
         torch.testing.assert_close(own, every[torch.arange(n), y], rtol=1e-5, atol=1e-6)
         assert torch.equal(own[-7:], net._own_read_out(basis[-7:], y[-7:]))  # a row's value: its own
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser, _training as training
+from skdiffusion._denoisers import EVERY_READ_OUT_BELOW
 from skdiffusion._losses import mean_loss_and_gradient, per_sample_loss
 from skdiffusion._schedule import add_noise, as_tensor, make_alphas_cumprod
 from skdiffusion._training import (
@@ -548,11 +549,13 @@ def test_holes_are_neither_noised_nor_scored():
 
 
 # The class enters at the output layer, after one block, before every block, with no block;
-# with or without a read-out of rank 5 per class, or through the read-out alone.
+# with or without a read-out of rank 5 per class, or through the read-out alone. Of 4
+# classes, or of enough that a row's read-out is its class's alone (see _own_read_out).
 @pytest.mark.parametrize(
-    "class_blocks, n_blocks, class_readout, class_embedding",
-    [(0, 3, 0, True), (1, 3, 0, True), (3, 3, 0, True), (0, 0, 0, True), (0, 3, 5, True), (3, 3, 5, True)]
-    + [(0, 3, 5, False), (0, 0, 5, False)],
+    "class_blocks, n_blocks, class_readout, class_embedding, n_classes",
+    [(0, 3, 0, True, 4), (1, 3, 0, True, 4), (3, 3, 0, True, 4), (0, 0, 0, True, 4), (0, 3, 5, True, 4)]
+    + [(3, 3, 5, True, 4), (0, 3, 5, False, 4), (0, 0, 5, False, 4)]
+    + [(0, 3, 5, True, EVERY_READ_OUT_BELOW), (0, 0, 5, False, EVERY_READ_OUT_BELOW)],
 )
 @pytest.mark.parametrize("n_frequencies", [0, 16])
 @pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
@@ -560,14 +563,14 @@ def test_holes_are_neither_noised_nor_scored():
 # 64 rows x 32 units: every product on addmm; 256 x 128: the blocks' products on oneDNN where it runs.
 @pytest.mark.parametrize("rows, width", [(64, 32), (256, 128)])
 def test_the_default_networks_own_backward_pass_gives_autograds_gradients(
-    class_blocks, n_blocks, class_readout, class_embedding, n_frequencies, loss, masked, rows, width
+    class_blocks, n_blocks, class_readout, class_embedding, n_classes, n_frequencies, loss, masked, rows, width
 ):
     torch.manual_seed(0)
     # A Gaussian base where the default network has one: without frequencies or read-outs.
     gaussian_base = 1000 if not (n_frequencies or class_readout) else 0
     net = MLPDenoiser(
         3,
-        4,
+        n_classes,
         hidden_size=width,
         n_blocks=n_blocks,
         class_blocks=class_blocks,
@@ -582,7 +585,8 @@ def test_the_default_networks_own_backward_pass_gives_autograds_gradients(
     if gaussian_base:
         samples = torch.randn(50, 3) * torch.tensor([0.5, 1.0, 2.0])
         net.fit_gaussian_base(samples, torch.arange(50) % 4, as_tensor(make_alphas_cumprod("linear", 1000)))
-    x_t, t, y, eps = torch.randn(rows, 3), torch.randint(0, 1000, (rows,)), torch.arange(rows) % 4, torch.randn(rows, 3)
+    x_t, t, eps = torch.randn(rows, 3), torch.randint(0, 1000, (rows,)), torch.randn(rows, 3)
+    y = torch.arange(rows) % n_classes
     mask = (torch.rand(rows, 3) > 0.3).float() if masked else None
     expected_loss = per_sample_loss(loss, net(x_t, t, y), eps, mask=mask).mean()
     expected_loss.backward()
