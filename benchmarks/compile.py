@@ -20,16 +20,16 @@ compiler's caches off (as on a machine that has not compiled these graphs before
 
 import argparse
 import functools
-import time
 import warnings
 
 import numpy as np
 import torch
 import torch._inductor.config
-from _suite import alternated, split, write_results
+from _suite import alternated, split, timed, write_results
 from sklearn.exceptions import ConvergenceWarning
 
 from skdiffusion import DiffusionClassifier
+from skdiffusion._compute import one_torch_thread
 from skdiffusion._denoisers import _Layers, scoring_passes
 from skdiffusion._losses import per_sample_loss
 from skdiffusion._training import Adam, _step, minibatch, training_timestep_probs
@@ -58,13 +58,6 @@ def _repeated(call, repeats):
     return run
 
 
-def _first(call):
-    """Return the seconds of ``call()``'s first run and its value."""
-    start = time.perf_counter()
-    value = call()
-    return time.perf_counter() - start, value
-
-
 def scoring(clf, rounds, repeats):
     """Return the records of one scoring call on random rows (``x_t``), per variant."""
     net = clf.denoiser_
@@ -86,16 +79,16 @@ def scoring(clf, rounds, repeats):
         with torch.inference_mode():
             return variants[variant](x_t, t)
 
-    firsts = {variant: _first(functools.partial(call, variant)) for variant in variants}
+    firsts = {variant: timed(call, variant) for variant in variants}
     seconds = alternated({v: _repeated(functools.partial(call, v), repeats) for v in variants}, rounds)
-    reference = firsts["library"][1]
+    reference = firsts["library"][0]
     return [
         {
             "part": f"scoring call, {rows} rows",
             "variant": variant,
             "ms": 1e3 * float(np.median(seconds[variant])) / repeats,
-            "first_s": firsts[variant][0],
-            "difference": float((firsts[variant][1] - reference).abs().max()),
+            "first_s": firsts[variant][1],
+            "difference": float((firsts[variant][0] - reference).abs().max()),
         }
         for variant in variants
     ]
@@ -125,7 +118,7 @@ def training(clf, x0, y, rounds, repeats):
         "autograd": functools.partial(autograd_step, batch_loss),
         "autograd, loss compiled": functools.partial(autograd_step, compiled),
     }
-    firsts = {variant: _first(call)[0] for variant, call in variants.items()}
+    firsts = {variant: timed(call)[1] for variant, call in variants.items()}
     seconds = alternated({v: _repeated(call, repeats) for v, call in variants.items()}, rounds)
     return [
         {
@@ -143,16 +136,12 @@ def run(rounds, repeats):
     """Return the records of every data set."""
     records = []
     torch._inductor.config.force_disable_caches = True
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():  # as fit and each scoring thread run: one torch thread, denormals flushed
         for name in DATA:
             clf, x0, y = network(name)
             for record in scoring(clf, rounds, repeats) + training(clf, x0, y, rounds, 10 * repeats):
                 records.append({"data": name, **record})
                 print(records[-1], flush=True)
-    finally:
-        torch.set_num_threads(previous)
     return records
 
 

@@ -408,9 +408,14 @@ class MLPDenoiser(nn.Module):
         the classes. :meth:`forward_backward` computes it the same way.
         """
         pieces = zip(basis.split(OWN_READ_OUT_ROWS), y.split(OWN_READ_OUT_ROWS))
-        if self.n_classes < EVERY_READ_OUT_BELOW:
+        if self._reads_every_class:
             return torch.cat([_picked(self.readout[1](rows), classes, self.n_classes) for rows, classes in pieces])
         return torch.cat([_read_rows(*self._own_weights(classes), rows) for rows, classes in pieces])
+
+    @property
+    def _reads_every_class(self):
+        """Whether a row's own read-out is picked from every class's (see :meth:`_own_read_out`)."""
+        return self.readout is not None and self.n_classes < EVERY_READ_OUT_BELOW
 
     def _entered(self, s, classes):
         """Return ``s + e_c`` for ``classes`` (a new tensor); without class embeddings, ``s`` itself."""
@@ -458,7 +463,7 @@ class MLPDenoiser(nn.Module):
                 shared, s = s, self._entered(s, y)
             activated = F.silu(s)
             eps_hat = _Layer.of(self.output[1])(activated)
-            every_read_out = self.readout is not None and self.n_classes < EVERY_READ_OUT_BELOW
+            every_read_out = self._reads_every_class
             if self.readout is not None:  # as forward computes it, all the rows at once
                 read = activated if self.label is None else F.silu(shared)
                 basis = _Layer.of(self.readout[0])(read)
