@@ -135,6 +135,7 @@ class FitPlan:
     tol: float
     n_iter_no_change: int
     verbose: int
+    weight_decay: float = 0.0  # Adam's, in every training
     discriminative: bool | str = False  # the parameter: whether a tuning has a CrossEntropyTerm
     tunings: int = 1  # the most times a tuning with the cross-entropy term runs (see TUNE_AGAIN_ROWS)
     # A tuning's steps are a share of the first training's cosine, up to this many: max_iter's.
@@ -233,7 +234,7 @@ def plan_fit(params, y_index, n_classes, *, seeds, continuing=False, incremental
         early_stopping=params["early_stopping"] and not incremental,
         seeds=seeds,
         n_steps=n_steps,
-        **{name: params[name] for name in ("batch_size", "loss", "tol", "n_iter_no_change", "verbose")},
+        **{name: params[name] for name in ("batch_size", "loss", "tol", "n_iter_no_change", "verbose", "weight_decay")},
     )
 
 
@@ -691,6 +692,7 @@ def _train(
         max_iter=training.max_iter,
         batch_size=plan.batch_size,
         learning_rate=training.learning_rate,
+        weight_decay=plan.weight_decay,
         loss=plan.loss,
         generator=generator,
         tol=plan.tol,

@@ -130,6 +130,7 @@ def train_denoiser(
     hole_rate=0.0,
     cross_entropy=None,
     goes_on=None,
+    weight_decay=0.0,
 ):
     """Train ``denoiser`` in place for up to ``max_iter`` optimizer steps.
 
@@ -157,6 +158,7 @@ def train_denoiser(
     :func:`~skdiffusion._losses.per_sample_loss`); ``hole_rate`` of them are removed anew
     in each minibatch (see :func:`minibatch_loss`). ``cross_entropy`` (a
     :class:`CrossEntropyTerm`, or None) adds a discriminative term to each step's loss.
+    ``weight_decay``: Adam's L2 penalty (see :class:`Adam`).
     A step whose loss spikes sends the training back to its last check, at half the rate
     (see :class:`_SpikeGuard`), and the loss curve with it.
     Returns the updated :class:`TrainingState`; raises a FloatingPointError when the loss
@@ -168,7 +170,7 @@ def train_denoiser(
     if max_iter == 0:  # a pretrained denoiser (fit with max_iter=0): nothing to train
         denoiser.eval()
         return state
-    optimizer = Adam(denoiser.parameters(), state.optimizer_state)
+    optimizer = Adam(denoiser.parameters(), state.optimizer_state, weight_decay=weight_decay)
     rates = list(cosine_rates(learning_rate, max_iter)) if anneal else [learning_rate]
     timestep_probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
     batch_size = min(batch_size, x0.shape[0])
@@ -272,7 +274,8 @@ def cosine_rates(learning_rate, max_iter):
 class Adam:
     """Adam (Kingma & Ba, 2015) with its default settings, one fused kernel per step: torch's ``_fused_adam_``.
 
-    The update of ``torch.optim.Adam(params, lr, fused=True)``, bit for bit, without the
+    The update of ``torch.optim.Adam(params, lr, weight_decay=weight_decay, fused=True)``
+    (an L2 penalty: ``weight_decay * p`` added to each gradient), bit for bit, without the
     cost around its kernel: the first ``torch.optim`` optimizer of a process imports
     ``torch._dynamo``, which takes about a second (as long as a whole fit on small
     data), and each of its steps runs tens of microseconds of Python more. A parameter
@@ -286,8 +289,8 @@ class Adam:
     (which a spike's return replaces), change.
     """
 
-    def __init__(self, params, moments=None):
-        self.params = list(params)
+    def __init__(self, params, moments=None, weight_decay=0.0):
+        self.params, self.weight_decay = list(params), weight_decay
         self.state = {}
         for index, values in (moments or {}).items():
             param = self.params[index]
@@ -322,7 +325,7 @@ class Adam:
                     lr=rate,
                     beta1=0.9,
                     beta2=0.999,
-                    weight_decay=0.0,
+                    weight_decay=self.weight_decay,
                     eps=1e-8,
                     amsgrad=False,
                     maximize=False,

@@ -342,6 +342,8 @@ def test_two_dimensional_labels():
         ({"batch_size": 1.5}, "'batch_size' parameter"),
         ({"learning_rate": 0.0}, "'learning_rate' parameter"),
         ({"learning_rate": "fast"}, "'learning_rate' parameter"),
+        ({"weight_decay": -1e-3}, r"'weight_decay' parameter .* a float in the range \[0.0, inf\). Got -0.001 instead"),
+        ({"weight_decay": "l2"}, "'weight_decay' parameter"),
         ({"noise_schedule": "quadratic"}, "'noise_schedule' parameter"),
         ({"noise_schedule": 0.5}, "'noise_schedule' parameter .* an array-like"),
         ({"standardize": "yes"}, "'standardize' parameter"),

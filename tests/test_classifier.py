@@ -303,6 +303,26 @@ def test_auto_learning_rate_is_that_of_the_network(spirals_split, params, rate):
     assert auto.loss_curve_ != other.loss_curve_
 
 
+def test_weight_decay_is_adams_in_every_training_and_shrinks_the_weights(spirals_split, monkeypatch):
+    X, y, _, _ = spirals_split  # 300 rows: the first training, then the refit on every row
+    made = []
+    init = _training.Adam.__init__
+
+    def recorded(self, params, moments=None, weight_decay=0.0):
+        made.append(weight_decay)
+        init(self, params, moments, weight_decay)
+
+    monkeypatch.setattr(_training.Adam, "__init__", recorded)
+    plain, decayed = _clf().fit(X, y), _clf(weight_decay=0.1).fit(X, y)
+    assert made == [0.0, 0.0, 0.1, 0.1]
+    decayed.partial_fit(X, y)
+    assert made[-1] == 0.1
+    # The same initial weights and draws: the penalty pulls every layer's weights towards 0.
+    for (name, p), q in zip(plain.denoiser_.named_parameters(), decayed.denoiser_.parameters()):
+        if name.endswith("weight") and p.dim() == 2:
+            assert q.norm() < p.norm(), name
+
+
 def test_refit_chooses_the_trials_on_the_first_network_then_trains_afresh_on_all_rows(spirals_split):
     X, y, _, _ = spirals_split  # 300 rows: refit="auto" refits, holding out 0.3 to choose the trials
     # With a given range, a fit that does not refit keeps the first network, which chose the scale.

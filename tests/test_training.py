@@ -409,13 +409,13 @@ def test_extra_steps_run_at_the_final_rate_of_the_cosine(monkeypatch):
     assert rates[100:] == [pytest.approx(1e-3)] * 30
 
 
-def _adam_run(updates, steps=25, moments=None):
-    """Train a small network ``steps`` steps with ``updates(net, moments)``; return its weights and the moments."""
+def _adam_run(updates, steps=25, moments=None, weight_decay=0.0):
+    """Train a small network ``steps`` steps by ``updates(net, moments, weight_decay)``; return weights, moments."""
     torch.manual_seed(0)
     net = MLPDenoiser(3, 2, hidden_size=16)
     net.time[0].bias.requires_grad_(False)  # a frozen parameter (index 3): no moments, the others' indices kept
     generator = torch.Generator().manual_seed(1)
-    update, moments_of = updates(net, moments)
+    update, moments_of = updates(net, moments, weight_decay)
     for k in range(steps):
         x = torch.randn((32, 3), generator=generator)
         t = torch.randint(0, 100, (32,), generator=generator)
@@ -424,8 +424,8 @@ def _adam_run(updates, steps=25, moments=None):
     return [p.detach().clone() for p in net.parameters()], moments_of()
 
 
-def _torch_adam(net, moments, steps=25):
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, fused=True)
+def _torch_adam(net, moments, weight_decay, steps=25):
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=weight_decay, fused=True)
     if moments is not None:
         optimizer.load_state_dict({**optimizer.state_dict(), "state": moments})
         scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
@@ -440,19 +440,22 @@ def _torch_adam(net, moments, steps=25):
     return update, lambda: {i: {k: v.clone() for k, v in m.items()} for i, m in optimizer.state_dict()["state"].items()}
 
 
-def _our_adam(net, moments, steps=25):
-    optimizer = Adam(net.parameters(), moments)
+def _our_adam(net, moments, weight_decay, steps=25):
+    optimizer = Adam(net.parameters(), moments, weight_decay=weight_decay)
     rates = list(cosine_rates(1e-2, steps)) if moments is None else [1e-2] * steps
     return (lambda k: optimizer.step(rates[k])), lambda: {i: dict(m) for i, m in optimizer.state.items()}
 
 
-def test_adam_is_torchs_fused_adam_and_cosine_bit_for_bit():
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adam_is_torchs_fused_adam_and_cosine_bit_for_bit(weight_decay):
     # Along the cosine from fresh moments, then at a constant rate from saved ones
-    # (partial_fit), the weights and moments are torch.optim's, to the last bit.
+    # (partial_fit), the weights and moments are torch.optim's, to the last bit, with
+    # and without its L2 penalty.
     for moments in (None, "continued"):
         if moments == "continued":
-            moments = _adam_run(_torch_adam)[1]
-        ours, theirs = _adam_run(_our_adam, moments=moments), _adam_run(_torch_adam, moments=moments)
+            moments = _adam_run(_torch_adam, weight_decay=weight_decay)[1]
+        ours = _adam_run(_our_adam, moments=moments, weight_decay=weight_decay)
+        theirs = _adam_run(_torch_adam, moments=moments, weight_decay=weight_decay)
         assert all(torch.equal(a, b) for a, b in zip(ours[0], theirs[0]))
         assert ours[1].keys() == theirs[1].keys() == set(range(13)) - {3}
         for index in ours[1]:
