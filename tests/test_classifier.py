@@ -304,7 +304,7 @@ def test_auto_learning_rate_is_that_of_the_network(spirals_split, params, rate):
 
 
 def test_weight_decay_is_adams_in_every_training_and_shrinks_the_weights(spirals_split, monkeypatch):
-    X, y, _, _ = spirals_split  # 300 rows: the first training, then the refit on every row
+    X, y, _, _ = spirals_split  # 300 rows: the first training, then the refit on every row (or the tuning)
     made = []
     init = _training.Adam.__init__
 
@@ -315,8 +315,9 @@ def test_weight_decay_is_adams_in_every_training_and_shrinks_the_weights(spirals
     monkeypatch.setattr(_training.Adam, "__init__", recorded)
     plain, decayed = _clf().fit(X, y), _clf(weight_decay=0.1).fit(X, y)
     assert made == [0.0, 0.0, 0.1, 0.1]
+    _clf(weight_decay=0.1, refit=False).fit(X, y)
     decayed.partial_fit(X, y)
-    assert made[-1] == 0.1
+    assert made[4:] == [0.1, 0.1, 0.1]
     # The same initial weights and draws: the penalty pulls every layer's weights towards 0.
     for (name, p), q in zip(plain.denoiser_.named_parameters(), decayed.denoiser_.parameters()):
         if name.endswith("weight") and p.dim() == 2:
