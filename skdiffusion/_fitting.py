@@ -552,7 +552,7 @@ def _tuned_again(network, state, trials, *, tune, choose, most, steps, progress)
     for _ in range(most):
         if progress is not None:
             then = f"the held-out log loss of the classes fell to {trials.held_out_loss:.4g}"
-            progress.restart(f"Tuning again with the cross-entropy term ({then})", steps, steps)
+            progress.restart(f"Tuning again with the cross-entropy term ({then})", steps, steps, choices=1)
         try:
             state = tune(trials)
         except FloatingPointError as exc:

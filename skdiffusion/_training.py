@@ -75,9 +75,12 @@ class Progress:
             self.steps[self.training] = self.shown[self.training] = steps
         print(f"{title}: at most {self.shown[self.training]} steps (training {self.training + 1} of {len(self.steps)})")
 
-    def restart(self, title, ran, steps):
-        """Print ``title``: the running training starts afresh for ``steps`` steps, after ``ran`` steps."""
-        self.offset += ran
+    def restart(self, title, ran, steps, choices=0):
+        """Print ``title``: the running training starts afresh for ``steps`` steps, after ``ran`` steps.
+
+        ``choices``: how many more choices of the trials follow it than were counted.
+        """
+        self.offset, self.choices = self.offset + ran, self.choices + choices
         self.steps[self.training], self.shown[self.training] = self.offset + steps, steps
         print(f"{title}: {steps} steps (training {self.training + 1} of {len(self.steps)})")
 

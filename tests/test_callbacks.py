@@ -2,6 +2,7 @@
 
 import functools
 import re
+import types
 import warnings
 
 import numpy as np
@@ -97,6 +98,60 @@ def test_verbose_prints_each_stage_with_its_steps_and_the_time_left(spirals, cap
     assert lines[0].endswith("(training 1 of 1)") and len(lines) == 5
     _clf(max_iter=120).fit(X, y)
     assert capsys.readouterr().out == ""
+
+
+def test_verbose_prints_each_tuning_run_again(spirals, monkeypatch, scripted_losses, capsys):
+    # Tunings of 20 steps after 40 (see the callbacks' test of the same fit), whose held-out
+    # log losses fall twice and then rise: each prints its steps, the time left (never
+    # negative: the choice after each is still to come) and its choice.
+    X, y = spirals
+    monkeypatch.setattr(_fitting, "AUTO_STEPS", 40)
+    monkeypatch.setattr(_fitting, "TUNE_AGAIN_ROWS", 20)
+    monkeypatch.setattr(_training._HeldOutLoss, "fall", lambda self, start, stop: 0.0)
+    scripted_losses([0.5, 0.4, 0.3, 0.35])
+    _clf(max_iter="auto", refit=False, discriminative=True, verbose=1).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert _iterations([line for line in lines if line.startswith("Iteration")]) == ["40/1800", *["20/20"] * 3]
+    again = [line for line in lines if line.startswith("Tuning again")]
+    assert [re.sub(r"\d+\.\d+", "N", line) for line in again] == [
+        f"Tuning again with the cross-entropy term (the held-out log loss of the classes fell to {loss}): "
+        "20 steps (training 2 of 2)"
+        for loss in ("N", "N")
+    ]
+    assert lines[-1] == "The held-out log loss of the classes did not fall: back to the weights before this tuning"
+
+
+def test_the_time_left_counts_the_choice_after_each_tuning_run_again(monkeypatch, capsys):
+    # Progress driven as a fit that tunes twice more drives it, on a clock where a step
+    # takes 0.01 s and a choice of the trials 1 s: 40 steps and a choice, a tuning of 20
+    # and a choice, then each tuning again (a restart) of 20 and its choice. At the end of
+    # every tuning, the time left is the choice still to come.
+    now = [0.0]
+    monkeypatch.setattr(_training, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def run(progress, steps):
+        now[0] += 0.01 * steps
+        progress.check(steps, 0.5)
+
+    def choose(progress):
+        now[0] += 1.0
+        progress.chose("Chose", 1.0)
+
+    progress = _training.Progress([40, 20], choices=2)
+    progress.begin("Training")
+    run(progress, 40)
+    choose(progress)
+    progress.end()
+    progress.begin("Tuning")
+    run(progress, 20)
+    choose(progress)
+    for _ in range(2):
+        progress.restart("Tuning again", 20, 20, choices=1)
+        run(progress, 20)
+        choose(progress)
+    lefts = [float(match[4]) for line in capsys.readouterr().out.splitlines() if (match := ITERATION.fullmatch(line))]
+    # The first check knows no choice's time yet: 20 steps left.
+    assert lefts == [0.2, 1.0, 1.0, 1.0]
 
 
 def test_verbose_says_when_the_trials_are_chosen_on_a_sample(spirals, capsys, monkeypatch):
