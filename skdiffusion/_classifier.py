@@ -780,6 +780,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         if X_categorical is not None:  # dropped beside X: the rows of weight 0
             X_categorical = drop_zero_weights(X_categorical, y, sample_weight)[0]
+        n_given = y.shape[0]
         X, y, sample_weight = drop_zero_weights(X, y, sample_weight)
         numeric = np.flatnonzero(~is_categorical) if is_categorical is not None else np.arange(X.shape[1])
         empty = np.flatnonzero(np.isnan(X).all(axis=0))
@@ -812,9 +813,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 ),
             )
         if classes.size < 2:
+            of_weight = " of positive sample_weight (rows of weight 0 are removed)" if y.shape[0] < n_given else ""
             raise ValueError(
                 f"DiffusionClassifier needs samples of at least 2 classes in the data, but the data "
-                f"contain only one class: {classes.tolist()[0]!r}."
+                f"contain only one class{of_weight}: {classes.tolist()[0]!r}."
             )
         if previous is not None and not np.array_equal(classes, previous["classes"]):
             raise ValueError(

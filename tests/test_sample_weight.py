@@ -35,7 +35,9 @@ def test_zero_weights_remove_the_rows():
 
 
 def test_zero_weights_on_every_row_of_a_class_remove_the_class():
-    with pytest.raises(ValueError, match="at least 2 classes.*only one class: 2"):
+    # The message says why: the rows of weight 0 were removed.
+    message = r"at least 2 classes.*only one class of positive sample_weight \(rows of weight 0 are removed\): 2\."
+    with pytest.raises(ValueError, match=message):
         _clf().fit(X, Y, sample_weight=(Y == 2).astype(float))
 
 
