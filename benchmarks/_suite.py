@@ -27,13 +27,16 @@ DATASETS = {
     "digits": lambda: load_digits(return_X_y=True),
 }
 
-# Two sets of 20 features with many overlapping classes, beside the suite.
-MANY_CLASSES = {
-    f"{n} classes": lambda n=n: make_classification(
-        n_samples=2000, n_features=20, n_informative=12, n_classes=n, n_clusters_per_class=1, random_state=0
+
+def many_classes(n_classes):
+    """Return a loader of 2,000 rows of 20 features in ``n_classes`` overlapping classes (``make_classification``'s)."""
+    return lambda: make_classification(
+        n_samples=2000, n_features=20, n_informative=12, n_classes=n_classes, n_clusters_per_class=1, random_state=0
     )
-    for n in (20, 50)
-}
+
+
+# Two sets of 20 features with many overlapping classes, beside the suite.
+MANY_CLASSES = {f"{n} classes": many_classes(n) for n in (20, 50)}
 
 
 def gaussian_6000():

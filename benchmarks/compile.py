@@ -66,7 +66,7 @@ def scoring(clf, rounds, repeats):
     x_t = torch.randn(rows, clf.n_features_in_, generator=generator)
     t = torch.randint(0, clf.n_diffusion_steps // 10, (rows,), generator=generator)
     with torch.inference_mode():
-        library, _ = scoring_passes(net, t)
+        library = scoring_passes(net, t)[0]
     plain = functools.partial(net._forward_all, layers=_Layers(net))
     variants = {
         "library": library,

@@ -23,6 +23,7 @@ default settings unless a column says otherwise:
 - cost per predicted row with 50 classes against 2 (20 features, no pruning), and the
   default pruning against none at 50 classes, alternated, with the spread of the ratios;
 - predict time of the late-class design against the full network per class (digits);
+- digits' scoring with the noise taken off before the read-outs (the default) against after;
 - threads inside torch: the scoring and training loops with one and two torch threads,
   idle and beside a busy process (why each scoring thread and the training loop run one);
 - fit time against MLPClassifier(max_iter=1000) on the spirals split;
@@ -427,6 +428,36 @@ def conditioning_row(seeds=(0, 1, 2)):
     return rows
 
 
+def noise_off_row(clf, X, rounds=5):
+    """Digits' predict_proba on 4,000 rows without pruning, the noise taken off before the read-outs or after.
+
+    Where the read-out alone tells the classes apart, scoring takes each row's noise off
+    its class-independent prediction and then adds every class's read-out (the default,
+    see ``_denoisers.scoring_passes``); against it, the noise, copied for each class, taken
+    off every class's prediction. Alternated; the medians of ``rounds``, their ratio's
+    spread, and the largest difference between the two probabilities.
+    """
+    X = np.tile(X, (4000 // len(X) + 1, 1))[:4000]
+    model = clone_fitted(clf, pruning=None)
+    passes = _scoring.scoring_passes
+
+    def after(denoiser, timesteps):  # no difference_all: forward_all, then the noise off each class
+        return (*passes(denoiser, timesteps)[:2], None)
+
+    def predict(off_first):
+        with constants_set(_scoring, {} if off_first else {"scoring_passes": after}):
+            return model.predict_proba(X)
+
+    calls = {"before (default)": functools.partial(predict, True), "after": functools.partial(predict, False)}
+    seconds = alternated(calls, rounds, {label: call for label, call in calls.items()})
+    return {
+        "seconds": {label: float(np.median(s)) for label, s in seconds.items()},
+        "ratio": ratio_spread(seconds["before (default)"], seconds["after"]),
+        "rounds": rounds,
+        "largest_difference": float(np.abs(predict(True) - predict(False)).max()),
+    }
+
+
 # (rows, in, out) of products the default networks make: spirals' scoring calls, digits'
 # (512 rows of 256 units), a training step of 256 rows at widths 128 and 256, and the
 # class head of 50 classes of 20 features (64 rows x 50 classes).
@@ -493,6 +524,7 @@ def main():
     busy = busy_row(X_spirals, y_spirals, np.tile(X_spirals, (3, 1)))
     classes, class_jobs = classes_row()
     conditioning = conditioning_row()
+    noise_off = noise_off_row(digits_clf, X_digits)
     threads = thread_rows(
         {
             "scoring loop, spirals (600 rows)": scoring_job(spirals_clf, X_spirals_test),
@@ -593,6 +625,12 @@ def main():
     lines += [f"| {k} | {v['accuracy']:.3f} | {v['predict_s']:.2f} |" for k, v in conditioning.items()]
     late, full = conditioning.values()
     lines.append(f"\nlate-class speed-up on digits: {full['predict_s'] / late['predict_s']:.2f}x")
+    before, after = noise_off["seconds"].values()
+    lines.append(
+        "\ndigits, 4,000 rows without pruning: the noise taken off before the read-outs (default) / after them, "
+        f"median (least to greatest) of {noise_off['rounds']} alternated rounds: {_spread(noise_off['ratio'])} "
+        f"({before:.3f} s / {after:.3f} s; probabilities differ by at most {noise_off['largest_difference']:.1e})"
+    )
     columns = list(next(iter(threads.values())))
     lines += [
         "",
@@ -637,6 +675,7 @@ def main():
             "busy": busy,
             "classes": classes,
             "conditioning": conditioning,
+            "noise_off": noise_off,
             "threads": threads,
             "fit": fit,
             "kernels": kernels,

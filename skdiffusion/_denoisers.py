@@ -30,11 +30,9 @@ TIMESTEP_FREQUENCIES = 16
 # frequencies without bound.
 MAX_INPUT_SCALE = 1e3
 # The default network reads each class out on its own from this many classes on, through
-# this many shared features (see mlp_options).
+# this many shared features, the class entering through its read-out alone (see mlp_options).
 READOUT_CLASSES = 10
 READOUT_RANK = 32
-# ... and from this many classes, the class enters through its read-out alone.
-READOUT_ALONE_CLASSES = 20
 # Rows whose read-outs are computed at once, outside scoring (see _own_read_out).
 OWN_READ_OUT_ROWS = 256
 # Below this many classes, a row's own read-out is picked from every class's (see _own_read_out).
@@ -157,8 +155,8 @@ class MLPDenoiser(nn.Module):
         ``class_readout`` and ``class_blocks=0``): it enters through its read-out alone,
         ``eps_c = W silu(s) + b + R_c B silu(s) + r_c``, and scoring every class costs one
         product more than scoring one, however many classes there are. The default network
-        of :class:`~skdiffusion.DiffusionClassifier` sets it False on data of 20 classes or
-        more.
+        of :class:`~skdiffusion.DiffusionClassifier` sets it False wherever it has a read-out:
+        on data of 10 classes or more.
     gaussian_base : int, default=0
         The length of the noise schedule of a Gaussian base, 0 for none. The prediction is
         then ``eps_c + g * a_t * (x_t - sqrt(abar_t) * mu_c)``, with ``a_t = sqrt(1 - abar_t)
@@ -562,12 +560,22 @@ class MLPDenoiser(nn.Module):
         """
         return self._forward_all(x_t, t, self._layers())
 
-    def _forward_all(self, x_t, t, layers):
-        """:meth:`forward_all` over ``layers`` (see :meth:`_layers`)."""
+    def _forward_all(self, x_t, t, layers, eps=None):
+        """:meth:`forward_all` over ``layers`` (see :meth:`_layers`), minus ``eps`` if given.
+
+        ``eps`` (n, n_features), each row's noise, only where the read-out alone tells the
+        classes apart: it is taken off the class-independent prediction, before every
+        class's read-out is added, which spares scoring a pass over all the classes'
+        predictions and a copy of the noise for each class (see :func:`scoring_passes`).
+        """
         s = layers.shared(x_t, t)
         if self.label is None:  # the read-out alone tells the classes apart
             eps_hat, read = layers.unconditioned(s)
+            if eps is not None:
+                eps_hat = layers.sub(eps_hat, eps)
             eps_hat = layers.add(layers.read_out(read), eps_hat.unsqueeze(1))
+        elif eps is not None:
+            raise ValueError("eps is taken off only where the class enters through its read-out alone.")
         else:
             eps_hat = layers.every_class(s)
             if self.readout is not None:
@@ -602,6 +610,11 @@ class _Layers:
     def add(a, b):
         """Return ``a + b``."""
         return a + b
+
+    @staticmethod
+    def sub(a, b):
+        """Return ``a - b``."""
+        return a - b
 
     def every_class(self, s):
         """Return the class-conditioned part under every class, shape (n, classes, features), from ``s`` (n, hidden).
@@ -682,6 +695,11 @@ class Prepared(_Layers):
     def add(a, b):
         """Return ``a + b``, in ``a``'s memory."""
         return a.add_(b)
+
+    @staticmethod
+    def sub(a, b):
+        """Return ``a - b``, in ``a``'s memory."""
+        return a.sub_(b)
 
     def time(self, t):
         """Return the time branch ``silu(W emb(t) + b)``: a new tensor, shape (n, hidden).
@@ -779,16 +797,21 @@ class _Layer(NamedTuple):
 
 
 def scoring_passes(denoiser, timesteps):
-    """Return ``denoiser``'s ``forward_all`` and ``forward_pairs`` (None if it has none) for calls on the same weights.
+    """Return ``denoiser``'s ``forward_all``, ``forward_pairs`` and ``difference_all`` for calls on the same weights.
 
-    The default network's read its weights once for all the calls (see :class:`Prepared`),
-    each of whose timesteps is one of ``timesteps``; any other network's are its own.
+    Each is None where the network has none. ``difference_all(x_t, t, eps=eps)`` returns
+    ``forward_all(x_t, t) - eps[:, None]``: the default network's where the read-out alone
+    tells the classes apart, which takes the noise off before the classes part (see
+    :meth:`MLPDenoiser._forward_all`). The default network's passes read its weights
+    once for all the calls (see :class:`Prepared`), each of whose timesteps is one of
+    ``timesteps``; any other network's are its own.
     """
     if type(denoiser) is not MLPDenoiser:
-        return getattr(denoiser, "forward_all", None), getattr(denoiser, "forward_pairs", None)
+        return getattr(denoiser, "forward_all", None), getattr(denoiser, "forward_pairs", None), None
     layers = denoiser._layers(timesteps)
     forward_all = functools.partial(denoiser._forward_all, layers=layers)
-    return forward_all, functools.partial(denoiser._forward_pairs, layers=layers)
+    difference_all = forward_all if denoiser.label is None else None
+    return forward_all, functools.partial(denoiser._forward_pairs, layers=layers), difference_all
 
 
 def _made_from(cached, size, linear):
@@ -1075,11 +1098,11 @@ def mlp_options(x0, y, *, n_diffused=None, n_classes=None, n_steps=0, min_scale=
 
     Read-outs per class: of rank ``READOUT_RANK`` with ``READOUT_CLASSES`` classes or more
     (``n_classes``; None: those in ``y``), where shifting the shared state by a class
-    embedding is too little to tell the classes' noise apart (see :class:`MLPDenoiser`);
-    from ``READOUT_ALONE_CLASSES`` classes, the read-out alone (``class_embedding=False``):
-    the embedding's element-wise work for every class would then cost scoring most of its
-    time, and on synthetic data of 20 and 50 classes and on leaf's 32 the read-out alone
-    was also the more accurate (``benchmarks/results/readout.md``).
+    embedding is too little to tell the classes' noise apart (see :class:`MLPDenoiser`).
+    The class then enters through its read-out alone (``class_embedding=False``): an
+    embedding's element-wise work for every class took most of a scoring call's time,
+    and the read-out alone was the more accurate on synthetic data of 10 to 50 classes and
+    on leaf's 32, and as accurate on digits' 10 (``benchmarks/results/readout.md``).
 
     A Gaussian base for a schedule of ``n_steps`` steps (0: none) where the network has
     neither frequencies nor read-outs: on smooth data of fewer than ``READOUT_CLASSES``
@@ -1100,7 +1123,7 @@ def mlp_options(x0, y, *, n_diffused=None, n_classes=None, n_steps=0, min_scale=
     options = {
         "hidden_size": min(feature_width(n_diffused), max(by_samples, min_width)),
         "class_readout": readout,
-        "class_embedding": not (readout and n_classes >= READOUT_ALONE_CLASSES),
+        "class_embedding": not readout,
     }
     spacing = class_spacing(x0, y)
     input_scale = 1 / spacing if spacing > 0 else np.inf

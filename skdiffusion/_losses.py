@@ -13,26 +13,31 @@ def _difference(eps_hat, eps, overwrite=False):
     return eps_hat.sub_(eps) if overwrite and not eps_hat.requires_grad else eps_hat - eps
 
 
-def _squared_error(eps_hat, eps, overwrite=False):
-    """Return ``(eps_hat - eps) ** 2``, squared in place where autograd does not track it (see :func:`_difference`).
+def _squared(difference):
+    """Return ``difference ** 2``, in place where autograd does not track it (the caller's temporary).
 
     A second temporary for the square cost digits' predictions 6% of their time, in fresh pages.
     """
-    difference = _difference(eps_hat, eps, overwrite)
     return difference.square() if difference.requires_grad else difference.square_()
 
 
-def _absolute_error(eps_hat, eps, overwrite=False):
-    """Return ``|eps_hat - eps|``, in place as :func:`_squared_error` squares."""
-    difference = _difference(eps_hat, eps, overwrite)
+def _absolute(difference):
+    """Return ``|difference|``, in place as :func:`_squared` squares."""
     return difference.abs() if difference.requires_grad else difference.abs_()
 
 
-# The per-sample loss is their mean over the sample's elements. Li et al. (2023) compare
-# all three for classification. ``overwrite``: see _difference (Huber's does not).
+def _huber(difference):
+    """Return Huber's loss of ``difference``: ``F.huber_loss(eps_hat, eps)`` of ``eps_hat - eps``, the same bits."""
+    return F.huber_loss(difference, difference.new_zeros(()).expand_as(difference), reduction="none")
+
+
+# Each loss as a function of eps_hat - eps. The per-sample loss is their mean over the
+# sample's elements. Li et al. (2023) compare all three for classification.
+OF_DIFFERENCE = {"l2": _squared, "l1": _absolute, "huber": _huber}
+# ... and of eps_hat and eps. ``overwrite``: see _difference (Huber's does not).
 LOSSES = {
-    "l2": _squared_error,
-    "l1": _absolute_error,
+    "l2": lambda eps_hat, eps, overwrite=False: _squared(_difference(eps_hat, eps, overwrite)),
+    "l1": lambda eps_hat, eps, overwrite=False: _absolute(_difference(eps_hat, eps, overwrite)),
     "huber": lambda eps_hat, eps, overwrite=False: F.huber_loss(eps_hat, eps, reduction="none"),
 }
 # Their derivatives with respect to eps_hat, as functions of eps_hat - eps (autograd's: the
@@ -55,7 +60,16 @@ def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None, mask=None, overwrit
     ``overwrite``: ``eps_hat`` is a temporary the loss may compute in (see :func:`_difference`).
     """
     sample_ndim = eps.ndim - 1 if sample_ndim is None else sample_ndim
-    elements = LOSSES[loss](eps_hat, eps, overwrite)
+    return _sample_means(LOSSES[loss](eps_hat, eps, overwrite), sample_ndim, mask)
+
+
+def difference_loss(loss, difference, *, sample_ndim, mask=None):
+    """Return :func:`per_sample_loss` from ``difference = eps_hat - eps``, a temporary it may compute in."""
+    return _sample_means(OF_DIFFERENCE[loss](difference), sample_ndim, mask)
+
+
+def _sample_means(elements, sample_ndim, mask):
+    """Return the mean of ``elements`` over each sample's last ``sample_ndim`` dimensions, zero off ``mask``."""
     if mask is not None:
         elements = elements * mask
     return (elements if sample_ndim == 1 else elements.flatten(-sample_ndim)).mean(-1)

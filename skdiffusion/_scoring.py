@@ -8,7 +8,7 @@ from scipy import stats
 
 from ._compute import ceil_div, report_progress
 from ._denoisers import MLPDenoiser, rows_within, scoring_passes, without_autograd
-from ._losses import per_sample_loss
+from ._losses import difference_loss, per_sample_loss
 from ._schedule import noise_terms, noised
 
 # (sample, trial, class) evaluations per denoiser call, for a denoiser that does not set
@@ -153,7 +153,7 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
     errors = torch.full((n_samples, n_classes, n_trials), float("nan"), device=device)
     if active is None:
         active = torch.ones((n_samples, n_classes), dtype=torch.bool, device=device)
-    forward_all, forward_pairs = scoring_passes(denoiser, t)
+    forward_all, forward_pairs, difference_all = scoring_passes(denoiser, t)
     if forward_all is not None:  # the class-independent part of the network runs once
         rows = active.any(dim=1).nonzero().squeeze(1)
         block = call_rows(denoiser, n_classes, rows.numel() * n_trials)
@@ -164,10 +164,12 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
         # predictions' (forward_all's result is the block's own): a megabyte or so each,
         # which new tensors would take in fresh pages.
         target = eps.unsqueeze(1).expand(n_trials, n_classes, *eps.shape[1:])
-        target = target.contiguous() if n_trials <= block else target
+        target = target.contiguous() if n_trials <= block and difference_all is None else target
         gathered = None
-        # Only once pruning has dropped classes may a block score its kept pairs alone.
-        forward_pairs = None if active.all() else forward_pairs
+        # Only once pruning has dropped classes may a block score its kept pairs alone; a
+        # network whose read-out alone tells the classes apart scores every class of its
+        # rows at once anyway (see MLPDenoiser.forward_pairs), by difference_all.
+        forward_pairs = None if active.all() or difference_all is not None else forward_pairs
         losses = []
         for x_t, t_b, k, m, r in _blocks(x0, t, eps, rows, alphas_cumprod, block, mask):
             kept = None if forward_pairs is None else active.index_select(0, r)
@@ -177,6 +179,10 @@ def trial_errors(denoiser, x0, t, eps, n_classes, *, alphas_cumprod, loss, activ
                 losses.append(_pair_losses(forward_pairs, x_t, t_b, eps.index_select(0, k), m, kept, loss))
                 continue
             mask_all = None if m is None else m.unsqueeze(1)
+            if difference_all is not None:  # the noise taken off before the classes part
+                difference = difference_all(x_t, t_b, eps=eps.index_select(0, k))
+                losses.append(difference_loss(loss, difference, sample_ndim=eps.ndim - 1, mask=mask_all))
+                continue
             eps_hat = forward_all(x_t, t_b)
             gathered = target.index_select(0, k) if gathered is None else torch.index_select(target, 0, k, out=gathered)
             losses.append(

@@ -255,6 +255,26 @@ def test_speed_benchmark_sizes_the_scoring_calls_for_its_budget_and_restores_the
     assert (_denoisers.CALL_STATE_FLOATS, _denoisers.MAX_CALL_ROWS) == (1 << 18, 2016)
 
 
+def test_speed_benchmark_times_the_noise_taken_off_before_and_after_the_read_outs(benchmarks, monkeypatch):
+    import speed
+
+    # Ten classes: the read-out alone. Both ways are timed, and differ only by rounding; the
+    # library's scoring passes are restored.
+    X, y = make_classification(
+        n_samples=300, n_features=5, n_informative=5, n_redundant=0, n_classes=10, random_state=0
+    )
+    clf = DiffusionClassifier(max_iter=20, n_trials=8, random_state=0).fit(X, y)
+    taken = []
+    difference_loss = speed._scoring.difference_loss
+    monkeypatch.setattr(speed._scoring, "difference_loss", lambda *a, **k: taken.append(1) or difference_loss(*a, **k))
+    passes = speed._scoring.scoring_passes
+    record = speed.noise_off_row(clf, X, rounds=2)
+    assert list(record["seconds"]) == ["before (default)", "after"] and record["rounds"] == 2
+    assert 0 < record["ratio"]["least"] <= record["ratio"]["median"] <= record["ratio"]["greatest"]
+    assert taken and 0 <= record["largest_difference"] < 1e-5
+    assert speed._scoring.scoring_passes is passes
+
+
 def test_denormals_benchmark_leaves_the_threads_setting_alone_in_kept_only(benchmarks):
     import denormals
 

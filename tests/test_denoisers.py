@@ -23,6 +23,7 @@ from skdiffusion._denoisers import (
     check_denoiser,
     class_spacing,
     mlp_options,
+    scoring_passes,
     sinusoidal_embedding,
     timestep_embedding,
 )
@@ -549,13 +550,35 @@ def test_the_read_out_alone_tells_the_classes_apart_without_a_class_embedding():
             MLPDenoiser(3, 25, class_embedding=False, **bad)
 
 
+def test_scoring_takes_the_noise_off_a_read_out_alone_before_the_read_outs():
+    # difference_all(x_t, t, eps=eps) is forward_all(x_t, t) - eps under every class, to
+    # rounding, with or without autograd's layers, its inputs left alone; only a network
+    # whose read-out alone tells the classes apart has it.
+    torch.manual_seed(0)
+    net = MLPDenoiser(3, 12, hidden_size=32, class_readout=4, class_embedding=False)
+    nn.init.normal_(net.output[1].weight), nn.init.normal_(net.readout[1].weight), nn.init.normal_(net.readout[1].bias)
+    x_t, t, eps = torch.randn(50, 3), torch.randint(1000, (50,)), torch.randn(50, 3)
+    copies = x_t.clone(), eps.clone()
+    with torch.inference_mode():
+        expected = net.forward_all(x_t, t) - eps.unsqueeze(1)
+        for layers in (_Layers(net), Prepared(net)):
+            torch.testing.assert_close(net._forward_all(x_t, t, layers, eps=eps), expected, rtol=1e-5, atol=1e-5)
+        _, _, difference_all = scoring_passes(net, t)
+        assert torch.equal(difference_all(x_t, t, eps=eps), net._forward_all(x_t, t, Prepared(net), eps=eps))
+    assert torch.equal(x_t, copies[0]) and torch.equal(eps, copies[1])
+    embedded = MLPDenoiser(3, 12, hidden_size=32, class_readout=4)
+    assert scoring_passes(embedded, t)[2] is None
+    with pytest.raises(ValueError, match="only where the class enters through its read-out alone"):
+        embedded._forward_all(x_t, t, _Layers(embedded), eps=eps)
+
+
 def test_mlp_options_read_each_class_out_from_ten_classes():
     x = np.random.default_rng(0).normal(size=(400, 5))
     assert mlp_options(x, np.arange(400) % 9)["class_readout"] == 0
     assert mlp_options(x, np.arange(400) % 10)["class_readout"] == _denoisers.READOUT_RANK == 32
-    # From 20 classes, the read-out alone.
-    assert mlp_options(x, np.arange(400) % 19)["class_embedding"]
-    assert not mlp_options(x, np.arange(400) % 20)["class_embedding"] and _denoisers.READOUT_ALONE_CLASSES == 20
+    # With a read-out, the class enters through it alone; without, as an embedding.
+    assert mlp_options(x, np.arange(400) % 9)["class_embedding"]
+    assert not mlp_options(x, np.arange(400) % 10)["class_embedding"]
     # The fit's classes, some without rows in y, count: n_classes overrides y's.
     assert mlp_options(x, np.arange(400) % 9, n_classes=10)["class_readout"] == 32
     assert MLPDenoiser(3, 12).readout is None  # not on by default on a network built by hand
@@ -603,7 +626,7 @@ def test_classifier_default_network_takes_its_frequencies_from_the_data():
 def test_classifier_default_network_reads_each_class_out_from_ten_classes():
     x = np.random.default_rng(0).normal(size=(200, 3))
     clf = DiffusionClassifier(max_iter=1, n_trials=2, validation_fraction=None)
-    for n_classes, rank, embedding in [(9, None, True), (10, 32, True), (20, 32, False)]:
+    for n_classes, rank, embedding in [(9, None, True), (10, 32, False), (20, 32, False)]:
         with pytest.warns(ConvergenceWarning):
             clf.fit(x, np.arange(200) % n_classes)
         readout = clf.denoiser_.readout

@@ -141,6 +141,36 @@ def test_a_gaussian_base_gives_a_row_the_same_bits_whatever_rows_stand_beside_it
         np.testing.assert_array_equal(clf.predict_proba(rows[order]), expected[order])
 
 
+def test_a_read_out_alone_gives_a_row_the_same_bits_whatever_rows_stand_beside_it(monkeypatch):
+    # Ten classes, where the default network's class enters through its read-out alone:
+    # scoring takes the noise off before the read-outs (difference_all), pruned or not.
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=1000, n_features=6, n_informative=4, n_classes=10, n_clusters_per_class=1, random_state=0
+    )
+    clf = DiffusionClassifier(max_iter=60, n_trials=64, random_state=0).fit(X[:400], y[:400])
+    assert clf.denoiser_.label is None
+    calls = []
+    forward_all = MLPDenoiser._forward_all  # what scoring calls (see scoring_passes)
+
+    def counted(*args, eps=None, **kwargs):
+        calls.append(eps is not None)
+        return forward_all(*args, eps=eps, **kwargs)
+
+    monkeypatch.setattr(MLPDenoiser, "_forward_all", counted)
+    rows = X[400:]
+    for pruning in ("t-test", None):
+        clf.set_params(pruning=pruning)
+        calls.clear()
+        expected = clf.predict_proba(rows)
+        assert calls and all(calls)  # every call took the noise off
+        one_by_one = np.vstack([clf.predict_proba(rows[i : i + 1]) for i in range(0, len(rows), 10)])
+        np.testing.assert_array_equal(one_by_one, expected[::10])
+        order = np.random.default_rng(1).permutation(len(rows))
+        np.testing.assert_array_equal(clf.predict_proba(rows[order]), expected[order])
+
+
 def test_pickle_and_clone_and_refit(fitted, data):
     name, clf = fitted
     X, y, X_test = data

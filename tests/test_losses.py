@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from skdiffusion._losses import LOSSES, per_sample_loss
+from skdiffusion._losses import LOSSES, difference_loss, per_sample_loss
 
 
 def test_per_sample_loss_values():
@@ -70,3 +70,19 @@ def test_overwrite_computes_the_squared_error_in_the_predictions_memory():
     written = eps_hat.clone()
     assert LOSSES["l2"](written, eps, overwrite=True).data_ptr() == written.data_ptr()
     assert torch.equal(written, expected)
+
+
+@pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
+def test_the_loss_of_the_difference_is_the_loss_bit_for_bit(loss):
+    # Scoring may take the noise off itself: the loss of eps_hat - eps is per_sample_loss's,
+    # at and around Huber's delta too, with a mask, and computed in the difference's memory.
+    eps_hat = torch.cat([torch.randn(995) * 3, torch.tensor([1.0, -1.0, 0.0, 1.0 + 1e-7, 1.0 - 6e-8])]).view(5, 2, 100)
+    eps = torch.cat([torch.randn(995), torch.zeros(5)]).view(5, 2, 100)
+    mask = (torch.rand(5, 1, 100) > 0.3).float()
+    for kept in (None, mask):
+        expected = per_sample_loss(loss, eps_hat, eps, sample_ndim=1, mask=kept)
+        assert torch.equal(difference_loss(loss, eps_hat - eps, sample_ndim=1, mask=kept), expected)
+    difference = eps_hat - eps
+    difference_loss(loss, difference, sample_ndim=1)
+    if loss != "huber":  # squared or made absolute where it is
+        assert torch.equal(difference, LOSSES[loss](eps_hat, eps))

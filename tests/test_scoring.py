@@ -572,3 +572,24 @@ def test_each_forward_pass_and_each_scoring_prepares_the_weights_of_the_moment()
         assert torch.equal(mlp._forward_all(x_t, t, Prepared(mlp, t)), after)
     with torch.enable_grad():  # autograd's path, to float rounding
         torch.testing.assert_close(mlp.forward_all(x_t, t).detach(), after, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
+def test_a_read_out_alone_scores_with_the_noise_taken_off_first_as_after(loss, monkeypatch):
+    # A network whose read-out alone tells the classes apart: scoring takes each row's noise
+    # off before every class's read-out is added (difference_all). The errors are those of
+    # the noise taken off every class's prediction, to rounding, with missing values masked
+    # out and classes dropped by pruning too.
+    torch.manual_seed(0)
+    net = MLPDenoiser(3, 12, hidden_size=32, class_readout=4, class_embedding=False)
+    nn.init.normal_(net.output[1].weight), nn.init.normal_(net.readout[1].weight)
+    x0, t, eps = torch.randn(40, 3), torch.randint(0, 1000, (8,)), torch.randn(8, 3)
+    mask = (torch.rand(40, 3) > 0.2).float()
+    active = torch.rand(40, 12) > 0.3
+    arguments = dict(alphas_cumprod=ALPHAS_CUMPROD, loss=loss, mask=mask, active=active)
+    first = trial_errors(net, x0, t, eps, 12, **arguments)
+    passes = _scoring.scoring_passes
+    monkeypatch.setattr(_scoring, "scoring_passes", lambda denoiser, t: (*passes(denoiser, t)[:2], None))
+    after = trial_errors(net, x0, t, eps, 12, **arguments)
+    assert torch.equal(first.isnan(), ~active.unsqueeze(2).expand_as(first))
+    torch.testing.assert_close(first, after, rtol=1e-5, atol=1e-5, equal_nan=True)
