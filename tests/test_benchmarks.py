@@ -255,6 +255,7 @@ def test_speed_benchmark_sizes_the_scoring_calls_for_its_budget_and_restores_the
     assert (_denoisers.CALL_STATE_FLOATS, _denoisers.MAX_CALL_ROWS) == (1 << 18, 2016)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_speed_benchmark_times_the_noise_taken_off_before_and_after_the_read_outs(benchmarks, monkeypatch):
     import speed
 
