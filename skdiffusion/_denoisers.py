@@ -747,8 +747,12 @@ class Prepared(_Layers):
         return self.readout[0](read)
 
     def read_out(self, read):
+        # The product, then the biases added in its memory: addmm would first copy the
+        # biases into every row of the (n, classes x features) result, a pass that took
+        # digits' scoring call 4% longer, for the same values.
         basis, readout = self.readout
-        return readout(basis(read)).view(read.shape[0], self.module.n_classes, -1)
+        every = _product(basis(read), readout.weight, None, readout.weight_t).add_(readout.bias)
+        return every.view(read.shape[0], self.module.n_classes, -1)
 
     def base_factors(self, t):
         if self._base_table is None:
