@@ -98,6 +98,11 @@ def split_loader(load):
     return loader
 
 
+def split_loaders(tables):
+    """Return the suite's loaders and those of the panel's ``tables``, each split as :func:`split_loader` splits."""
+    return {name: split_loader(load) for name, load in {**DATASETS, **panel_tables(list(tables))}.items()}
+
+
 def timed(fn, *args):
     """Return ``(fn(*args), seconds)``."""
     start = time.perf_counter()

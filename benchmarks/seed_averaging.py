@@ -20,15 +20,13 @@ import warnings
 import numpy as np
 import real_panel
 from _suite import (
-    DATASETS,
     alternated,
     grouped,
     mean_cells,
-    panel_tables,
     ratio_spread,
     scores,
     split,
-    split_loader,
+    split_loaders,
     timed,
     write_results,
 )
@@ -118,7 +116,7 @@ def main():
     args = parser.parse_args()
     if args.seeds < AVERAGED or args.seeds % AVERAGED:
         parser.error(f"--seeds must be a multiple of {AVERAGED}")
-    loaders = {name: split_loader(load) for name, load in {**DATASETS, **panel_tables(list(real_panel.TABLES))}.items()}
+    loaders = split_loaders(real_panel.TABLES)
     records = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -33,7 +33,15 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import DATASETS, grouped, mean_cells, means, panel_tables, scores, split_loader, timed, write_results
+from _suite import (
+    grouped,
+    mean_cells,
+    means,
+    scores,
+    split_loaders,
+    timed,
+    write_results,
+)
 from scipy.optimize import minimize
 from scipy.special import softmax
 from sklearn.model_selection import train_test_split
@@ -214,7 +222,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data", nargs="*", help="data sets (default: the suite, then the panel)")
     args = parser.parse_args()
-    loaders = {name: split_loader(load) for name, load in {**DATASETS, **panel_tables(PANEL)}.items()}
+    loaders = split_loaders(PANEL)
     records = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -14,7 +14,16 @@ wall-clock seconds of ``fit`` with every core.
 import argparse
 
 import torch
-from _suite import DATASETS, grouped, mean_cells, panel_tables, run_variants, scores, split_loader, timed, write_results
+from _suite import (
+    DATASETS,
+    grouped,
+    mean_cells,
+    run_variants,
+    scores,
+    split_loaders,
+    timed,
+    write_results,
+)
 from real_panel import TABLES
 from sklearn.model_selection import GridSearchCV
 
@@ -71,7 +80,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", nargs="*", default=[*DATASETS, *TABLES])
     args = parser.parse_args()
-    datasets = {name: split_loader(load) for name, load in {**DATASETS, **panel_tables(list(TABLES))}.items()}
+    datasets = split_loaders(TABLES)
     records = []
     for name in args.datasets:
         small = name in datasets and len(datasets[name]()[2]) < SEARCH_BELOW

@@ -34,12 +34,14 @@ def _huber(difference):
 # Each loss as a function of eps_hat - eps. The per-sample loss is their mean over the
 # sample's elements. Li et al. (2023) compare all three for classification.
 OF_DIFFERENCE = {"l2": _squared, "l1": _absolute, "huber": _huber}
-# ... and of eps_hat and eps. ``overwrite``: see _difference (Huber's does not).
-LOSSES = {
-    "l2": lambda eps_hat, eps, overwrite=False: _squared(_difference(eps_hat, eps, overwrite)),
-    "l1": lambda eps_hat, eps, overwrite=False: _absolute(_difference(eps_hat, eps, overwrite)),
-    "huber": lambda eps_hat, eps, overwrite=False: F.huber_loss(eps_hat, eps, reduction="none"),
-}
+
+
+def _of_predictions(name):
+    """Return loss ``name`` as a function of ``eps_hat`` and ``eps`` (``overwrite``: see :func:`_difference`)."""
+    return lambda eps_hat, eps, overwrite=False: OF_DIFFERENCE[name](_difference(eps_hat, eps, overwrite))
+
+
+LOSSES = {name: _of_predictions(name) for name in OF_DIFFERENCE}
 # Their derivatives with respect to eps_hat, as functions of eps_hat - eps (autograd's: the
 # sign of 0 is 0, and Huber's slope is 1 at |d| = 1).
 GRADIENTS = {
@@ -60,16 +62,12 @@ def per_sample_loss(loss, eps_hat, eps, *, sample_ndim=None, mask=None, overwrit
     ``overwrite``: ``eps_hat`` is a temporary the loss may compute in (see :func:`_difference`).
     """
     sample_ndim = eps.ndim - 1 if sample_ndim is None else sample_ndim
-    return _sample_means(LOSSES[loss](eps_hat, eps, overwrite), sample_ndim, mask)
+    return difference_loss(loss, _difference(eps_hat, eps, overwrite), sample_ndim=sample_ndim, mask=mask)
 
 
 def difference_loss(loss, difference, *, sample_ndim, mask=None):
     """Return :func:`per_sample_loss` from ``difference = eps_hat - eps``, a temporary it may compute in."""
-    return _sample_means(OF_DIFFERENCE[loss](difference), sample_ndim, mask)
-
-
-def _sample_means(elements, sample_ndim, mask):
-    """Return the mean of ``elements`` over each sample's last ``sample_ndim`` dimensions, zero off ``mask``."""
+    elements = OF_DIFFERENCE[loss](difference)
     if mask is not None:
         elements = elements * mask
     return (elements if sample_ndim == 1 else elements.flatten(-sample_ndim)).mean(-1)
@@ -81,8 +79,9 @@ def mean_loss_and_gradient(loss, eps_hat, eps, *, mask=None):
     The mean over samples of the per-sample means is the mean over all elements, each
     sample having as many; the gradient is computed directly, without autograd.
     """
-    elements = LOSSES[loss](eps_hat, eps)
-    gradient = GRADIENTS[loss](eps_hat - eps)
+    difference = eps_hat - eps
+    gradient = GRADIENTS[loss](difference)  # a new tensor: the loss may then be computed in the difference
+    elements = OF_DIFFERENCE[loss](difference)
     if mask is not None:
         elements, gradient = elements * mask, gradient * mask
     return elements.mean(), gradient.div_(elements.numel())
