@@ -68,8 +68,9 @@ def test_compile_benchmark_times_the_library_s_scoring_call_and_its_plain_layers
     records = {r["variant"]: r for r in compile_benchmark.scoring(clf, rounds=1, repeats=1)}
     assert records["library"]["part"] == f"scoring call, {clf.denoiser_.scoring_rows(1 << 30)} rows"
     assert records["library"]["difference"] == 0.0 == records["library, compiled"]["difference"]
-    # The plain layers compute the time branch rather than look it up: the same to float rounding.
-    assert 0.0 < records["plain layers"]["difference"] < 1e-5
+    # The plain layers compute the time branch rather than look it up, on autograd's kernels: the
+    # same to float rounding (on some CPUs, bit for bit).
+    assert records["plain layers"]["difference"] < 1e-5
     steps = compile_benchmark.training(clf, x0, y, rounds=1, repeats=1)
     assert [r["variant"] for r in steps] == ["library (own backward pass)", "autograd", "autograd, loss compiled"]
     assert all(r["ms"] > 0 and r["difference"] is None for r in steps)
