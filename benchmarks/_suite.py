@@ -174,6 +174,19 @@ def mean_cells(groups, data, variants, keys=("accuracy", "log_loss")):
     return cells
 
 
+def seed_lines(groups, names, variants, heading="Each seed, accuracy / log loss:"):
+    """Return the lines of a table of each seed's accuracy / log loss, per data set of ``names`` and variant.
+
+    ``groups`` is :func:`grouped`'s; the lines start with a blank one and ``heading``.
+    """
+    lines = ["", heading, "", "| data | variant | values |", "|---|---|---|"]
+    for name in names:
+        for variant in variants:
+            values = ", ".join(f"{r['accuracy']:.3f} / {r['log_loss']:.3f}" for r in groups[name, variant])
+            lines.append(f"| {name} | {variant} | {values} |")
+    return lines
+
+
 def run_variants(datasets, names, seeds, variants, evaluate):
     """Return the records of ``evaluate(data, seed, setting)`` for each of ``names`` found in ``datasets``.
 

@@ -21,7 +21,17 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import DATASETS, MANY_CLASSES, grouped, means, scores, seeds_and_splits, timed, write_results
+from _suite import (
+    DATASETS,
+    MANY_CLASSES,
+    grouped,
+    means,
+    scores,
+    seed_lines,
+    seeds_and_splits,
+    timed,
+    write_results,
+)
 from real_panel import TABLES
 
 from skdiffusion import DiffusionClassifier, _fitting
@@ -101,11 +111,7 @@ def format_table(records):
         cells += [f"{mean[v]['fit_s']:.1f}" for v in VARIANTS]
         default = "with" if rows["with"][0]["default"] else "without"
         lines.append(f"| {name} | {default} | " + " | ".join(cells) + f" | {gate:.2f} |")
-    lines += ["", "Each seed or split, accuracy / log loss:", "", "| data | variant | values |", "|---|---|---|"]
-    for name in names:
-        for variant in VARIANTS:
-            values = ", ".join(f"{r['accuracy']:.3f} / {r['log_loss']:.3f}" for r in groups[name, variant])
-            lines.append(f"| {name} | {variant} | {values} |")
+    lines += seed_lines(groups, names, VARIANTS, "Each seed or split, accuracy / log loss:")
     return "\n".join(lines)
 
 

@@ -34,11 +34,14 @@ from ._tabular import (
     columns_of,
     conditioning,
     denoiser_input,
+    dequantization_widths,
     input_width,
     network_categories,
+    on_grid,
     one_hot,
     sample_codes,
     table,
+    value_steps,
 )
 from ._validation import (
     OUTLYING_SCALE,
@@ -246,6 +249,22 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Standardise the features (``StandardScaler``) before the diffusion. False feeds
         them to the denoiser as they are, as a pretrained denoiser needs (e.g. images in
         [-1, 1], or a VAE's scaled latents); :meth:`sample` then returns that space too.
+    dequantize : {"auto", True, False}, default="auto"
+        Train on the numeric values of a column whose values are all whole multiples of one
+        step (integer counts, pixel intensities, measurements to a fixed precision) as
+        continuous values spread over their cells: each value plus a uniform draw over
+        one step, anew at every training step (uniform dequantization, Uria et al., 2013;
+        Theis et al., 2016). A continuous density fitted to values on a grid would
+        otherwise pile up on the grid's points as the noise gets small. Scoring reads each
+        value at its cell's centre, the value itself, and :meth:`sample` rounds the
+        generated values to their steps. A column's own step is the smallest gap between
+        its values, where every value is a whole multiple of it. "auto" does so where the
+        whole table lies on one grid (digits' pixels, answers on one scale): every value
+        of every numeric column a whole multiple of the own step that most columns share,
+        which is then every column's step. True does so for every column that has a
+        step of its own; False, never. Either leaves out a step narrower, once
+        standardised, than the noise of the first timestep, which blurs it already. The
+        steps are in ``value_steps_`` (see the user guide).
     loss : {"l2", "l1", "huber"}, default="l2"
         Per-element denoising loss, used both to train and to score.
     early_stopping : bool, default=False
@@ -384,6 +403,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         ``warm_start`` fit keeps them); none of a column where these are more than 16.
         The denoiser's input is the numeric features, then these one-hot inputs; any
         other category conditions it as an unseen one.
+    value_steps_ : ndarray of shape (n_features,)
+        The step of each feature's values that training dequantized (see ``dequantize``);
+        0 for the features it did not, categorical ones among them. A ``warm_start`` fit
+        and later :meth:`partial_fit` calls keep those of the fit that built the network.
     scaler_ : StandardScaler
         The standardisation applied to the features before the diffusion; the identity
         (neither centring nor scaling) with ``standardize=False``.
@@ -466,6 +489,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "noise_schedule": [StrOptions(set(BETA_SCHEDULES)), "array-like"],
         "n_diffusion_steps": [Interval(Integral, 2, MAX_DIFFUSION_STEPS, closed="both")],
         "standardize": ["boolean"],
+        "dequantize": [StrOptions({"auto"}), "boolean"],
         "loss": [StrOptions(set(LOSSES))],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither"), StrOptions({"auto"}), None],
@@ -499,6 +523,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         noise_schedule="linear",
         n_diffusion_steps=1000,
         standardize=True,
+        dequantize="auto",
         loss="l2",
         early_stopping=False,
         validation_fraction="auto",
@@ -528,6 +553,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self.noise_schedule = noise_schedule
         self.n_diffusion_steps = n_diffusion_steps
         self.standardize = standardize
+        self.dequantize = dequantize
         self.loss = loss
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -643,6 +669,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             return None
         names = ("denoiser_", "scaler_", "classes_", "class_count_", "alphas_cumprod_", "n_iter_", "is_categorical_")
         names += ("categories_", "category_count_", "network_categories_")
+        names += ("value_steps_",)
         return {name.rstrip("_"): getattr(self, name) for name in names} | {"state": self._training_state}
 
     def _fit(self, X, y, previous, *, classes=None, sample_weight=None):
@@ -679,6 +706,13 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         scaler, network, build = start
         check_denoiser(network, sample_shape, classes.size, device, trainable=plan.trains)
         x0, mask = denoiser_input(standardise(scaler, rows.numeric), rows, read, category_count)
+        if continuing:  # the steps of the fit that built the network: its inputs keep their meaning
+            feature_steps = previous["value_steps"]
+        else:
+            feature_steps = np.zeros(rows.is_categorical.size)
+            least_noise = float(np.sqrt(1 - alphas_cumprod[0]))  # the first timestep's
+            feature_steps[~rows.is_categorical] = value_steps(rows.numeric, self.dequantize, scaler.scale_, least_noise)
+        steps = feature_steps[~rows.is_categorical]
         # log p(x_cat | c): beside the prior, a term of Bayes' rule whose weight fit chooses,
         # on each row's likelihood without its own count.
         category_ll = None
@@ -686,7 +720,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             category_ll = category_log_likelihood(rows.codes, category_count, leave_out=(y_index, weights))
         x0, schedule = x0.reshape(-1, *sample_shape), as_tensor(alphas_cumprod)
         hole_rate = float(np.isnan(rows.numeric).mean())  # rows with holes are trained as they will be met
-        data = TrainingData.on(device, x0, y_index, weights, mask, schedule, log_prior(prior), category_ll, hole_rate)
+        widths = dequantization_widths(steps, scaler.scale_, input_width(steps.size, read), sample_shape)
+        data = TrainingData.on(
+            device, x0, y_index, weights, mask, schedule, log_prior(prior), category_ll, hole_rate, widths
+        )
         state, n_iter = (copy.deepcopy(previous["state"]), previous["n_iter"]) if continuing else (None, 0)
         tasks = FitTasks(self, X, y, trainings=plan.steps + plan.retries + plan.repeats)
         train = run_plan
@@ -706,6 +743,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             categories_=rows.categories,
             category_count_=category_count,
             network_categories_=read,
+            value_steps_=feature_steps,
             classes_=classes,
             class_count_=class_count,
             class_prior_=prior,
@@ -942,7 +980,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         X : ndarray of shape (n_samples, n_features)
-            Generated samples, in the original feature space.
+            Generated samples, in the original feature space; the values of a feature
+            that training dequantized are rounded to whole multiples of its step
+            (``value_steps_``).
         y : ndarray of shape (n_samples,)
             Their classes.
         """
@@ -981,7 +1021,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if not torch.isfinite(x0).all():
             raise ValueError("The denoiser returned non-finite values while sampling; check the denoiser.")
         x0 = x0.reshape(n_samples, width)[:, :n_numeric].cpu().double().numpy()
-        X_new = columns_of(self.scaler_.inverse_transform(x0), codes, self.categories_, self.is_categorical_)
+        # Values of a dequantized column come back on its grid, as the training's were.
+        numbers = on_grid(self.scaler_.inverse_transform(x0), self.value_steps_[~self.is_categorical_])
+        X_new = columns_of(numbers, codes, self.categories_, self.is_categorical_)
         return X_new, self.classes_.take(y_index)
 
     def score_samples(self, X):
@@ -1004,7 +1046,10 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         class probabilities rather than the density. So the score is an estimate, not a
         bound and not a normalised density: compare scores of one fitted model with each
         other, to rank samples or to flag outliers (low scores), e.g. with a threshold
-        taken from held-out scores; scores of different models are not comparable.
+        taken from held-out scores; scores of different models are not comparable. Where
+        training dequantized the features (``value_steps_``), ``p`` is the density of the
+        values spread over their cells, read at the cells' centres: the probability of the
+        values divided by the cells' volume, ``prod(value_steps_)`` over those features.
 
         Parameters
         ----------

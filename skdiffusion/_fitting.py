@@ -176,14 +176,16 @@ class TrainingData(NamedTuple):
     log_prior: np.ndarray  # (n_classes,)
     category_ll: np.ndarray | None  # (n, n_classes): log p(x_cat | c) of each row; None without categories
     hole_rate: float = 0.0  # the share of missing numbers, removed anew at random while training
+    cells: torch.Tensor | None = None  # of a sample's shape: each value's dequantization cell (0: none); None: none
 
     @classmethod
-    def on(cls, device, x0, y_index, weights, mask, alphas_cumprod, log_prior, category_ll, hole_rate=0.0):
+    def on(cls, device, x0, y_index, weights, mask, alphas_cumprod, log_prior, category_ll, hole_rate=0.0, cells=None):
         """Return the data with its tensors moved to ``device``."""
         y = torch.as_tensor(y_index, device=device)
         mask = None if mask is None else mask.to(device)
         schedule = alphas_cumprod.to(device)
-        return cls(x0.to(device), y, y_index, weights, mask, schedule, log_prior, category_ll, hole_rate)
+        cells = None if cells is None else cells.to(device)
+        return cls(x0.to(device), y, y_index, weights, mask, schedule, log_prior, category_ll, hole_rate, cells)
 
     def rows_mask(self, rows):
         """Return the mask of ``rows``, or None."""
@@ -352,11 +354,11 @@ def run_plan(plan, data, network, state, *, n_iter, build, tasks, threads=1):
         probs = training_timestep_probs(plan.n_steps, plan.first.scored)
         weights, mask = data.row_weights(held), data.rows_mask(held)
         if plan.early_stopping:
-            validation = validation_draws(data.x0[held], data.y[held], probs, generator, weights, mask)
+            validation = validation_draws(data.x0[held], data.y[held], probs, generator, weights, mask, data.cells)
         elif plan.first.anneal:  # a fit, which warns if the held-out loss still falls (partial_fit does not)
             # Drawn apart from the training's draws, which stay those of a fit without them.
             draws = torch.Generator().manual_seed(plan.seeds.split)
-            watch = validation_draws(data.x0[held], data.y[held], probs, draws, weights, mask)
+            watch = validation_draws(data.x0[held], data.y[held], probs, draws, weights, mask, data.cells)
     choose = functools.partial(
         choose_trials,
         x0=data.x0[held],
@@ -708,6 +710,7 @@ def _train(
         weights=data.row_weights(training.rows),
         mask=data.rows_mask(training.rows),
         hole_rate=data.hole_rate,
+        cells=data.cells,
         cross_entropy=term,
         goes_on=goes_on,
     )

@@ -231,6 +231,8 @@ def _rebuild(content, tensors, denoiser):
             raise ValueError(f"unexpected attribute {name!r}")
     if not hasattr(clf, "network_categories_"):  # saved before it was kept: the network read every category
         clf.network_categories_ = [np.ones(len(c), dtype=bool) for c in clf.categories_]
+    if not hasattr(clf, "value_steps_"):  # saved before dequantization: trained on the values as they are
+        clf.value_steps_ = np.zeros(np.asarray(clf.is_categorical_).shape)
     width, n_classes = _check_shapes(clf)
     if denoiser is None and spec.get("class") != "MLPDenoiser":
         raise ValueError(
@@ -302,10 +304,16 @@ def _check_shapes(clf):
         "scaler_.scale_": (np.shape(clf.scaler_.scale_), (n_numeric,) if clf.standardize else ()),
         "alphas_cumprod_": (np.shape(clf.alphas_cumprod_), (clf.n_diffusion_steps,)),
         "timestep_range_": (np.shape(clf.timestep_range_), (2,)),
+        "value_steps_": (np.shape(clf.value_steps_), (n_features,)),
     }
     for name, (shape, want) in expected.items():
         if shape != want:
             raise ValueError(f"{name} has shape {shape}, expected {want}")
+    steps = np.asarray(clf.value_steps_)
+    if not (steps.dtype.kind == "f" and np.isfinite(steps).all() and (steps >= 0).all()):
+        raise ValueError(f"value_steps_ holds {steps.tolist()}, not a finite step of at least 0 per feature")
+    if (steps[is_categorical] != 0).any():
+        raise ValueError("value_steps_ gives a categorical feature a step")
     timestep_bounds(clf.timestep_range_, clf.n_diffusion_steps)
     check_alphas_cumprod(clf.alphas_cumprod_, clf.n_diffusion_steps)
     weights = (clf.scale_, clf.category_weight_)

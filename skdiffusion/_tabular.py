@@ -41,6 +41,9 @@ MAX_NETWORK_CATEGORIES = 16
 # categories follow the class exactly in fit would otherwise get m near 0, and Bayes' rule
 # near-certain odds against a class that shows another category.
 MAX_PSEUDO_COUNT = 1e6
+# How far (in steps) a value may fall from a whole multiple of its column's step and count as
+# one: float decimals (7.2 is 71.99999999999999 steps of 0.1) lie within 1e-9 steps of one.
+GRID_TOLERANCE = 1e-6
 
 
 class Table(NamedTuple):
@@ -50,6 +53,79 @@ class Table(NamedTuple):
     codes: np.ndarray  # (n, n_categorical) category codes, -1 where missing or unseen
     categories: list  # the categories of each categorical column
     is_categorical: np.ndarray  # (n_features,): which of X's columns are categorical
+
+
+def grid_step(values):
+    """Return the step of which every observed value of a column is a whole multiple, or 0.
+
+    The step is the smallest gap between the column's distinct values, ignoring NaN; 0
+    where the column has fewer than two distinct values or one of them is not a whole
+    multiple of that step (see :func:`on_step`): integer counts, scores on a scale, pixel
+    intensities and measurements to a fixed precision have a step, continuous values none.
+    """
+    values = _distinct(values)
+    if values.size < 2:
+        return 0.0
+    step = float(np.diff(values).min())
+    return step if on_step(values, step) else 0.0
+
+
+def on_step(values, step):
+    """Return True if every one of ``values`` is a whole multiple of ``step``, to within ``GRID_TOLERANCE`` steps."""
+    multiples = values / step
+    return bool(np.allclose(multiples, np.round(multiples), rtol=0.0, atol=GRID_TOLERANCE))
+
+
+def _distinct(column):
+    """Return the sorted distinct values of ``column``, NaN left out."""
+    return np.unique(column[~np.isnan(column)])
+
+
+def value_steps(numeric, dequantize, scale=None, least_noise=0.0):
+    """Return the step of each numeric column that fit dequantizes, 0 for the others.
+
+    ``dequantize``: True, each column's own step (:func:`grid_step`); "auto", the table's
+    step, for every column of two values or more: the own step that most columns share
+    (the smallest of those that tie), where every value of every column is a whole
+    multiple of it (a table quantized as a whole: pixel intensities, answers on one
+    scale, measurements to one precision; a sparse column of a few hundred images, with
+    levels 0, 3 and 16 only, has no step of its own but lies on its table's grid of 1),
+    else none; False, none. A step narrower than ``least_noise`` once divided by the
+    column's ``scale`` (the standardisation's; None: 1) is left out: the noise of every
+    timestep, at least ``least_noise``, blurs a grid that fine already.
+    """
+    columns = [_distinct(column) for column in numeric.T]
+    own = np.array([grid_step(column) for column in columns], dtype=np.float64)
+    steps = own if dequantize is True else np.zeros(len(columns))
+    if dequantize == "auto" and (own > 0).any():
+        # Steps that differ by float rounding alone (0.1 from 7.3 - 7.2 and from 5.1 - 5.0) vote together.
+        votes, counts = np.unique(np.round(own[own > 0], 12), return_counts=True)
+        step = float(votes[counts.argmax()])  # the first of the most shared: the smallest
+        if all(on_step(column, step) for column in columns):
+            steps = np.where([column.size >= 2 for column in columns], step, 0.0)
+    return np.where(steps / (1.0 if scale is None else scale) >= least_noise, steps, 0.0)
+
+
+def dequantization_widths(steps, scale, width, sample_shape):
+    """Return the cells of the denoiser's inputs that training spreads each value over, or None if there are none.
+
+    ``steps`` of the numeric columns (see :func:`value_steps`) over ``scale``, the
+    standardisation's (None: unscaled), then 0 for the one-hot categories that follow
+    them up to ``width`` inputs: a float32 tensor of ``sample_shape``.
+    """
+    if not (steps > 0).any():
+        return None
+    cells = np.zeros(width, dtype=np.float32)
+    cells[: steps.size] = steps / (1.0 if scale is None else scale)
+    return torch.as_tensor(cells).reshape(sample_shape)
+
+
+def on_grid(numbers, steps):
+    """Return ``numbers`` (n, n_numeric) with each column of a positive step rounded to its nearest multiple."""
+    stepped = steps > 0
+    numbers = numbers.copy()
+    numbers[:, stepped] = np.round(numbers[:, stepped] / steps[stepped]) * steps[stepped]
+    return numbers
 
 
 def input_width(n_numeric, read):

@@ -131,6 +131,7 @@ def train_denoiser(
     weights=None,
     mask=None,
     hole_rate=0.0,
+    cells=None,
     cross_entropy=None,
     goes_on=None,
     weight_decay=0.0,
@@ -159,7 +160,9 @@ def train_denoiser(
     into a minibatch proportional to its weight: the loss is the weighted mean, in expectation.
     ``mask`` (of ``x0``'s shape, or None) keeps the diffused elements of each row (see
     :func:`~skdiffusion._losses.per_sample_loss`); ``hole_rate`` of them are removed anew
-    in each minibatch (see :func:`minibatch_loss`). ``cross_entropy`` (a
+    in each minibatch (see :func:`minibatch_loss`). ``cells`` (of a sample's shape, or
+    None): each element's dequantization cell, over which its value is spread anew in
+    each minibatch (see :func:`minibatch`). ``cross_entropy`` (a
     :class:`CrossEntropyTerm`, or None) adds a discriminative term to each step's loss.
     ``weight_decay``: Adam's L2 penalty (see :class:`Adam`).
     A step whose loss spikes sends the training back to its last check, at half the rate
@@ -177,7 +180,7 @@ def train_denoiser(
     rates = list(cosine_rates(learning_rate, max_iter)) if anneal else [learning_rate]
     timestep_probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
     batch_size = min(batch_size, x0.shape[0])
-    draw = (x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights, mask, hole_rate)
+    draw = (x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights, mask, hole_rate, cells)
     # Decided once: each step's update clears the gradients it set, and leaves the others None.
     own_gradients = _written_out(denoiser)
     check = functools.partial(
@@ -512,38 +515,58 @@ def _state_copy(optimizer_state, device=None):
     }
 
 
-def minibatch_loss(
-    denoiser, x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights=None, mask=None, hole_rate=0.0
-):
-    """Return the mean loss of ``denoiser`` on a minibatch of samples, timesteps and noise (see :func:`minibatch`)."""
-    x_t, t, y, eps, mask = minibatch(
-        x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weights, mask, hole_rate
-    )
+def minibatch_loss(denoiser, *draw):
+    """Return the mean loss of ``denoiser`` on a minibatch of samples, timesteps and noise.
+
+    ``draw``: the arguments of :func:`drawn`, which draws the minibatch (see :func:`minibatch`).
+    """
+    (x_t, t, y, eps, mask), loss = drawn(*draw)
     return per_sample_loss(loss, denoiser(x_t, t, y), eps, mask=mask).mean()
 
 
-def minibatch_gradients(
-    denoiser, x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights=None, mask=None, hole_rate=0.0
-):
+def minibatch_gradients(denoiser, *draw):
     """Set an MLPDenoiser's gradients from the loss of the minibatch that :func:`minibatch_loss` draws; return the loss.
 
     The network's own backward pass (:meth:`~skdiffusion.MLPDenoiser.forward_backward`)
     from the loss's gradient, computed directly: no autograd graph.
     """
-    x_t, t, y, eps, mask = minibatch(
-        x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weights, mask, hole_rate
-    )
+    (x_t, t, y, eps, mask), loss = drawn(*draw)
     eps_hat, backward = denoiser.forward_backward(x_t, t, y)
     batch_loss, gradient = mean_loss_and_gradient(loss, eps_hat, eps, mask=mask)
     backward(gradient)
     return batch_loss
 
 
-def minibatch(x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weights=None, mask=None, hole_rate=0.0):
+def drawn(
+    x0,
+    y,
+    alphas_cumprod,
+    timestep_probs,
+    batch_size,
+    loss,
+    generator,
+    weights=None,
+    mask=None,
+    hole_rate=0.0,
+    cells=None,
+):
+    """Return ``(minibatch(...), loss)``: a training step's minibatch (see :func:`minibatch`) and its loss's name.
+
+    A training's draws are these arguments, the same at every step (see :func:`train_denoiser`).
+    """
+    batch = minibatch(x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weights, mask, hole_rate, cells)
+    return batch, loss
+
+
+def minibatch(
+    x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weights=None, mask=None, hole_rate=0.0, cells=None
+):
     """Return a minibatch ``(x_t, t, y, eps, mask)`` of samples, timesteps and noise drawn anew.
 
     Samples are drawn uniformly, or in proportion to ``weights``; ``mask`` keeps each
-    row's diffused elements. ``hole_rate``: each diffused element is also removed with
+    row's diffused elements. ``cells`` (of a sample's shape, or None): each diffused value
+    is moved by a uniform draw over its cell, centred on it (see :func:`dequantized`).
+    ``hole_rate``: each diffused element is also removed with
     this probability, as a missing value is (held at 0 and not scored), so that the network
     learns from rows with holes where they are, as it will meet them (MissDiff's
     training, with fresh holes in every minibatch).
@@ -555,10 +578,26 @@ def minibatch(x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weig
     if device.type != "cpu":  # drawn on the CPU, where the generator is
         idx, t, eps = idx.to(device), t.to(device), eps.to(device)
     x0, mask = x0.index_select(0, idx), None if mask is None else mask.index_select(0, idx)
+    x0 = dequantized(x0, cells, generator, mask)
     if hole_rate > 0:
         holes = mask * (torch.rand(mask.shape, generator=generator).to(device) < hole_rate)
         x0, mask = x0 * (1 - holes), mask - holes
     return add_noise(x0, eps, t, alphas_cumprod, mask), t, y.index_select(0, idx), eps, mask
+
+
+def dequantized(x0, cells, generator, mask=None):
+    """Return ``x0`` plus a uniform draw over each element's cell, centred on 0 (``x0`` itself if ``cells`` is None).
+
+    Uniform dequantization (Uria et al., 2013; Theis et al., 2016): values that are whole
+    multiples of a step become continuous values spread over their cells, whose density
+    does not pile up on the grid's points as the noise gets small. Elements that ``mask``
+    does not diffuse (missing values, held at 0) are left as they are; drawn on the CPU,
+    where ``generator`` is.
+    """
+    if cells is None:
+        return x0
+    spread = (torch.rand(x0.shape, generator=generator).to(x0.device) - 0.5) * cells
+    return x0 + (spread if mask is None else spread * mask)
 
 
 def draw_rows(n_samples, count, generator, weights=None):
@@ -651,8 +690,12 @@ def scored_timesteps(n_steps, scored):
     return in_range
 
 
-def validation_draws(x0, y, timestep_probs, generator, weights=None, mask=None, n_draws=VALIDATION_DRAWS):
-    """Return ``(x0, y, t, eps, weights, mask)``: held-out samples, repeated to ``n_draws`` rows, with fixed draws."""
+def validation_draws(x0, y, timestep_probs, generator, weights=None, mask=None, cells=None, n_draws=VALIDATION_DRAWS):
+    """Return ``(x0, y, t, eps, weights, mask)``: held-out samples, repeated to ``n_draws`` rows, with fixed draws.
+
+    With ``cells``, each repeat of a sample is dequantized once (see :func:`dequantized`),
+    as the training's minibatches are.
+    """
     repeats = ceil_div(n_draws, x0.shape[0])
     x0, y = x0.repeat_interleave(repeats, dim=0), y.repeat_interleave(repeats)
     weights = None if weights is None else weights.repeat_interleave(repeats)
@@ -660,7 +703,7 @@ def validation_draws(x0, y, timestep_probs, generator, weights=None, mask=None, 
     probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
     t = torch.multinomial(probs, x0.shape[0], replacement=True, generator=generator).to(x0.device)
     eps = torch.randn(x0.shape, generator=generator).to(x0.device)
-    return x0, y, t, eps, weights, mask
+    return dequantized(x0, cells, generator, mask), y, t, eps, weights, mask
 
 
 @dataclass(frozen=True)
@@ -702,11 +745,13 @@ class CrossEntropyTerm:
         weights=None,
         mask=None,
         hole_rate=0.0,
+        cells=None,
     ):
         """Return the term on rows drawn from a training's data (the arguments of :func:`minibatch_loss`).
 
         ``timestep_probs``, ``batch_size`` and ``hole_rate`` are the denoising loss's and
-        are not used: the term draws its own timesteps, and scores rows as they are.
+        are not used: the term draws its own timesteps, and scores rows as they are, but
+        dequantized over their ``cells`` as the denoising loss's are.
         """
         device = x0.device
         idx = draw_rows(x0.shape[0], self.rows, generator, weights)
@@ -715,7 +760,7 @@ class CrossEntropyTerm:
         eps = torch.randn((pairs.numel(), *x0.shape[1:]), generator=generator, dtype=x0.dtype).to(device)
         idx, pairs, t = idx.to(device), pairs.to(device), t.to(device)
         mask = None if mask is None else mask[pairs]
-        x_t = add_noise(x0[pairs], eps, t, alphas_cumprod, mask)
+        x_t = add_noise(dequantized(x0[pairs], cells, generator, mask), eps, t, alphas_cumprod, mask)
         eps_hat = _under_every_class(denoiser, x_t, t, self.log_prior.shape[0])
         target = eps.unsqueeze(1).expand_as(eps_hat)
         errors = per_sample_loss(

@@ -24,6 +24,7 @@ def benchmarks(monkeypatch):
         "choosing_rows",
         "compile",
         "denormals",
+        "dequantization",
         "discriminative",
         "first_check",
         "gaussian_base",
@@ -100,6 +101,26 @@ def test_zero_inflated_benchmark_splits_the_columns_of_a_point_mass_at_their_min
     assert split["spent at its minimum"].tolist()[:2] == [True, False] and split["spent at its minimum"].isna()[2]
     assert split["floor at its minimum"].tolist() == [True, False, True, False]
     assert split["spent at its minimum"].dtype == object  # a categorical column to DiffusionClassifier
+
+
+def test_dequantization_benchmark_fits_each_setting_and_counts_the_columns_it_spread(benchmarks):
+    import dequantization
+
+    rng = np.random.RandomState(0)
+    y = rng.randint(2, size=120)
+    counts = np.c_[rng.binomial(9, 0.3 + 0.4 * y), rng.binomial(9, 0.5, 120)].astype(float)
+    mixed = np.c_[counts, rng.normal(size=120)]  # a continuous column beside the counts
+    records = [
+        {"data": name, "seed": 0, "variant": variant, **dequantization.evaluate((X, y), 0, setting)}
+        for name, X in (("counts", counts), ("mixed", mixed))
+        for variant, setting in dequantization.VARIANTS.items()
+    ]
+    assert [r["dequantized"] for r in records] == [0, 2, 2, 0, 0, 2]
+    assert [r["features"] for r in records] == [2, 2, 2, 3, 3, 3]
+    # Not on one grid: the default fits as dequantize=False does, the same predictions.
+    assert records[4]["log_loss"] == records[3]["log_loss"] and records[4]["accuracy"] == records[3]["accuracy"]
+    table = dequantization.format_table(records, 1)
+    assert "| counts | " in table and "| 0, 2, 2 of 2 |" in table and "| 0, 0, 2 of 3 |" in table
 
 
 def test_skewed_columns_benchmark_transforms_the_positive_columns_as_box_cox_chooses(benchmarks):

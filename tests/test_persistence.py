@@ -202,6 +202,20 @@ def test_a_table_whose_network_reads_some_categories_round_trips(path):
     np.testing.assert_array_equal(loaded.predict_proba(frame), every.predict_proba(frame))
 
 
+def test_a_file_saved_before_dequantization_loads_as_trained_on_the_values_as_they_are(path):
+    integers = np.round(X * 3)  # values on a step of 1: the default dequantizes them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted = DiffusionClassifier(max_iter=30, n_trials=8, random_state=0).fit(integers, Y)
+    np.testing.assert_array_equal(fitted.value_steps_, [1.0, 1.0])
+    skdiffusion.save(fitted, path)
+    np.testing.assert_array_equal(skdiffusion.load(path).value_steps_, fitted.value_steps_)
+    _rewrite(path, lambda content: content["attributes"].pop("value_steps_"))
+    loaded = skdiffusion.load(path)
+    np.testing.assert_array_equal(loaded.value_steps_, [0.0, 0.0])
+    np.testing.assert_array_equal(loaded.predict_proba(integers), fitted.predict_proba(integers))
+
+
 def test_mlp_arguments_cover_every_constructor_argument(fitted):
     assert set(mlp_arguments(fitted.denoiser_)) == set(inspect.signature(MLPDenoiser).parameters)
 
@@ -367,6 +381,11 @@ def _set_argument(name, value):
         (
             _set_attribute("network_categories_", [{"__array__": "|b1", "shape": [1], "data": [True]}]),
             "network_categories_ does not hold a mask",
+        ),
+        (_set_attribute("value_steps_", {"__array__": "<f8", "shape": [1], "data": [1.0]}), "value_steps_ has shape"),
+        (
+            _set_attribute("value_steps_", {"__array__": "<f8", "shape": [2], "data": [-1.0, 0.0]}),
+            "not a finite step of at least 0",
         ),
     ],
 )
