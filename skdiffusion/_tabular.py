@@ -96,8 +96,9 @@ def value_steps(numeric, dequantize, scale=None, least_noise=0.0):
     """
     columns = [_distinct(column) for column in numeric.T]
     own = np.array([grid_step(column) for column in columns], dtype=np.float64)
-    steps = own if dequantize is True else np.zeros(len(columns))
-    if dequantize == "auto" and (own > 0).any():
+    auto = isinstance(dequantize, str)  # "auto", the only string the parameter takes
+    steps = own if dequantize and not auto else np.zeros(len(columns))  # True, or numpy's
+    if auto and (own > 0).any():
         # Steps that differ by float rounding alone (0.1 from 7.3 - 7.2 and from 5.1 - 5.0) vote together.
         votes, counts = np.unique(np.round(own[own > 0], 12), return_counts=True)
         step = float(votes[counts.argmax()])  # the first of the most shared: the smallest

@@ -50,6 +50,7 @@ def test_the_default_dequantizes_a_table_only_where_every_value_lies_on_the_step
     quarters = np.c_[integers, [0.25, 0.5, 1.0]]
     np.testing.assert_array_equal(value_steps(quarters, "auto"), [0.0, 0.0, 0.0, 0.0])
     np.testing.assert_array_equal(value_steps(quarters, True), [1.0, 1.0, 0.0, 0.25])
+    np.testing.assert_array_equal(value_steps(quarters, np.True_), [1.0, 1.0, 0.0, 0.25])  # numpy's bool too
     halves = np.c_[integers, [0.5, 1.0, 1.5], [1.5, 2.0, 3.5]]  # a tie of 1 and 0.5: the smaller, which all lie on
     np.testing.assert_array_equal(value_steps(halves, "auto"), [0.5, 0.5, 0.0, 0.5, 0.5])
     np.testing.assert_array_equal(value_steps(quarters, False), [0.0, 0.0, 0.0, 0.0])
