@@ -668,8 +668,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if not self.__sklearn_is_fitted__():
             return None
         names = ("denoiser_", "scaler_", "classes_", "class_count_", "alphas_cumprod_", "n_iter_", "is_categorical_")
-        names += ("categories_", "category_count_", "network_categories_")
-        names += ("value_steps_",)
+        names += ("categories_", "category_count_", "network_categories_", "value_steps_")
         return {name.rstrip("_"): getattr(self, name) for name in names} | {"state": self._training_state}
 
     def _fit(self, X, y, previous, *, classes=None, sample_weight=None):
@@ -720,7 +719,7 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             category_ll = category_log_likelihood(rows.codes, category_count, leave_out=(y_index, weights))
         x0, schedule = x0.reshape(-1, *sample_shape), as_tensor(alphas_cumprod)
         hole_rate = float(np.isnan(rows.numeric).mean())  # rows with holes are trained as they will be met
-        widths = dequantization_widths(steps, scaler.scale_, input_width(steps.size, read), sample_shape)
+        widths = dequantization_widths(steps, scaler.scale_, sample_shape)
         data = TrainingData.on(
             device, x0, y_index, weights, mask, schedule, log_prior(prior), category_ll, hole_rate, widths
         )

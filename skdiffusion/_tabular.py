@@ -16,6 +16,7 @@ model as an unseen one.
 """
 
 import functools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -63,11 +64,15 @@ def grid_step(values):
     multiple of that step (see :func:`on_step`): integer counts, scores on a scale, pixel
     intensities and measurements to a fixed precision have a step, continuous values none.
     """
-    values = _distinct(values)
-    if values.size < 2:
+    return _own_step(_distinct(values))
+
+
+def _own_step(distinct):
+    """Return :func:`grid_step` of a column's sorted ``distinct`` values."""
+    if distinct.size < 2:
         return 0.0
-    step = float(np.diff(values).min())
-    return step if on_step(values, step) else 0.0
+    step = float(np.diff(distinct).min())
+    return step if on_step(distinct, step) else 0.0
 
 
 def on_step(values, step):
@@ -95,7 +100,7 @@ def value_steps(numeric, dequantize, scale=None, least_noise=0.0):
     timestep, at least ``least_noise``, blurs a grid that fine already.
     """
     columns = [_distinct(column) for column in numeric.T]
-    own = np.array([grid_step(column) for column in columns], dtype=np.float64)
+    own = np.array([_own_step(column) for column in columns], dtype=np.float64)
     auto = isinstance(dequantize, str)  # "auto", the only string the parameter takes
     steps = own if dequantize and not auto else np.zeros(len(columns))  # True, or numpy's
     if auto and (own > 0).any():
@@ -107,16 +112,16 @@ def value_steps(numeric, dequantize, scale=None, least_noise=0.0):
     return np.where(steps / (1.0 if scale is None else scale) >= least_noise, steps, 0.0)
 
 
-def dequantization_widths(steps, scale, width, sample_shape):
+def dequantization_widths(steps, scale, sample_shape):
     """Return the cells of the denoiser's inputs that training spreads each value over, or None if there are none.
 
     ``steps`` of the numeric columns (see :func:`value_steps`) over ``scale``, the
     standardisation's (None: unscaled), then 0 for the one-hot categories that follow
-    them up to ``width`` inputs: a float32 tensor of ``sample_shape``.
+    them: a float32 tensor of the denoiser's ``sample_shape``.
     """
     if not (steps > 0).any():
         return None
-    cells = np.zeros(width, dtype=np.float32)
+    cells = np.zeros(math.prod(sample_shape), dtype=np.float32)
     cells[: steps.size] = steps / (1.0 if scale is None else scale)
     return torch.as_tensor(cells).reshape(sample_shape)
 

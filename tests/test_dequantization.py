@@ -74,11 +74,11 @@ def test_a_step_finer_than_the_least_noise_is_left_out():
 
 
 def test_cells_are_the_steps_in_standardised_units_and_none_for_the_one_hot_inputs():
-    cells = dequantization_widths(np.array([1.0, 0.0]), np.array([2.0, 4.0]), 4, (4,))
+    cells = dequantization_widths(np.array([1.0, 0.0]), np.array([2.0, 4.0]), (4,))
     torch.testing.assert_close(cells, torch.tensor([0.5, 0.0, 0.0, 0.0]))
     assert cells.dtype == torch.float32
-    torch.testing.assert_close(dequantization_widths(np.array([3.0]), None, 1, (1,)), torch.tensor([3.0]))
-    assert dequantization_widths(np.array([0.0, 0.0]), np.ones(2), 2, (2,)) is None
+    torch.testing.assert_close(dequantization_widths(np.array([3.0]), None, (1,)), torch.tensor([3.0]))
+    assert dequantization_widths(np.array([0.0, 0.0]), np.ones(2), (2,)) is None
 
 
 def test_dequantized_values_spread_evenly_over_their_cells_and_leave_the_undiffused_ones():
