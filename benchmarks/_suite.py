@@ -1,5 +1,6 @@
 """The accuracy suite: six data sets, each split 70/30 the same way."""
 
+import argparse
 import contextlib
 import json
 import os
@@ -9,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_classification, make_moons
 from sklearn.metrics import log_loss
 from sklearn.model_selection import train_test_split
@@ -56,6 +58,44 @@ def panel_tables(names):
     import real_panel
 
     return {name: real_panel.TABLES[name] for name in names}
+
+
+def protocol_fit(data, seed, **params):
+    """Fit ``DiffusionClassifier(**params)`` at ``random_state=seed`` on the protocol's split of ``data = (X, y)``.
+
+    The split is 70/30, stratified, at ``random_state=0``. Returns the model and its
+    record: the test rows' scores, the fit's seconds and the training rows.
+    """
+    X, y = data
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    model = DiffusionClassifier(**params, random_state=seed)
+    _, fit_s = timed(model.fit, X_train, y_train)
+    record = {**scores(y_test, model.predict_proba(X_test), model.classes_), "fit_s": fit_s}
+    return model, {**record, "training_rows": len(y_train)}
+
+
+def settings_main(name, description, variants, evaluate, format_table, warm):
+    """Run a benchmark of ``evaluate(data, seed, setting)`` for each of ``variants`` on the suite and the panel.
+
+    The command line takes ``--seeds`` (3) and ``--datasets`` (the suite's and the panel's,
+    the latter skipped without the benchmark extra). ``evaluate(iris, 0, warm)`` runs first,
+    untimed, for torch's one-time costs. Prints ``format_table(records, seeds)`` and writes
+    it and the records as ``benchmarks/results/<name>``.
+    """
+    import real_panel
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", nargs="*", default=[*DATASETS, *real_panel.TABLES])
+    args = parser.parse_args()
+    datasets = {**DATASETS, **panel_tables([n for n in args.datasets if n in real_panel.TABLES])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate(DATASETS["iris"](), 0, warm)
+    records = run_variants(datasets, args.datasets, args.seeds, variants, evaluate)
+    table = format_table(records, args.seeds)
+    print(table)
+    write_results(name, table, {"torch": torch.__version__, "seeds": args.seeds, "records": records})
 
 
 def seeds_and_splits(names, suite, seeds, splits):

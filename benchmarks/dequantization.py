@@ -12,30 +12,17 @@ mean accuracy, log loss and fit seconds of each, and how many columns each varia
 dequantized. Times are wall-clock seconds with every core.
 """
 
-import argparse
-import warnings
-
 import numpy as np
-import torch
-from _suite import DATASETS, grouped, mean_cells, panel_tables, run_variants, scores, seed_lines, timed, write_results
-from sklearn.model_selection import train_test_split
+from _suite import grouped, mean_cells, protocol_fit, seed_lines, settings_main
 
-from skdiffusion import DiffusionClassifier
-
-PANEL = ["crabs", "biopsy", "oj", "attrition", "churn", "oils", "mroz", "hmda", "leaf"]
 VARIANTS = {"False": False, '"auto" (default)': "auto", "True": True}
 
 
 def evaluate(data, seed, dequantize):
     """Fit at the defaults but ``dequantize`` on the protocol's split, at ``random_state=seed``; return the scores."""
-    X, y = data
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
-    model = DiffusionClassifier(dequantize=dequantize, random_state=seed)
-    _, fit_s = timed(model.fit, X_train, y_train)
-    proba = model.predict_proba(X_test)
+    model, record = protocol_fit(data, seed, dequantize=dequantize)
     return {
-        **scores(y_test, proba, model.classes_),
-        "fit_s": fit_s,
+        **record,
         "dequantized": int(np.count_nonzero(model.value_steps_)),
         "features": int(model.n_features_in_),
     }
@@ -62,18 +49,7 @@ def format_table(records, seeds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--datasets", nargs="*", default=[*DATASETS, *PANEL])
-    args = parser.parse_args()
-    datasets = {**DATASETS, **panel_tables([name for name in args.datasets if name in PANEL])}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        evaluate(DATASETS["iris"](), 0, "auto")  # torch's one-time costs, before anything is timed
-    records = run_variants(datasets, args.datasets, args.seeds, VARIANTS, evaluate)
-    table = format_table(records, args.seeds)
-    print(table)
-    write_results("dequantization", table, {"torch": torch.__version__, "seeds": args.seeds, "records": records})
+    settings_main("dequantization", __doc__.splitlines()[0], VARIANTS, evaluate, format_table, warm="auto")
 
 
 if __name__ == "__main__":

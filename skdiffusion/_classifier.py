@@ -214,7 +214,9 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         trials' timesteps and scale on all of ``X`` (unless ``validation_fraction=None``),
         without a ``ConvergenceWarning``.
     batch_size : int, default=256
-        Minibatch size of training; capped at the number of training samples.
+        Minibatch size of training; capped at the number of training samples. Smaller
+        batches make each step, and so the fit, cheaper, at some cost in accuracy on most
+        data (see the user guide).
     learning_rate : float or "auto", default="auto"
         Initial learning rate of Adam; it decays to a tenth along a cosine over
         ``max_iter`` steps. "auto": 1e-2 for the default MLP network, 5e-3 for any

@@ -21,6 +21,7 @@ def benchmarks(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     yield
     for name in (
+        "batch_size",
         "choosing_rows",
         "compile",
         "denormals",
@@ -101,6 +102,24 @@ def test_zero_inflated_benchmark_splits_the_columns_of_a_point_mass_at_their_min
     assert split["spent at its minimum"].tolist()[:2] == [True, False] and split["spent at its minimum"].isna()[2]
     assert split["floor at its minimum"].tolist() == [True, False, True, False]
     assert split["spent at its minimum"].dtype == object  # a categorical column to DiffusionClassifier
+
+
+def test_batch_size_benchmark_trains_full_batches_from_the_training_rows_on(benchmarks):
+    import batch_size
+
+    rng = np.random.RandomState(0)
+    y = rng.randint(2, size=120)
+    X = rng.normal(size=(120, 2)) + y[:, None]
+    records = [
+        {"data": "blobs", "seed": 0, "variant": variant, **batch_size.evaluate((X, y), 0, setting)}
+        for variant, setting in batch_size.VARIANTS.items()
+    ]
+    assert [r["training_rows"] for r in records] == [84] * 4
+    # 128, 256 and 512 are all capped at the 84 training rows: the same fit, the same predictions.
+    assert records[1]["log_loss"] == records[2]["log_loss"] == records[3]["log_loss"]
+    assert records[0]["log_loss"] != records[2]["log_loss"]  # 64 rows a step: another training
+    table = batch_size.format_table(records, 1)
+    assert "| blobs | 84 | " in table and table.count("| blobs | ") == 1 + len(batch_size.VARIANTS)
 
 
 def test_dequantization_benchmark_fits_each_setting_and_counts_the_columns_it_spread(benchmarks):
