@@ -310,9 +310,9 @@ class MLPDenoiser(nn.Module):
         """Return the rows of each scoring call of ``pairs`` (sample, trial) pairs: :attr:`eval_batch_size` or more.
 
         Each of a call's operations takes Python's lock back as it ends, and a scoring
-        thread waits there while another runs Python: in calls of 2,016 rows, two threads
-        scored the spirals 1.41 times as fast as one, and 1.78 times in calls that grow
-        (``benchmarks/results/speed.md``). So where the pairs fill ``GROWN_CALLS`` calls of
+        thread waits there while another runs Python: on an Intel Xeon, two threads scored
+        the spirals faster in calls that grow than in calls of 2,016 rows (see the guide on
+        scaling out). So where the pairs fill ``GROWN_CALLS`` calls of
         twice the size, the calls double, up to ``CALL_GROWTH`` times
         :attr:`eval_batch_size`: a large prediction makes a quarter of the calls, and a
         small one pads no more than before. A row's result is the same in a call of any of
