@@ -60,14 +60,18 @@ def panel_tables(names):
     return {name: real_panel.TABLES[name] for name in names}
 
 
+def protocol_split(X, y):
+    """Return ``X_train, X_test, y_train, y_test``: the protocol's split, 70/30, stratified, ``random_state=0``."""
+    return train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+
+
 def protocol_fit(data, seed, **params):
     """Fit ``DiffusionClassifier(**params)`` at ``random_state=seed`` on the protocol's split of ``data = (X, y)``.
 
-    The split is 70/30, stratified, at ``random_state=0``. Returns the model and its
-    record: the test rows' scores, the fit's seconds and the training rows.
+    Returns the model and its record: the test rows' scores, the fit's seconds and the
+    training rows (see :func:`protocol_split`).
     """
-    X, y = data
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    X_train, X_test, y_train, y_test = protocol_split(*data)
     model = DiffusionClassifier(**params, random_state=seed)
     _, fit_s = timed(model.fit, X_train, y_train)
     record = {**scores(y_test, model.predict_proba(X_test), model.classes_), "fit_s": fit_s}
@@ -98,6 +102,32 @@ def settings_main(name, description, variants, evaluate, format_table, warm):
     write_results(name, table, {"torch": torch.__version__, "seeds": args.seeds, "records": records})
 
 
+def settings_table(records, seeds, labels, what, before=(), after=()):
+    """Return the markdown tables of a benchmark of settings: per data set, the means over the seeds, then each seed.
+
+    ``labels`` maps each variant to its column's header; its cells hold the mean accuracy,
+    log loss and fit seconds. ``before`` and ``after`` are ``(header, cell)`` pairs of the
+    columns around them, ``cell(groups, name)`` a data set's text (``groups``:
+    :func:`grouped`'s). ``what`` ends the first line, saying what the columns add.
+    """
+    groups = grouped(records)
+    names = list(dict.fromkeys(r["data"] for r in records))
+    headers = [header for header, _ in before] + list(labels.values()) + [header for header, _ in after]
+    lines = [
+        f"Means over random_state 0-{seeds - 1} (the protocol's split, random_state=0): accuracy / log loss /"
+        f" fit seconds{what}.",
+        "",
+        "| data | " + " | ".join(headers) + " |",
+        "|---|" + "---|" * len(headers),
+    ]
+    for name in names:
+        cells = mean_cells(groups, name, labels, keys=("accuracy", "log_loss", "fit_s"))
+        around = [[cell(groups, name) for _, cell in columns] for columns in (before, after)]
+        lines.append(f"| {name} | {' | '.join([*around[0], *cells, *around[1]])} |")
+    lines += seed_lines(groups, names, labels)
+    return "\n".join(lines)
+
+
 def seeds_and_splits(names, suite, seeds, splits):
     """Yield ``(name, cases)`` for each data set of ``names`` in ``suite`` or the real-table panel.
 
@@ -113,7 +143,7 @@ def seeds_and_splits(names, suite, seeds, splits):
     for name in names:
         if name in suite:
             X, y = suite[name]()
-            data = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+            data = protocol_split(X, y)
             yield name, [(seed, data, seed) for seed in range(seeds)]
         elif name in tables:
             X, y = tables[name]()
@@ -132,8 +162,7 @@ def split_loader(load):
     """Return a loader of ``load()``'s ``(X, y)`` split 70/30, stratified, with ``random_state=0``."""
 
     def loader():
-        X, y = load()
-        return train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+        return protocol_split(*load())
 
     return loader
 

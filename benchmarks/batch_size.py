@@ -13,7 +13,7 @@ wall-clock seconds with every core.
 """
 
 import numpy as np
-from _suite import grouped, mean_cells, protocol_fit, seed_lines, settings_main
+from _suite import protocol_fit, settings_main, settings_table
 
 DEFAULT = "256 (default)"
 VARIANTS = {"64": 64, "128": 128, DEFAULT: 256, "512": 512}
@@ -26,30 +26,21 @@ def evaluate(data, seed, batch_size):
 
 def format_table(records, seeds):
     """Return the markdown tables: the means over the seeds per data set and variant, then each seed."""
-    groups = grouped(records)
-    names = list(dict.fromkeys(r["data"] for r in records))
-    others = [variant for variant in VARIANTS if variant != DEFAULT]
-    lines = [
-        f"Means over random_state 0-{seeds - 1} (the protocol's split, random_state=0): accuracy / log loss /"
-        " fit seconds; then each batch's fit time over the default's (the median of the seeds' ratios).",
-        "",
-        "| data | training rows | "
-        + " | ".join(f"batch_size={v}" for v in VARIANTS)
-        + " | "
-        + " | ".join(f"time, {v}" for v in others)
-        + " |",
-        "|---|---|" + "---|" * (len(VARIANTS) + len(others)),
-    ]
-    for name in names:
-        cells = mean_cells(groups, name, VARIANTS, keys=("accuracy", "log_loss", "fit_s"))
-        default = [record["fit_s"] for record in groups[name, DEFAULT]]
-        ratios = [
-            f"{np.median([r['fit_s'] / d for r, d in zip(groups[name, variant], default)]):.2f}" for variant in others
-        ]
-        rows = groups[name, DEFAULT][0]["training_rows"]
-        lines.append(f"| {name} | {rows} | {' | '.join(cells)} | {' | '.join(ratios)} |")
-    lines += seed_lines(groups, names, VARIANTS)
-    return "\n".join(lines)
+
+    def rows(groups, name):
+        return str(groups[name, DEFAULT][0]["training_rows"])
+
+    def time_against_default(variant):
+        def cell(groups, name):
+            pairs = zip(groups[name, variant], groups[name, DEFAULT])
+            return f"{np.median([record['fit_s'] / default['fit_s'] for record, default in pairs]):.2f}"
+
+        return f"time, {variant}", cell
+
+    labels = {variant: f"batch_size={variant}" for variant in VARIANTS}
+    what = "; then each batch's fit time over the default's (the median of the seeds' ratios)"
+    others = [time_against_default(variant) for variant in VARIANTS if variant != DEFAULT]
+    return settings_table(records, seeds, labels, what, before=[("training rows", rows)], after=others)
 
 
 def main():

@@ -13,7 +13,7 @@ dequantized. Times are wall-clock seconds with every core.
 """
 
 import numpy as np
-from _suite import grouped, mean_cells, protocol_fit, seed_lines, settings_main
+from _suite import protocol_fit, settings_main, settings_table
 
 VARIANTS = {"False": False, '"auto" (default)': "auto", "True": True}
 
@@ -30,22 +30,14 @@ def evaluate(data, seed, dequantize):
 
 def format_table(records, seeds):
     """Return the markdown tables: the means over the seeds per data set and variant, then each seed."""
-    groups = grouped(records)
-    names = list(dict.fromkeys(r["data"] for r in records))
-    lines = [
-        f"Means over random_state 0-{seeds - 1} (the protocol's split, random_state=0): accuracy / log loss /"
-        " fit seconds, and the columns dequantized (of the features).",
-        "",
-        "| data | " + " | ".join(f"dequantize={v}" for v in VARIANTS) + " | columns dequantized |",
-        "|---|" + "---|" * (len(VARIANTS) + 1),
-    ]
-    for name in names:
-        cells = mean_cells(groups, name, VARIANTS, keys=("accuracy", "log_loss", "fit_s"))
+
+    def counts(groups, name):
         firsts = [groups[name, variant][0] for variant in VARIANTS]
-        counts = ", ".join(str(first["dequantized"]) for first in firsts)
-        lines.append(f"| {name} | {' | '.join(cells)} | {counts} of {firsts[0]['features']} |")
-    lines += seed_lines(groups, names, VARIANTS)
-    return "\n".join(lines)
+        return f"{', '.join(str(first['dequantized']) for first in firsts)} of {firsts[0]['features']}"
+
+    labels = {variant: f"dequantize={variant}" for variant in VARIANTS}
+    what = ", and the columns dequantized (of the features)"
+    return settings_table(records, seeds, labels, what, after=[("columns dequantized", counts)])
 
 
 def main():

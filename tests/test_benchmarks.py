@@ -27,6 +27,7 @@ def benchmarks(monkeypatch):
         "denormals",
         "dequantization",
         "discriminative",
+        "few_levels",
         "first_check",
         "gaussian_base",
         "long_training",
@@ -120,6 +121,34 @@ def test_batch_size_benchmark_trains_full_batches_from_the_training_rows_on(benc
     assert records[0]["log_loss"] != records[2]["log_loss"]  # 64 rows a step: another training
     table = batch_size.format_table(records, 1)
     assert "| blobs | 84 | " in table and table.count("| blobs | ") == 1 + len(batch_size.VARIANTS)
+
+
+def test_few_levels_benchmark_makes_the_numeric_columns_of_few_levels_categorical(benchmarks):
+    import few_levels
+    import pandas as pd
+
+    rng = np.random.RandomState(0)
+    y = rng.randint(2, size=90)
+    X = pd.DataFrame(
+        {
+            "flag": y ^ (rng.rand(90) < 0.2),
+            "rating": rng.randint(1, 6, size=90),
+            "size": rng.normal(size=90) + y,
+            "city": rng.choice(["a", "b", "c"], size=90),
+        }
+    )
+    assert few_levels.few_levels(X, 0) == []
+    assert few_levels.few_levels(X, 2) == ["flag"]
+    assert few_levels.few_levels(X, 5) == ["flag", "rating"]
+    assert few_levels.few_levels(X[["flag", "city"]], 2) == []  # else no numeric column would be left
+    records = [
+        {"data": "table", "seed": 0, "variant": variant, **few_levels.evaluate((X, y), 0, most)}
+        for variant, most in few_levels.VARIANTS.items()
+    ]
+    assert [r["made_categorical"] for r in records] == [[], ["flag"], ["flag", "rating"]]
+    assert records[0]["log_loss"] != records[1]["log_loss"]  # the flag is modelled otherwise
+    table = few_levels.format_table(records, 1)
+    assert "| table | " in table and "| none; " not in table and "flag; flag, rating |" in table
 
 
 def test_dequantization_benchmark_fits_each_setting_and_counts_the_columns_it_spread(benchmarks):
