@@ -56,19 +56,14 @@ class Table(NamedTuple):
     is_categorical: np.ndarray  # (n_features,): which of X's columns are categorical
 
 
-def grid_step(values):
-    """Return the step of which every observed value of a column is a whole multiple, or 0.
-
-    The step is the smallest gap between the column's distinct values, ignoring NaN; 0
-    where the column has fewer than two distinct values or one of them is not a whole
-    multiple of that step (see :func:`on_step`): integer counts, scores on a scale, pixel
-    intensities and measurements to a fixed precision have a step, continuous values none.
-    """
-    return _own_step(_distinct(values))
-
-
 def _own_step(distinct):
-    """Return :func:`grid_step` of a column's sorted ``distinct`` values."""
+    """Return the step of which each of a column's sorted ``distinct`` values is a whole multiple, or 0.
+
+    The step is the smallest gap between the values; 0 where there are fewer than two or
+    one of them is not a whole multiple of that step (see :func:`on_step`): integer
+    counts, scores on a scale, pixel intensities and measurements to a fixed precision
+    have a step, continuous values none.
+    """
     if distinct.size < 2:
         return 0.0
     step = float(np.diff(distinct).min())
@@ -89,7 +84,7 @@ def _distinct(column):
 def value_steps(numeric, dequantize, scale=None, least_noise=0.0):
     """Return the step of each numeric column that fit dequantizes, 0 for the others.
 
-    ``dequantize``: True, each column's own step (:func:`grid_step`); "auto", the table's
+    ``dequantize``: True, each column's own step (:func:`_own_step`, NaN left out); "auto", the table's
     step, for every column of two values or more: the own step that most columns share
     (the smallest of those that tie), where every value of every column is a whole
     multiple of it (a table quantized as a whole: pixel intensities, answers on one

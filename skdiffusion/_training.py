@@ -4,6 +4,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -180,7 +181,7 @@ def train_denoiser(
     rates = list(cosine_rates(learning_rate, max_iter)) if anneal else [learning_rate]
     timestep_probs = torch.as_tensor(timestep_probs, dtype=torch.float64)
     batch_size = min(batch_size, x0.shape[0])
-    draw = (x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights, mask, hole_rate, cells)
+    draw = Draws(x0, y, alphas_cumprod, timestep_probs, batch_size, loss, generator, weights, mask, hole_rate, cells)
     # Decided once: each step's update clears the gradients it set, and leaves the others None.
     own_gradients = _written_out(denoiser)
     check = functools.partial(
@@ -518,7 +519,7 @@ def _state_copy(optimizer_state, device=None):
 def minibatch_loss(denoiser, *draw):
     """Return the mean loss of ``denoiser`` on a minibatch of samples, timesteps and noise.
 
-    ``draw``: the arguments of :func:`drawn`, which draws the minibatch (see :func:`minibatch`).
+    ``draw``: the fields of :class:`Draws`, from which :func:`drawn` draws the minibatch.
     """
     (x_t, t, y, eps, mask), loss = drawn(*draw)
     return per_sample_loss(loss, denoiser(x_t, t, y), eps, mask=mask).mean()
@@ -537,25 +538,33 @@ def minibatch_gradients(denoiser, *draw):
     return batch_loss
 
 
-def drawn(
-    x0,
-    y,
-    alphas_cumprod,
-    timestep_probs,
-    batch_size,
-    loss,
-    generator,
-    weights=None,
-    mask=None,
-    hole_rate=0.0,
-    cells=None,
-):
+class Draws(NamedTuple):
+    """What a training draws each minibatch from, the same at every step (see :func:`train_denoiser`).
+
+    The losses' functions take its fields as their arguments, in this order (see
+    :func:`minibatch` for what each means).
+    """
+
+    x0: torch.Tensor
+    y: torch.Tensor
+    alphas_cumprod: torch.Tensor
+    timestep_probs: torch.Tensor | None
+    batch_size: int | None
+    loss: str
+    generator: torch.Generator
+    weights: np.ndarray | None = None
+    mask: torch.Tensor | None = None
+    hole_rate: float = 0.0
+    cells: torch.Tensor | None = None
+
+
+def drawn(*draw):
     """Return ``(minibatch(...), loss)``: a training step's minibatch (see :func:`minibatch`) and its loss's name.
 
-    A training's draws are these arguments, the same at every step (see :func:`train_denoiser`).
+    ``draw``: the fields of :class:`Draws`.
     """
-    batch = minibatch(x0, y, alphas_cumprod, timestep_probs, batch_size, generator, weights, mask, hole_rate, cells)
-    return batch, loss
+    x0, y, alphas_cumprod, timestep_probs, batch_size, loss, *rest = Draws(*draw)
+    return minibatch(x0, y, alphas_cumprod, timestep_probs, batch_size, *rest), loss  # rest: generator on
 
 
 def minibatch(
@@ -732,27 +741,14 @@ class CrossEntropyTerm:
     rows: int = 64
     trials: int = 4
 
-    def __call__(
-        self,
-        denoiser,
-        x0,
-        y,
-        alphas_cumprod,
-        timestep_probs,
-        batch_size,
-        loss,
-        generator,
-        weights=None,
-        mask=None,
-        hole_rate=0.0,
-        cells=None,
-    ):
-        """Return the term on rows drawn from a training's data (the arguments of :func:`minibatch_loss`).
+    def __call__(self, denoiser, *draw):
+        """Return the term on rows drawn from a training's data: ``draw``, the fields of :class:`Draws`.
 
-        ``timestep_probs``, ``batch_size`` and ``hole_rate`` are the denoising loss's and
+        Their ``timestep_probs``, ``batch_size`` and ``hole_rate`` are the denoising loss's and
         are not used: the term draws its own timesteps, and scores rows as they are, but
         dequantized over their ``cells`` as the denoising loss's are.
         """
+        x0, y, alphas_cumprod, _, _, loss, generator, weights, mask, _, cells = Draws(*draw)
         device = x0.device
         idx = draw_rows(x0.shape[0], self.rows, generator, weights)
         pairs = idx.repeat_interleave(self.trials)

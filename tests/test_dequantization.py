@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from skdiffusion import DiffusionClassifier
-from skdiffusion._tabular import dequantization_widths, grid_step, on_grid, value_steps
+from skdiffusion._tabular import dequantization_widths, on_grid, value_steps
 from skdiffusion._training import dequantized, minibatch, validation_draws
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -36,7 +36,7 @@ def _counts(n=120, seed=0):
     ],
 )
 def test_a_columns_step_is_its_smallest_gap_where_every_value_is_a_multiple_of_it(values, step):
-    assert grid_step(np.array(values)) == step
+    assert value_steps(np.array(values)[:, None], True)[0] == step  # True: the column's own step
 
 
 def test_the_default_dequantizes_a_table_only_where_every_value_lies_on_the_step_most_columns_share():
