@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import json
+import multiprocessing
 import os
 import platform
 import time
@@ -175,6 +176,27 @@ def split_loader(load):
 def split_loaders(tables):
     """Return the suite's loaders and those of the panel's ``tables``, each split as :func:`split_loader` splits."""
     return {name: split_loader(load) for name, load in {**DATASETS, **panel_tables(list(tables))}.items()}
+
+
+def _spin(stop):
+    while not stop.is_set():
+        sum(i * i for i in range(10000))
+
+
+@contextlib.contextmanager
+def spinning(busy=True):
+    """Run the block with a process spinning on every core (if ``busy``): the cores shared with other work."""
+    stop = multiprocessing.Event()
+    spinners = [multiprocessing.Process(target=_spin, args=(stop,), daemon=True) for _ in range(os.cpu_count() or 1)]
+    spinners = spinners if busy else []
+    for process in spinners:
+        process.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for process in spinners:
+            process.join(2)
 
 
 def timed(fn, *args):

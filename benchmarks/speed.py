@@ -36,8 +36,6 @@ import argparse
 import contextlib
 import copy
 import functools
-import multiprocessing
-import os
 import pickle
 import subprocess
 import sys
@@ -46,7 +44,7 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import alternated, constants_set, ratio_spread, split, timed, write_results
+from _suite import alternated, constants_set, ratio_spread, spinning, split, timed, write_results
 from sklearn.datasets import make_classification
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -242,11 +240,6 @@ def _predict_proba(clf, X, split_any=False):
         return clf.predict_proba(X)
 
 
-def _spin(stop):
-    while not stop.is_set():
-        sum(i * i for i in range(10000))
-
-
 def busy_row(X_train, y_train, X_predict, rounds=5):
     """Fit and predict_proba with a process spinning on every core: default threads against one, alternated.
 
@@ -254,22 +247,14 @@ def busy_row(X_train, y_train, X_predict, rounds=5):
     ratios: on a shared core, the scheduler sometimes gives a lone thread a core of its
     own, and a single timing of each can fall either way.
     """
-    stop = multiprocessing.Event()
-    spinners = [multiprocessing.Process(target=_spin, args=(stop,), daemon=True) for _ in range(os.cpu_count() or 1)]
-    for process in spinners:
-        process.start()
     threads = {"default": torch.get_num_threads(), "one": 1}
-    try:
+    with spinning():
         fit = {label: DiffusionClassifier(random_state=0).fit for label in threads}
         fits = alternated({label: _on_threads(n, fit[label], X_train, y_train) for label, n in threads.items()}, rounds)
         clf = DiffusionClassifier(random_state=0).fit(X_train, y_train)
         clf.predict_proba(X_predict[:256])
         predict = {label: _on_threads(n, clf.predict_proba, X_predict) for label, n in threads.items()}
         predicts = alternated(predict, rounds)
-    finally:
-        stop.set()
-        for process in spinners:
-            process.join(2)
     return {
         "rounds": rounds,
         "fit_s": {label: float(np.median(v)) for label, v in fits.items()},

@@ -36,6 +36,7 @@ def benchmarks(monkeypatch):
         "skewed_columns",
         "speed",
         "timestep_weights",
+        "training_threads",
         "tuning_again",
         "zero_inflated",
         "_suite",
@@ -255,6 +256,26 @@ def test_held_out_tables_keep_their_labels_out_of_the_features(benchmarks):
     assert "bwt" not in real_panel.HELD_OUT["birthwt"]()[0].columns
     X, y = real_panel.HELD_OUT["affairs"]()
     assert "affairs" not in X.columns and set(y) == {"no", "yes"}
+
+
+def test_training_threads_benchmark_sums_the_halves_to_the_whole_minibatchs_gradients(benchmarks):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import training_threads
+
+    X, y = make_classification(n_samples=200, n_features=12, n_informative=6, random_state=0)
+    denoiser = training_threads.network(lambda: (X, y))
+    batch = training_threads.minibatch(denoiser)
+    training_threads.gradients(denoiser, batch)
+    whole = [parameter.grad.clone() for parameter in denoiser.parameters()]
+    twin = training_threads.replica(denoiser)
+    assert all(a.data_ptr() == b.data_ptr() for a, b in zip(twin.parameters(), denoiser.parameters()))
+    with ThreadPoolExecutor(1) as pool:
+        training_threads.halves_step(denoiser, twin, batch, pool)
+    for parameter, expected in zip(denoiser.parameters(), whole):
+        torch.testing.assert_close(parameter.grad, expected, rtol=1e-4, atol=1e-6)
+    # The replica's gradients are its half's own: not the whole's.
+    assert any(not torch.allclose(own.grad, expected) for own, expected in zip(twin.parameters(), whole))
 
 
 def test_alternated_timings_reverse_the_order_every_other_round(benchmarks):
