@@ -370,7 +370,8 @@ def plot_gaps(rows, path, split_rows=None, title="DiffusionClassifier on real ta
         colors = ["tab:green" if gap >= -0.02 else "tab:red" for gap in gaps]
         ax.bar(x + offset, gaps, width, color=colors, hatch=hatch, edgecolor="white")
         handles.append(Patch(facecolor="grey", hatch=hatch, edgecolor="white", label=label))
-    ax.set_xticks(x, names)
+    long = max(len(name) for name in names) > 9  # slanted, so that long names do not run together
+    ax.set_xticks(x, names, rotation=25 if long else 0, ha="right" if long else "center")
     handles.append(
         ax.axhline(-0.02, color="grey", linestyle="--", linewidth=1, label="best baseline - 0.02 (red: below)")
     )
