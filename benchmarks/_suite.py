@@ -187,8 +187,8 @@ def _spin(stop):
 def spinning(busy=True):
     """Run the block with a process spinning on every core (if ``busy``): the cores shared with other work."""
     stop = multiprocessing.Event()
-    spinners = [multiprocessing.Process(target=_spin, args=(stop,), daemon=True) for _ in range(os.cpu_count() or 1)]
-    spinners = spinners if busy else []
+    cores = (os.cpu_count() or 1) if busy else 0
+    spinners = [multiprocessing.Process(target=_spin, args=(stop,), daemon=True) for _ in range(cores)]
     for process in spinners:
         process.start()
     try:

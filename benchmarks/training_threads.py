@@ -80,16 +80,17 @@ def replica(denoiser):
 def halves_step(denoiser, twin, batch, pool):
     """Set ``denoiser``'s gradients of the whole ``batch`` from its halves, the second on ``pool``'s thread."""
     half = BATCH // 2
-
-    def second():
-        with one_torch_thread():
-            gradients(twin, batch, slice(half, None))
-
-    done = pool.submit(second)
+    done = pool.submit(gradients, twin, batch, slice(half, None))
     gradients(denoiser, batch, slice(None, half))
     done.result()
     for own, other in zip(denoiser.parameters(), twin.parameters()):
         own.grad.add_(other.grad).mul_(0.5)  # the mean of the halves' mean losses: the whole's
+
+
+def _one_torch_thread():
+    """Set the calling thread to compute as the library's threads do: one torch thread, denormals flushed."""
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
 
 
 def steps(step, n_steps):
@@ -105,7 +106,8 @@ def steps(step, n_steps):
 def measure(denoiser, n_steps, rounds, busy):
     """Return the median milliseconds per step of each variant, and the ratio of one thread's to two threads'."""
     batch, twin = minibatch(denoiser), replica(denoiser)
-    with ThreadPoolExecutor(1) as pool, one_torch_thread(), spinning(busy):
+    # The pool's thread is set once, not at every step: a step would pay for the setting.
+    with ThreadPoolExecutor(1, initializer=_one_torch_thread) as pool, one_torch_thread(), spinning(busy):
         calls = {
             "one thread": steps(lambda: gradients(denoiser, batch), n_steps),
             "two threads, halves": steps(lambda: halves_step(denoiser, twin, batch, pool), n_steps),
