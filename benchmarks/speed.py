@@ -29,6 +29,8 @@ default settings unless a column says otherwise:
 - fit time against MLPClassifier(max_iter=1000) on the spirals split;
 - oneDNN's matrix products against torch's ``mm`` (one thread), on the layer shapes of the
   default networks, and the scoring and training loops with oneDNN switched off and on;
+- where a scoring loop's time goes (one thread, torch's profiler): the matrix products, the
+  SiLUs, the sinusoidal features, the other operations, and the time outside them;
 - peak RSS growth of ``predict_proba`` on 1,000,000 rows of 2 features (a fresh process).
 """
 
@@ -473,6 +475,38 @@ def kernel_rows(jobs, repeats=20):
     return {"products": products, "jobs": {k: {s: min(v) for s, v in t.items() if v} for k, t in seconds.items()}}
 
 
+# The operations of a scoring loop by kind, as torch's profiler names them (see anatomy_rows).
+OPERATION_KINDS = {
+    "matrix products": ("mkldnn::_linear_pointwise", "aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm"),
+    "SiLU": ("aten::silu", "aten::silu_"),
+    "sinusoidal features": ("aten::sin", "aten::cos"),
+}
+
+
+def anatomy_rows(jobs):
+    """One thread: each job's share of time in each kind of operation (:data:`OPERATION_KINDS`), and outside them.
+
+    Torch's profiler records each operation's own time; "other operations" are the rest
+    of the operations, "outside the operations" the job's time between them (Python, and
+    the profiler's own bookkeeping, which makes it larger than in a job that is not
+    profiled). Also the job's seconds without the profiler, best of 3.
+    """
+    rows = {}
+    with torch_threads(1):
+        for name, job in jobs.items():
+            job()
+            seconds = min(timed(job)[1] for _ in range(3))
+            with torch.profiler.profile() as profiler:
+                profiled = timed(job)[1]
+            own = dict.fromkeys([*OPERATION_KINDS, "other operations"], 0.0)
+            for event in profiler.key_averages():
+                kind = next((k for k, names in OPERATION_KINDS.items() if event.key in names), "other operations")
+                own[kind] += event.self_cpu_time_total / 1e6
+            shares = {kind: value / profiled for kind, value in own.items()}
+            rows[name] = {"seconds": seconds, "shares": {**shares, "outside the operations": 1 - sum(shares.values())}}
+    return rows
+
+
 def rss_row(clf, n_rows):
     """Peak RSS growth (MB) and seconds of predict_proba on ``n_rows`` rows, in a fresh process."""
     with tempfile.NamedTemporaryFile(suffix=".pkl") as f:
@@ -525,6 +559,12 @@ def main():
             "training loop, spirals (300 steps)": training_job(spirals_clf, X_spirals, y_spirals),
             "training loop, digits (300 steps)": training_job(digits_clf, X_digits, y_digits),
             **class_jobs,
+        }
+    )
+    anatomy = anatomy_rows(
+        {
+            "scoring loop, spirals (600 rows)": scoring_job(spirals_clf, X_spirals_test),
+            "scoring loop, digits (540 rows)": scoring_job(digits_clf, X_digits_test),
         }
     )
     rss = rss_row(spirals_clf, args.rss_rows)
@@ -640,6 +680,19 @@ def main():
         for k, v in kernels["jobs"].items()
         if "oneDNN" in v
     ]
+    kinds = list(next(iter(anatomy.values()))["shares"])
+    lines += [
+        "",
+        "where a scoring loop's time goes, one thread (torch's profiler; its own bookkeeping falls outside the",
+        "operations, which it makes larger than in a loop that is not profiled): shares of the loop's time",
+        "",
+        "| loop | seconds, not profiled | " + " | ".join(kinds) + " |",
+        "|---" * (len(kinds) + 2) + "|",
+    ]
+    lines += [
+        f"| {k} | {v['seconds']:.3f} | " + " | ".join(f"{v['shares'][kind]:.2f}" for kind in kinds) + " |"
+        for k, v in anatomy.items()
+    ]
     lines += [
         "",
         f"fit on spirals: DiffusionClassifier {fit['diffusion_fit_s']:.2f} s (accuracy "
@@ -664,6 +717,7 @@ def main():
             "threads": threads,
             "fit": fit,
             "kernels": kernels,
+            "anatomy": anatomy,
             "rss": rss,
         },
     )

@@ -385,6 +385,26 @@ def test_speed_benchmark_times_the_noise_taken_off_before_and_after_the_read_out
     assert speed._scoring.scoring_passes is passes
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_speed_benchmark_finds_the_products_silus_and_features_of_a_scoring_loop(benchmarks):
+    import speed
+
+    from skdiffusion.datasets import make_spirals
+
+    # The spirals' network: sinusoidal features, SiLUs and products in every call, which the
+    # profiler's names must still find; the caller's thread count comes back.
+    X, y = make_spirals(n_samples=300, random_state=0)
+    clf = DiffusionClassifier(max_iter=20, n_trials=8, random_state=0).fit(X, y)
+    assert clf.denoiser_.n_frequencies > 0
+    threads = torch.get_num_threads()
+    record = speed.anatomy_rows({"loop": speed.scoring_job(clf, X[:50])})["loop"]
+    shares = record["shares"]
+    assert list(shares) == [*speed.OPERATION_KINDS, "other operations", "outside the operations"]
+    assert all(shares[kind] > 0 for kind in speed.OPERATION_KINDS) and shares["other operations"] > 0
+    assert 0 <= shares["outside the operations"] < 1 and record["seconds"] > 0
+    assert torch.get_num_threads() == threads
+
+
 def test_denormals_benchmark_leaves_the_threads_setting_alone_in_kept_only(benchmarks):
     import denormals
 
