@@ -11,6 +11,7 @@ from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 
 from skdiffusion import DiffusionClassifier, MLPDenoiser, _calibration, _compute, _denoisers, _fitting
+from skdiffusion.datasets import make_spirals
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -388,8 +389,6 @@ def test_speed_benchmark_times_the_noise_taken_off_before_and_after_the_read_out
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_speed_benchmark_finds_the_products_silus_and_features_of_a_scoring_loop(benchmarks):
     import speed
-
-    from skdiffusion.datasets import make_spirals
 
     # The spirals' network: sinusoidal features, SiLUs and products in every call, which the
     # profiler's names must still find; the caller's thread count comes back.
