@@ -69,7 +69,9 @@ def _checked_table(estimator, X, y, *, reset, is_categorical):
         check_array(np.empty((0, is_categorical.size)), estimator=estimator)
     if X.shape[1] == 0:
         raise ValueError(
-            "X has only categorical columns; DiffusionClassifier needs at least one numeric column to diffuse."
+            "X has only categorical columns; DiffusionClassifier needs at least one numeric column to diffuse. "
+            "Categories alone are a naive Bayes model's data (sklearn.naive_bayes.CategoricalNB), which is "
+            "what this classifier's factor of the categories would be without the diffusion."
         )
     if x_only:
         return check_array(X, estimator=estimator, **finite), X_categorical, None, feature_names

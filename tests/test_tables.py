@@ -355,7 +355,7 @@ def test_a_table_without_rows_is_refused_with_its_whole_shape(table):
 
 def test_only_categorical_columns_or_images_with_categories_are_refused():
     X, y = _frame()
-    with pytest.raises(ValueError, match="only categorical columns"):
+    with pytest.raises(ValueError, match="only categorical columns.*CategoricalNB"):
         _clf().fit(X[["colour"]], y)
     with pytest.raises(ValueError, match="image_shape cannot be used with categorical columns"):
         _clf(image_shape=(1, 1, 4)).fit(X, y)
