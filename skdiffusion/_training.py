@@ -563,8 +563,8 @@ def drawn(*draw):
 
     ``draw``: the fields of :class:`Draws`.
     """
-    x0, y, alphas_cumprod, timestep_probs, batch_size, loss, *rest = Draws(*draw)
-    return minibatch(x0, y, alphas_cumprod, timestep_probs, batch_size, *rest), loss  # rest: generator on
+    x0, y, alphas_cumprod, timestep_probs, batch_size, loss, *rest = draw  # rest: generator on, minibatch's defaults
+    return minibatch(x0, y, alphas_cumprod, timestep_probs, batch_size, *rest), loss
 
 
 def minibatch(
