@@ -205,14 +205,17 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         it is undone. On 3,000 samples or more, before a tuning, "auto" trains a cosine of
         3,000 steps instead of 600, not going on after it (afresh for half as many, as
         above, if the held-out loss rose), and the tuning keeps its share of 600: more
-        rows support a longer training (see the user guide). "auto" without held-out
-        samples (or with ``early_stopping``, which stops on its own): 600 steps. Not used by
-        :meth:`partial_fit`, which runs one epoch's worth of steps per call. 0 trains
-        nothing, for a pretrained denoiser (with ``denoiser=None``, it is refused, but in a
-        ``warm_start`` fit of a fitted network): ``fit`` then records the classes, priors and
-        standardisation, checks the denoiser's contract on a batch of two, and chooses the
-        trials' timesteps and scale on all of ``X`` (unless ``validation_fraction=None``),
-        without a ``ConvergenceWarning``.
+        rows support a longer training (see the user guide). Otherwise a network with a
+        Gaussian base (see :class:`~skdiffusion.MLPDenoiser`), which has only the classes'
+        departures from Gaussians to learn, trains 300 steps (afresh for 150 if the held-out
+        loss rose), not going on after them, and its tuning takes its share of 300. "auto"
+        without held-out samples (or with ``early_stopping``, which stops on its own): 600
+        steps. Not used by :meth:`partial_fit`, which runs one epoch's worth of steps per
+        call. 0 trains nothing, for a pretrained denoiser (with ``denoiser=None``, it is
+        refused, but in a ``warm_start`` fit of a fitted network): ``fit`` then records the
+        classes, priors and standardisation, checks the denoiser's contract on a batch of
+        two, and chooses the trials' timesteps and scale on all of ``X`` (unless
+        ``validation_fraction=None``), without a ``ConvergenceWarning``.
     batch_size : int, default=256
         Minibatch size of training; capped at the number of training samples. Smaller
         batches make each step, and so the fit, cheaper, at some cost in accuracy on most
@@ -701,10 +704,12 @@ class DiffusionClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         seeds = Seeds.draw(check_random_state(self.random_state))
         prior = class_prior(self.priors, class_count)
         params = self.get_params(deep=False)
-        plan = plan_fit(params, y_index, classes.size, seeds=seeds, continuing=continuing, incremental=incremental)
         one_hot_of = functools.partial(one_hot, read=read, counts=category_count)
         start = self._start_network(previous, rows, y_index, weights, classes.size, seeds.init, device, one_hot_of)
         scaler, network, build = start
+        base = isinstance(network, MLPDenoiser) and bool(network.gaussian_base)
+        options = {"continuing": continuing, "incremental": incremental, "gaussian_base": base}
+        plan = plan_fit(params, y_index, classes.size, seeds=seeds, **options)
         check_denoiser(network, sample_shape, classes.size, device, trainable=plan.trains)
         x0, mask = denoiser_input(standardise(scaler, rows.numeric), rows, read, category_count)
         if continuing:  # the steps of the fit that built the network: its inputs keep their meaning

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from skdiffusion import DiffusionClassifier, _calibration, _fitting
+from skdiffusion import DiffusionClassifier, _calibration, _classifier, _fitting
 from skdiffusion.datasets import make_spirals
 
 
@@ -50,3 +50,14 @@ def scripted_losses(monkeypatch):
         monkeypatch.setattr(_fitting, "choose_trials", scripted_choice)
 
     return script
+
+
+@pytest.fixture
+def planned_without_base(monkeypatch):
+    """Make fits plan their training as for a network without a Gaussian base, whatever it has (see ``plan_fit``)."""
+    planned = _classifier.plan_fit
+
+    def without_base(*args, **kwargs):
+        return planned(*args, **{**kwargs, "gaussian_base": False})
+
+    monkeypatch.setattr(_classifier, "plan_fit", without_base)

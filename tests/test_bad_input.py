@@ -854,10 +854,11 @@ def test_ctrl_c_during_the_tuning_keeps_the_tuned_steps(discriminative, tuning):
     ],
 )
 def test_a_fault_while_tuning_again_keeps_the_network_before_it(monkeypatch, fault, message, steps):
-    # max_iter="auto" with the cross-entropy term: 10 steps, then tunings of 5. The first
-    # tuning lowers the held-out log loss, so it tunes again, and that tuning diverges or is
-    # interrupted: the model keeps the network of the first tuning, and says so.
-    monkeypatch.setattr(_fitting, "AUTO_STEPS", 10)
+    # max_iter="auto" with the cross-entropy term: 10 steps (half of 20: the network has a
+    # Gaussian base), then tunings of 5. The first tuning lowers the held-out log loss, so it
+    # tunes again, and that tuning diverges or is interrupted: the model keeps the network
+    # of the first tuning, and says so.
+    monkeypatch.setattr(_fitting, "AUTO_STEPS", 20)
     monkeypatch.setattr(_training._HeldOutLoss, "fall", lambda self, start, stop: 0.0)
     monkeypatch.setattr(_fitting, "TUNE_AGAIN_ROWS", 1)  # these 40 rows hold out 4
     losses, choose_trials = [], _fitting.choose_trials

@@ -10,7 +10,16 @@ import torch
 from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 
-from skdiffusion import DiffusionClassifier, MLPDenoiser, _calibration, _compute, _denoisers, _fitting
+from skdiffusion import (
+    DiffusionClassifier,
+    MLPDenoiser,
+    _calibration,
+    _classifier,
+    _compute,
+    _denoisers,
+    _fitting,
+    _training,
+)
 from skdiffusion.datasets import make_spirals
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -34,6 +43,7 @@ def benchmarks(monkeypatch):
         "long_training",
         "range_choice",
         "real_panel",
+        "short_fits",
         "skewed_columns",
         "speed",
         "timestep_weights",
@@ -123,6 +133,38 @@ def test_batch_size_benchmark_trains_full_batches_from_the_training_rows_on(benc
     assert records[0]["log_loss"] != records[2]["log_loss"]  # 64 rows a step: another training
     table = batch_size.format_table(records, 1)
     assert "| blobs | 84 | " in table and table.count("| blobs | ") == 1 + len(batch_size.VARIANTS)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_short_fits_benchmark_sets_the_cosine_s_length_and_times_mlpclassifier_on_the_same_rows(
+    benchmarks, monkeypatch
+):
+    import pandas as pd
+    import short_fits
+
+    rng = np.random.RandomState(0)
+    y = rng.randint(2, size=120)
+    X = rng.normal(size=(120, 2)) + y[:, None]
+    short, mlp = (short_fits.evaluate((X, y), 0, setting) for setting in (20, None))
+    # An integer max_iter is the cosine's length, exactly: 84 training rows refit, as long as the first training.
+    assert short["n_iter"] == 20 and short["training_rows"] == mlp["training_rows"] == 84
+    assert 1 <= mlp["n_iter"] <= 1000  # MLPClassifier's epochs
+    # The blobs' network has a Gaussian base: "auto" trains it half as long as it did before
+    # (the held-out loss neither rising nor falling), and the library's plan is restored.
+    monkeypatch.setattr(_fitting, "AUTO_STEPS", 40)
+    monkeypatch.setattr(_training._HeldOutLoss, "fall", lambda self, start, stop: 0.0)
+    default, before = (short_fits.evaluate((X, y), 0, setting) for setting in ("auto", "before"))
+    assert (default["n_iter"], before["n_iter"]) == (20, 40) and _classifier.plan_fit is _fitting.plan_fit
+    # A frame gets the panel baselines' preprocessing, an array the suite's scaler.
+    assert type(short_fits.mlp(pd.DataFrame(X), 0)[0]).__name__ == "ColumnTransformer"
+    assert type(short_fits.mlp(X, 0)[0]).__name__ == "StandardScaler"
+    seconds = dict(zip(short_fits.VARIANTS, (4.0, 5.0, 3.0, 2.0, 1.0, 2.0)))
+    records = [
+        {**short, "data": "blobs", "seed": 0, "variant": variant, "fit_s": seconds[variant]}
+        for variant in short_fits.VARIANTS
+    ]
+    table = short_fits.format_table(records, 1)
+    assert "| 2.0, 2.5, 1.5, 1.0, 0.5 |" in table  # each variant's fit over MLPClassifier's 2 s
 
 
 def test_few_levels_benchmark_makes_the_numeric_columns_of_few_levels_categorical(benchmarks):

@@ -4,9 +4,10 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import make_classification
+from sklearn.datasets import load_iris, make_classification
+from sklearn.exceptions import ConvergenceWarning
 
-from skdiffusion import DiffusionClassifier, _fitting
+from skdiffusion import DiffusionClassifier, _fitting, _training
 from skdiffusion._calibration import Trials
 from skdiffusion._fitting import (
     AUTO_MOST_TUNINGS,
@@ -190,6 +191,50 @@ def test_max_iter_zero_trains_nothing_and_holds_out_every_row():
     plan = _plan(max_iter=0)
     assert plan.first.max_iter == 0 and not plan.trains
     assert plan.first.rows.size == 0 and plan.held_out.size == 300
+
+
+def _base_plan(n_rows=300, **params):
+    """Return :func:`_plan`'s plan for a network with a Gaussian base."""
+    y_index = np.arange(n_rows) % 2
+    params = DiffusionClassifier(**params).get_params(deep=False)
+    return plan_fit(params, y_index, 2, seeds=SEEDS, gaussian_base=True)
+
+
+def test_auto_trains_a_network_with_a_gaussian_base_half_as_long_and_not_on_after_it():
+    # Before a refit: a cosine of 300 steps, which the refit replays; afresh for 150 if the
+    # held-out loss rises; never on after it, and counted as converged.
+    plan = _base_plan()
+    first, second = plan.first, plan.second
+    assert (first.max_iter, first.extend_to, second.max_iter, second.extend_to) == (300, 300, 300, 300)
+    assert plan.settled and plan.steps == [300, 300] and plan.retries == [150]
+    # Before a tuning: the tuning's share is of the 300 steps.
+    tuned = _base_plan(n_rows=REFIT_BELOW)
+    assert (tuned.first.max_iter, tuned.second.max_iter, tuned.tuning_of) == (300, 150, 300) and tuned.settled
+    # The longer cosine on many rows, a told max_iter, and fits without held-out rows train as any network's.
+    long = _base_plan(n_rows=LONG_TRAINING_ROWS)
+    assert (long.first.max_iter, long.tuning_of, long.settled) == (3000, 600, False)
+    told = _base_plan(max_iter=600)
+    assert (told.first.max_iter, told.first.extend_to, told.settled) == (600, 0, False)
+    for params in ({"validation_fraction": None}, {"early_stopping": True}):
+        plan = _base_plan(**params)
+        assert (plan.first.max_iter, plan.settled) == (600, False)
+
+
+def test_a_gaussian_base_s_training_stops_at_its_length_without_a_convergence_warning(monkeypatch, request):
+    # Iris's default network has a Gaussian base. With the held-out loss still falling at
+    # the end of its 40 steps ("auto" at 80), it neither goes on nor warns, and the refit
+    # replays those 40; the same fit planned as for a network without a base goes on.
+    monkeypatch.setattr(_fitting, "AUTO_STEPS", 80)
+    monkeypatch.setattr(_training._HeldOutLoss, "fall", lambda self, start, stop: 1.0)
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = DiffusionClassifier(random_state=0).fit(X, y)
+    assert model.denoiser_.gaussian_base and model.n_iter_ == len(model.loss_curve_) == 40
+    request.getfixturevalue("planned_without_base")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert DiffusionClassifier(random_state=0).fit(X, y).n_iter_ > 80  # on after its 80
 
 
 def test_auto_learning_rate_is_that_of_the_network():
