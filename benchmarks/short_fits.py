@@ -62,12 +62,10 @@ def evaluate(data, seed, max_iter):
     before, see :data:`BEFORE`), or (None) MLPClassifier. The steps are DiffusionClassifier's
     ``n_iter_``, or MLPClassifier's epochs.
     """
-    if max_iter == "before":
-        with constants_set(_classifier, {"plan_fit": planned_without_base}):
-            model, record = protocol_fit(data, seed)
-        return {**record, "n_iter": model.n_iter_}
     if max_iter is not None:
-        model, record = protocol_fit(data, seed, max_iter=max_iter)
+        before = max_iter == "before"
+        with constants_set(_classifier, {"plan_fit": planned_without_base} if before else {}):
+            model, record = protocol_fit(data, seed, max_iter="auto" if before else max_iter)
         return {**record, "n_iter": model.n_iter_}
     X_train, X_test, y_train, y_test = protocol_split(*data)
     model = mlp(X_train, seed)
